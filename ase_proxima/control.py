@@ -1,0 +1,289 @@
+"""Feedback control of the surrogate-use threshold.
+
+Pure numerics, no ASE: the controller sees pairs ``(u, e)`` -- the uncertainty
+signal of a call and the error the surrogate made on it, known whenever the
+target also ran -- and moves the threshold ``T`` below which the surrogate may
+answer, so that the windowed mean error sits at the user's bound ``eps*``.
+
+The law (DESIGN section 2, the thesis eq. 3.3 with its safeguards)::
+
+    eps_k   = mean(e over the N newest comparisons)
+    alpha_k = slope of e = alpha*u + beta over a longer recent history (floored > 0)
+    T_k+1   = clip(T_k - gain * (eps_k - eps*) / alpha_k, T_k - dT_max, T_k + dT_max)
+    T_k+1   = clip(T_k+1, T_min, T_max_eff)
+
+``T_max_eff`` also stops integral wind-up: a threshold above every uncertainty
+seen lately serves every call, so raising it further only delays the reaction
+when the error comes back.  An oscillation detector watches the sign and size of
+the steps; sustained alternation with non-shrinking amplitude halves ``gain``
+(and counts an oscillation), quiet operation lets it recover.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ThresholdController", "ControllerState"]
+
+
+@dataclass
+class ControllerState:
+    """Everything a controller needs to continue exactly where it stopped."""
+
+    threshold: float | None
+    alpha: float | None
+    beta: float
+    gain: float
+    oscillations: int
+    updates: int
+    window: list[tuple[float, float]]
+    history: list[tuple[float, float]]
+    recent_u: list[float]
+    steps: list[float]
+    quiet: int
+
+
+class ThresholdController:
+    """Threshold controller with a regression estimate of the plant gain ``alpha``.
+
+    Parameters
+    ----------
+    error_bound:
+        Target mean error ``eps*`` (> 0), in the metric's units.
+    window:
+        N, the number of newest comparisons averaged into ``eps_k`` (>= 2).
+    threshold:
+        Initial T.  ``None``: derived from the first alpha estimate, once
+        ``window`` comparisons exist, as the u at which the fitted line gives
+        ``eps*/2`` (never below 0).
+    threshold_bounds:
+        ``(T_min, T_max)``; default ``(0, inf)`` with anti-wind-up (see module doc).
+    max_step:
+        ``dT_max``; default a quarter of the median recent uncertainty, so the
+        controller is scale-free in the uncertainty's units.
+    alpha:
+        A fixed plant gain (the thesis's basic law, eq. 3.2).  ``None`` (default)
+        estimates it by regression over ``alpha_history`` comparisons.
+    alpha_history:
+        Length of the history used by the regression (default ``5 * window``, at least 20).
+    headroom:
+        Anti-wind-up factor: T never exceeds ``headroom * max(recent u)``.
+    """
+
+    def __init__(
+        self,
+        error_bound: float,
+        window: int = 10,
+        threshold: float | None = None,
+        threshold_bounds: tuple[float, float] | None = None,
+        max_step: float | None = None,
+        alpha: float | None = None,
+        alpha_history: int | None = None,
+        headroom: float = 1.5,
+        recent_calls: int = 200,
+    ) -> None:
+        if not (isinstance(error_bound, (int, float)) and math.isfinite(error_bound) and error_bound > 0):
+            raise ValueError(f"error_bound must be a finite number > 0, got {error_bound!r}")
+        if not isinstance(window, (int, np.integer)) or window < 2:
+            raise ValueError(f"window must be an integer >= 2, got {window!r}")
+        if threshold_bounds is None:
+            threshold_bounds = (0.0, math.inf)
+        t_min, t_max = (float(b) for b in threshold_bounds)
+        if math.isnan(t_min) or math.isnan(t_max) or t_min < 0 or t_max <= t_min:
+            raise ValueError(f"threshold_bounds must satisfy 0 <= T_min < T_max, got {threshold_bounds!r}")
+        if threshold is not None and not (math.isfinite(threshold) and threshold >= 0):
+            raise ValueError(f"threshold must be a finite number >= 0, got {threshold!r}")
+        if max_step is not None and not (math.isfinite(max_step) and max_step > 0):
+            raise ValueError(f"max_threshold_step must be a finite number > 0, got {max_step!r}")
+        if alpha is not None and not (math.isfinite(alpha) and alpha > 0):
+            raise ValueError(f"alpha must be a finite number > 0, got {alpha!r}")
+        if headroom < 1:
+            raise ValueError(f"headroom must be >= 1, got {headroom!r}")
+
+        self.error_bound = float(error_bound)
+        self.window_size = int(window)
+        self.t_min, self.t_max = t_min, t_max
+        self.max_step = max_step
+        self.fixed_alpha = alpha
+        self.headroom = float(headroom)
+        n_hist = alpha_history if alpha_history is not None else max(5 * self.window_size, 20)
+        if n_hist < 3:
+            raise ValueError(f"alpha_history must be >= 3, got {alpha_history!r}")
+
+        self.threshold: float | None = None if threshold is None else self._clip_bounds(float(threshold))
+        self.alpha: float | None = alpha
+        self.beta = 0.0
+        self.gain = 1.0
+        self.oscillations = 0
+        self.updates = 0
+        self._window: deque[tuple[float, float]] = deque(maxlen=self.window_size)
+        self._history: deque[tuple[float, float]] = deque(maxlen=int(n_hist))
+        self._recent_u: deque[float] = deque(maxlen=int(recent_calls))
+        self._steps: deque[float] = deque(maxlen=4)
+        self._quiet = 0
+
+    # ------------------------------------------------------------------ inputs
+    def note_uncertainty(self, u: float) -> None:
+        """Record the uncertainty of any call (served or not): feeds anti-wind-up."""
+        if math.isfinite(u):
+            self._recent_u.append(float(u))
+
+    def observe(self, u: float, error: float) -> None:
+        """Add one comparison (uncertainty, error of the surrogate against the target)."""
+        if not (math.isfinite(u) and math.isfinite(error)):
+            raise ValueError(f"comparison must be finite, got u={u!r}, error={error!r}")
+        pair = (float(u), abs(float(error)))
+        self._window.append(pair)
+        self._history.append(pair)
+
+    # ----------------------------------------------------------------- outputs
+    @property
+    def ready(self) -> bool:
+        """True once the threshold is set and the gate may serve surrogate answers."""
+        return self.threshold is not None
+
+    @property
+    def window_error(self) -> float:
+        """``eps_k``: mean error over the window (nan while it is empty)."""
+        if not self._window:
+            return math.nan
+        return float(np.mean([e for _, e in self._window]))
+
+    @property
+    def window_full(self) -> bool:
+        return len(self._window) == self.window_size
+
+    def allows(self, u: float) -> bool:
+        """The gate: may a call with uncertainty ``u`` be served by the surrogate?"""
+        return self.threshold is not None and math.isfinite(u) and u < self.threshold
+
+    # ------------------------------------------------------------------ update
+    def update(self, measured_error: float | None = None) -> float | None:
+        """One control step; returns the new threshold (``None`` while starting up).
+
+        ``measured_error`` overrides the window mean (the calculator passes a
+        rescaled figure when the bound is on all returned results).
+        """
+        self._estimate_alpha()
+        if self.threshold is None:
+            if not self.window_full or self.alpha is None:
+                return None
+            t0 = (0.5 * self.error_bound - self.beta) / self.alpha
+            self.threshold = self._clip_bounds(max(t0, 0.0))
+            return self.threshold
+
+        eps = self.window_error if measured_error is None else float(measured_error)
+        if not math.isfinite(eps):
+            return self.threshold
+        alpha = self.alpha if self.alpha is not None else self._alpha_floor()
+        step = -self.gain * (eps - self.error_bound) / alpha
+        dmax = self._max_step()
+        step = float(np.clip(step, -dmax, dmax))
+        new_t = self._clip_bounds(self.threshold + step)
+        new_t = min(new_t, max(self._windup_cap(), self.t_min))
+        applied = new_t - self.threshold
+        self.threshold = new_t
+        self.updates += 1
+        self._watch_oscillation(applied, dmax)
+        return self.threshold
+
+    # --------------------------------------------------------------- internals
+    def _scale(self) -> float:
+        """Typical size of the uncertainty signal, used for scale-free defaults."""
+        us = [u for u, _ in self._history] or list(self._recent_u)
+        if not us:
+            return 1.0
+        med = float(np.median(np.abs(us)))
+        if med > 0:
+            return med
+        mx = float(np.max(np.abs(us)))
+        return mx if mx > 0 else 1.0
+
+    def _alpha_floor(self) -> float:
+        return 1e-3 * self.error_bound / self._scale()
+
+    def _max_step(self) -> float:
+        return self.max_step if self.max_step is not None else 0.25 * self._scale()
+
+    def _windup_cap(self) -> float:
+        if not self._recent_u:
+            return math.inf
+        return self.headroom * max(self._recent_u)
+
+    def _clip_bounds(self, t: float) -> float:
+        return float(min(max(t, self.t_min), self.t_max))
+
+    def _estimate_alpha(self) -> None:
+        if self.fixed_alpha is not None:
+            self.alpha, self.beta = self.fixed_alpha, 0.0
+            return
+        if len(self._history) < 3:
+            return
+        u = np.array([p[0] for p in self._history])
+        e = np.array([p[1] for p in self._history])
+        if np.ptp(u) <= 0:
+            return
+        slope, intercept = np.polyfit(u, e, 1)
+        floor = self._alpha_floor()
+        if slope >= floor:
+            self.alpha, self.beta = float(slope), float(intercept)
+        else:  # error not rising with u here: keep the line through the mean at the floor slope
+            self.alpha = floor
+            self.beta = float(np.mean(e) - floor * np.mean(u))
+
+    def _watch_oscillation(self, step: float, dmax: float) -> None:
+        """Halve the gain on sustained alternation whose amplitude is not shrinking."""
+        if step == 0.0:
+            return
+        self._steps.append(step)
+        s = list(self._steps)
+        alternating = len(s) == self._steps.maxlen and all(s[i] * s[i + 1] < 0 for i in range(len(s) - 1))
+        if alternating:
+            amps = [abs(x) for x in s]
+            growing = all(amps[i + 1] >= 0.95 * amps[i] or amps[i + 1] >= 0.95 * dmax for i in range(len(amps) - 1))
+            if growing:
+                self.oscillations += 1
+                self.gain = max(self.gain * 0.5, 1.0 / 64)
+                self._steps.clear()
+                self._quiet = 0
+                return
+        self._quiet += 1
+        if self._quiet >= 4 * self.window_size and self.gain < 1.0:
+            self.gain = min(1.0, self.gain * 1.25)
+            self._quiet = 0
+
+    # ------------------------------------------------------------ persistence
+    def state(self) -> ControllerState:
+        return ControllerState(
+            threshold=self.threshold,
+            alpha=self.alpha,
+            beta=self.beta,
+            gain=self.gain,
+            oscillations=self.oscillations,
+            updates=self.updates,
+            window=list(self._window),
+            history=list(self._history),
+            recent_u=list(self._recent_u),
+            steps=list(self._steps),
+            quiet=self._quiet,
+        )
+
+    def load_state(self, state: ControllerState | dict[str, Any]) -> None:
+        if isinstance(state, dict):
+            state = ControllerState(**state)
+        self.threshold = state.threshold
+        self.alpha = state.alpha
+        self.beta = state.beta
+        self.gain = state.gain
+        self.oscillations = state.oscillations
+        self.updates = state.updates
+        self._window = deque((tuple(p) for p in state.window), maxlen=self.window_size)
+        self._history = deque((tuple(p) for p in state.history), maxlen=self._history.maxlen)
+        self._recent_u = deque(state.recent_u, maxlen=self._recent_u.maxlen)
+        self._steps = deque(state.steps, maxlen=4)
+        self._quiet = state.quiet

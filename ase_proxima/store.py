@@ -1,0 +1,189 @@
+"""Persistence of a Proxima run: training data, the per-call log, the controller state.
+
+A store is a directory:
+
+``training.db``  every target result (structure + energy/forces/stress) in an
+                 ``ase.db`` SQLite database, written as soon as the target
+                 returns, so a crash loses no target work;
+``calls.csv``    the per-call log, one flushed line per call;
+``state.json``   controller, counters and random state after the latest call,
+                 replaced atomically, so a run can resume where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+
+__all__ = ["CallLog", "RunStore", "LOG_COLUMNS", "training_row"]
+
+#: columns of the per-call log, in order
+LOG_COLUMNS: tuple[str, ...] = (
+    "step",
+    "kind",
+    "reason",
+    "uncertainty",
+    "threshold",
+    "alpha",
+    "error",
+    "t_target",
+    "t_surrogate",
+    "t_uncertainty",
+    "t_training",
+    "t_controller",
+    "t_total",
+)
+
+_STORED_PROPERTIES = ("energy", "free_energy", "forces", "stress", "dipole", "charges", "magmom", "magmoms")
+
+
+class CallLog:
+    """The per-call record of a run: a list of dicts with :data:`LOG_COLUMNS` keys.
+
+    ``kind`` is ``target`` (the target answered), ``surrogate`` (the surrogate
+    answered) or ``audit`` (the gate allowed the surrogate, the target ran as a
+    random check and answered).  ``error`` is the surrogate-vs-target error
+    where both ran, else NaN.
+    """
+
+    def __init__(self, records: Sequence[Mapping[str, Any]] = ()) -> None:
+        self.records: list[dict[str, Any]] = [dict(r) for r in records]
+
+    def append(self, record: Mapping[str, Any]) -> None:
+        self.records.append(dict(record))
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.records)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.records[i]
+
+    def column(self, name: str) -> np.ndarray:
+        """One column as an array (NaN where missing)."""
+        if name == "kind" or name == "reason":
+            return np.array([r.get(name) for r in self.records], dtype=object)
+        return np.array([_as_float(r.get(name)) for r in self.records], float)
+
+    def to_dataframe(self):
+        """A pandas DataFrame (pandas is an optional dependency)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.records, columns=list(LOG_COLUMNS))
+
+    def to_csv(self, path: str | os.PathLike) -> None:
+        with open(path, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=LOG_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            for r in self.records:
+                writer.writerow(r)
+
+    @classmethod
+    def read_csv(cls, path: str | os.PathLike) -> CallLog:
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        out = []
+        for r in rows:
+            rec: dict[str, Any] = {}
+            for k in LOG_COLUMNS:
+                v = r.get(k, "")
+                if k in ("kind", "reason"):
+                    rec[k] = v or None
+                elif k == "step":
+                    rec[k] = int(v)
+                else:
+                    rec[k] = _as_float(v)
+            out.append(rec)
+        return cls(out)
+
+
+def _as_float(v: Any) -> float:
+    if v is None or v == "":
+        return float("nan")
+    return float(v)
+
+
+def training_row(atoms: Atoms, results: Mapping[str, Any]) -> Atoms:
+    """A copy of ``atoms`` carrying ``results`` in a SinglePointCalculator (what ase.db stores)."""
+    copy = atoms.copy()
+    copy.calc = SinglePointCalculator(copy, **{k: v for k, v in results.items() if k in _STORED_PROPERTIES})
+    return copy
+
+
+class RunStore:
+    """A run directory holding training data (ase.db), the call log (CSV) and the state (JSON)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        import ase.db
+
+        self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise ValueError(f"store must be a directory, {self.path} is a file")
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.path / "training.db"
+        self.log_path = self.path / "calls.csv"
+        self.state_path = self.path / "state.json"
+        self.db = ase.db.connect(str(self.db_path), type="db", append=True)
+
+    # ------------------------------------------------------------- training
+    def add_training(self, atoms: Atoms, results: Mapping[str, Any], **keys: Any) -> int:
+        """Persist one target result; returns its row id."""
+        return self.db.write(training_row(atoms, results), key_value_pairs=keys)
+
+    def training(self) -> list[tuple[Atoms, dict[str, Any]]]:
+        """All stored target results in insertion order."""
+        out = []
+        for row in self.db.select(sort="id"):
+            atoms = row.toatoms()
+            res = {k: row.get(k) for k in _STORED_PROPERTIES if row.get(k) is not None}
+            out.append((atoms, res))
+        return out
+
+    def training_count(self) -> int:
+        return self.db.count()
+
+    # ------------------------------------------------------------------- log
+    def append_log(self, record: Mapping[str, Any]) -> None:
+        new = not self.log_path.exists() or self.log_path.stat().st_size == 0
+        with open(self.log_path, "a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=LOG_COLUMNS, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow(record)
+            fh.flush()
+
+    def read_log(self) -> CallLog:
+        if not self.log_path.exists():
+            return CallLog()
+        return CallLog.read_csv(self.log_path)
+
+    def truncate_log(self, n_records: int) -> None:
+        """Keep the first ``n_records`` log lines (drops lines written after the saved state)."""
+        log = self.read_log()
+        if len(log) > n_records:
+            CallLog(log.records[:n_records]).to_csv(self.log_path)
+
+    # ----------------------------------------------------------------- state
+    def write_state(self, state: Mapping[str, Any]) -> None:
+        tmp = self.state_path.with_suffix(".json.tmp")
+        with open(tmp, "w") as fh:
+            json.dump(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.state_path)
+
+    def read_state(self) -> dict[str, Any] | None:
+        if not self.state_path.exists():
+            return None
+        with open(self.state_path) as fh:
+            return json.load(fh)

@@ -1,0 +1,6 @@
+"""Surrogate model families behind one protocol (see :mod:`.base`)."""
+
+from .base import Prediction, Surrogate
+from .soap_ridge import SOAPBayesianRidge
+
+__all__ = ["Prediction", "Surrogate", "SOAPBayesianRidge"]

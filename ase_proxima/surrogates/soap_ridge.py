@@ -1,0 +1,217 @@
+"""SOAP + Bayesian ridge: the default energy (and force) surrogate for molecules.
+
+Model.  The energy is a sum of atomic contributions that are linear in each
+atom's SOAP power spectrum, with one weight vector per element of the central
+atom::
+
+    E = sum_s n_s e_s  +  c  +  w . X,     X = concat_s ( sum_{i in s} p_i )
+
+``e_s`` are per-element reference energies (least squares on the element
+counts), so the learned part is small whatever the target's zero of energy
+(Hartree-Fock methane is about -1100 eV).  Because ``X`` is linear in the
+per-atom spectra, forces come out analytically, ``F = -w . dX/dr``, from
+dscribe's analytical SOAP derivatives, and force labels enter the same linear
+fit as extra rows: one target call on an N-atom molecule gives 1 + 3N
+equations, which is why this model learns from few calls.
+
+Why this and not a kernel on per-atom SOAP vectors (the thesis's choice): a
+linear model in summed spectra is the kernel model with a linear (dot product)
+kernel written in primal form; it refits in milliseconds, gives exact force
+derivatives, and scikit-learn's ``BayesianRidge`` supplies a posterior
+covariance, whose predictive std tracks the actual error closely enough to
+serve as the gate signal (DESIGN section 4, probes).  The std reported here is
+the epistemic part only (``x Sigma x``): it shrinks to zero near the data, as
+a distance would.
+
+Periodic systems: dscribe's SOAP derivatives are numerical only under periodic
+boundaries (seconds for a few hundred atoms), so for periodic structures the
+model serves energies and leaves forces to the target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+from dscribe.descriptors import SOAP
+from sklearn.linear_model import BayesianRidge
+
+from .base import Prediction, Surrogate, check_training_set
+
+__all__ = ["SOAPBayesianRidge"]
+
+
+def _structure_key(atoms: Atoms) -> bytes:
+    """Identity of a structure for the descriptor cache (content, not object id)."""
+    return b"".join(
+        (atoms.numbers.tobytes(), atoms.positions.tobytes(), atoms.cell.array.tobytes(), atoms.pbc.tobytes())
+    )
+
+
+class SOAPBayesianRidge(Surrogate):
+    """Energy/force surrogate: element-resolved summed SOAP + ``BayesianRidge``.
+
+    Parameters
+    ----------
+    r_cut, n_max, l_max, sigma:
+        SOAP settings (Angstrom for lengths).
+    fit_forces:
+        Use target forces, where present, as training rows (non-periodic only).
+    energy_weight:
+        Weight of an energy row relative to one force row; default
+        ``sqrt(3N)``, so a structure's energy counts as much as all its forces.
+    """
+
+    def __init__(
+        self,
+        r_cut: float = 5.0,
+        n_max: int = 4,
+        l_max: int = 3,
+        sigma: float = 0.5,
+        fit_forces: bool = True,
+        energy_weight: float | None = None,
+    ) -> None:
+        if r_cut <= 0 or n_max < 1 or l_max < 0 or sigma <= 0:
+            raise ValueError("SOAP settings must be positive (r_cut, sigma > 0; n_max >= 1; l_max >= 0)")
+        self.r_cut, self.n_max, self.l_max, self.sigma = float(r_cut), int(n_max), int(l_max), float(sigma)
+        self.fit_forces = bool(fit_forces)
+        self.energy_weight = energy_weight
+        self.species: tuple[str, ...] = ()
+        self.periodic: bool | None = None
+        self._soap: SOAP | None = None
+        self._model: BayesianRidge | None = None
+        self._cache: dict[bytes, tuple[np.ndarray, np.ndarray | None]] = {}
+        self.implemented_properties = ("energy", "forces")
+
+    # ----------------------------------------------------------- descriptors
+    def _make_soap(self, species: Sequence[str], periodic: bool) -> SOAP:
+        return SOAP(
+            species=list(species),
+            r_cut=self.r_cut,
+            n_max=self.n_max,
+            l_max=self.l_max,
+            sigma=self.sigma,
+            periodic=periodic,
+            sparse=False,
+        )
+
+    def _features(self, atoms: Atoms, with_derivatives: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """Element-resolved summed spectrum X (n_feat,) and, optionally, dX/dr (N, 3, n_feat)."""
+        assert self._soap is not None
+        symbols = atoms.get_chemical_symbols()
+        if with_derivatives:
+            d, p = self._soap.derivatives(atoms, method="analytical", return_descriptor=True)
+        else:
+            p, d = self._soap.create(atoms), None
+        p = np.atleast_2d(p)
+        blocks, dblocks = [], []
+        for s in self.species:
+            mask = np.fromiter((x == s for x in symbols), bool, len(symbols))
+            blocks.append(p[mask].sum(axis=0))
+            if d is not None:
+                dblocks.append(d[mask].sum(axis=0))  # (N, 3, F)
+        x = np.concatenate(blocks)
+        dx = np.concatenate(dblocks, axis=-1) if d is not None else None
+        return x, dx
+
+    def _counts(self, atoms: Atoms) -> np.ndarray:
+        symbols = atoms.get_chemical_symbols()
+        return np.array([symbols.count(s) for s in self.species], float)
+
+    # ----------------------------------------------------------------- model
+    @property
+    def is_fitted(self) -> bool:
+        return self._model is not None
+
+    def accepts(self, atoms: Atoms) -> str | None:
+        if not self.is_fitted:
+            return "surrogate not trained"
+        unseen = sorted(set(atoms.get_chemical_symbols()) - set(self.species))
+        if unseen:
+            return f"species {unseen} not in the training data"
+        if bool(atoms.pbc.any()) != self.periodic:
+            return "periodicity differs from the training data"
+        return None
+
+    def properties_for(self, atoms: Atoms) -> tuple[str, ...]:
+        return ("energy",) if atoms.pbc.any() else ("energy", "forces")
+
+    def fit(self, images: Sequence[Atoms], results: Sequence[Mapping[str, Any]]) -> None:
+        check_training_set(images, results)
+        periodic = {bool(a.pbc.any()) for a in images}
+        if len(periodic) != 1:
+            raise ValueError("training set mixes periodic and non-periodic structures")
+        species = tuple(sorted({s for a in images for s in a.get_chemical_symbols()}))
+        periodic_flag = periodic.pop()
+        if species != self.species or periodic_flag != self.periodic or self._soap is None:
+            self.species, self.periodic = species, periodic_flag
+            self._soap = self._make_soap(species, periodic_flag)
+            self._cache.clear()
+        use_forces = self.fit_forces and not periodic_flag
+
+        xs, dxs, energies, forces, counts = [], [], [], [], []
+        for atoms, res in zip(images, results):
+            want_d = use_forces and "forces" in res
+            key = _structure_key(atoms)
+            cached = self._cache.get(key)
+            if cached is None or (want_d and cached[1] is None):
+                cached = self._features(atoms, want_d)
+                self._cache[key] = cached
+            xs.append(cached[0])
+            dxs.append(cached[1] if want_d else None)
+            energies.append(float(res["energy"]))
+            forces.append(np.asarray(res["forces"], float) if want_d else None)
+            counts.append(self._counts(atoms))
+        live = {_structure_key(a) for a in images}
+        for key in [k for k in self._cache if k not in live]:
+            del self._cache[key]
+
+        X = np.array(xs)
+        C = np.array(counts)
+        E = np.array(energies)
+        self._e_ref = np.linalg.lstsq(C, E, rcond=None)[0]
+        y_e = E - C @ self._e_ref
+        self._y_mean = float(y_e.mean())
+        self._mu = X.mean(axis=0)
+        scale = X.std(axis=0)
+        scale[scale < 1e-12 * max(float(np.abs(X).max()), 1.0)] = 1.0
+        self._scale = scale
+
+        rows, targets = [], []
+        for i, atoms in enumerate(images):
+            n = len(atoms)
+            k_e = self.energy_weight if self.energy_weight is not None else np.sqrt(3 * n)
+            rows.append(k_e * np.append((X[i] - self._mu) / scale, 1.0))
+            targets.append(k_e * (y_e[i] - self._y_mean))
+            if dxs[i] is not None:
+                g = -dxs[i].reshape(3 * n, -1) / scale
+                rows.extend(np.hstack([g, np.zeros((3 * n, 1))]))
+                targets.extend(forces[i].ravel())
+        A = np.array(rows)
+        b = np.array(targets)
+        model = BayesianRidge(fit_intercept=False, max_iter=500)
+        model.fit(A, b)
+        self._model = model
+
+    def predict(self, atoms: Atoms) -> Prediction:
+        reason = self.accepts(atoms)
+        if reason is not None:
+            raise ValueError(f"surrogate cannot predict this structure: {reason}")
+        assert self._model is not None
+        want_f = "forces" in self.properties_for(atoms)
+        x, dx = self._features(atoms, want_f)
+        w = self._model.coef_
+        cov = self._model.sigma_
+        row = np.append((x - self._mu) / self._scale, 1.0)
+        energy = float(self._counts(atoms) @ self._e_ref + self._y_mean + row @ w)
+        results: dict[str, Any] = {"energy": energy}
+        spread: dict[str, Any] = {"energy": float(np.sqrt(max(row @ cov @ row, 0.0)))}
+        if dx is not None:
+            n = len(atoms)
+            g = -dx.reshape(3 * n, -1) / self._scale
+            results["forces"] = (g @ w[:-1]).reshape(n, 3)
+            var = np.einsum("ij,jk,ik->i", g, cov[:-1, :-1], g)
+            spread["forces"] = np.sqrt(np.clip(var, 0.0, None)).reshape(n, 3)
+        return Prediction(results=results, spread=spread)

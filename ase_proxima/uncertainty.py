@@ -1,0 +1,112 @@
+"""Uncertainty signals for the gate: a number u that grows with the expected error.
+
+Two families (DESIGN section 1):
+
+* :class:`DistanceUncertainty` -- the thesis's signal: distance from the
+  structure to its nearest training structure in a cheap, permutation-invariant
+  descriptor (Coulomb-matrix eigenspectrum for molecules, sine-matrix
+  eigenspectrum for periodic cells), robust-scaled, via scikit-learn's
+  ``NearestNeighbors``.  Needs no surrogate prediction.
+* :class:`EnsembleUncertainty` -- the spread the surrogate attaches to its own
+  prediction (ensemble std, or the Bayesian posterior std of
+  :class:`~ase_proxima.surrogates.SOAPBayesianRidge`), reduced in the same way
+  as the error metric so u and the error share units.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import numpy as np
+from ase import Atoms
+from dscribe.descriptors import CoulombMatrix, SineMatrix
+from sklearn.neighbors import NearestNeighbors
+from sklearn.preprocessing import RobustScaler
+
+from .metrics import metric_properties, reduce_spread
+from .surrogates.base import Prediction
+
+__all__ = ["Uncertainty", "DistanceUncertainty", "EnsembleUncertainty"]
+
+
+class Uncertainty(ABC):
+    """Protocol of gate signals."""
+
+    #: True when :meth:`score` reads the surrogate's prediction (so it is made first)
+    needs_prediction: bool = False
+
+    def fit(self, images: Sequence[Atoms]) -> None:
+        """Refresh whatever the signal keeps of the training set (called with every refit)."""
+
+    def accepts(self, atoms: Atoms) -> str | None:
+        """``None`` if the signal is defined for ``atoms``, else why not."""
+        return None
+
+    @abstractmethod
+    def score(self, atoms: Atoms, prediction: Prediction | None) -> float:
+        """The uncertainty u of one structure (finite, >= 0)."""
+
+
+class DistanceUncertainty(Uncertainty):
+    """1-nearest-neighbour distance to the training set in a scaled matrix-eigenspectrum space."""
+
+    def __init__(self, n_atoms_max: int | None = None) -> None:
+        self.n_atoms_max = n_atoms_max
+        self._periodic: bool | None = None
+        self._desc = None
+        self._scaler: RobustScaler | None = None
+        self._nn: NearestNeighbors | None = None
+
+    def _describe(self, images: Sequence[Atoms]) -> np.ndarray:
+        return np.atleast_2d(np.asarray(self._desc.create(list(images)), float))
+
+    def fit(self, images: Sequence[Atoms]) -> None:
+        if not images:
+            raise ValueError("cannot fit DistanceUncertainty on no structures")
+        periodic = {bool(a.pbc.any()) for a in images}
+        if len(periodic) != 1:
+            raise ValueError("training set mixes periodic and non-periodic structures")
+        self._periodic = periodic.pop()
+        n_max = max(len(a) for a in images)
+        if self.n_atoms_max is not None:
+            if n_max > self.n_atoms_max:
+                raise ValueError(f"training structure with {n_max} atoms exceeds n_atoms_max={self.n_atoms_max}")
+            n_max = self.n_atoms_max
+        cls = SineMatrix if self._periodic else CoulombMatrix
+        self._desc = cls(n_atoms_max=n_max, permutation="eigenspectrum")
+        self._n_max = n_max
+        X = self._describe(images)
+        self._scaler = RobustScaler().fit(X)
+        self._nn = NearestNeighbors(n_neighbors=1).fit(self._scaler.transform(X))
+
+    def accepts(self, atoms: Atoms) -> str | None:
+        if self._nn is None:
+            return "distance index not fitted"
+        if len(atoms) > self._n_max:
+            return f"{len(atoms)} atoms exceed the {self._n_max} the descriptor was built for"
+        if bool(atoms.pbc.any()) != self._periodic:
+            return "periodicity differs from the training data"
+        return None
+
+    def score(self, atoms: Atoms, prediction: Prediction | None = None) -> float:
+        if self._nn is None:
+            raise RuntimeError("DistanceUncertainty.score called before fit")
+        x = self._scaler.transform(self._describe([atoms]))
+        dist, _ = self._nn.kneighbors(x)
+        return float(dist[0, 0])
+
+
+class EnsembleUncertainty(Uncertainty):
+    """The surrogate's own spread (ensemble std or posterior std), reduced like the error metric."""
+
+    needs_prediction = True
+
+    def __init__(self, metric: str = "energy") -> None:
+        metric_properties(metric)
+        self.metric = metric
+
+    def score(self, atoms: Atoms, prediction: Prediction | None) -> float:
+        if prediction is None:
+            raise ValueError("EnsembleUncertainty needs the surrogate's prediction")
+        return reduce_spread(self.metric, prediction.spread, len(atoms))
