@@ -415,6 +415,8 @@ class ProximaCalculator(Calculator):
                 timers["training"] += time.perf_counter() - t
         self._n_fitted = n
         self._fits += 1
+        if self.store is not None:
+            self.store.write_models((self.surrogate, self.uncertainty), n)
 
     # ------------------------------------------------------------- reporting
     @property
@@ -473,7 +475,9 @@ class ProximaCalculator(Calculator):
             "recent_kinds": list(self._recent_kinds),
         }
 
-    def _restore_state_dict(self, state: Mapping[str, Any]) -> None:
+    def _restore_state_dict(self, state: Mapping[str, Any], models: Mapping[str, Any] | None = None) -> None:
+        """Restore counters, controller and random state; models from ``models`` when they
+        match the saved training size (bit-identical), else by refitting on that data."""
         if state.get("version") != _STATE_VERSION:
             raise ValueError(f"unsupported state version {state.get('version')!r}")
         if state["n_training"] > len(self._train_atoms):
@@ -488,7 +492,10 @@ class ProximaCalculator(Calculator):
         self._audit_errors = list(state["audit_errors"])
         self._recent_kinds = deque(state["recent_kinds"], maxlen=self._recent_kinds.maxlen)
         self._n_fitted = 0
-        if state["n_fitted"]:
+        if models is not None and models.get("n_fitted") == state["n_fitted"]:
+            self.surrogate, self.uncertainty = models["models"]
+            self._n_fitted = state["n_fitted"]
+        elif state["n_fitted"]:
             self._ensure_models(self._train_atoms[0])
             self._fit(n=state["n_fitted"])
         self._fits = state["fits"]
@@ -501,6 +508,9 @@ class ProximaCalculator(Calculator):
             "training": [(a, r) for a, r in zip(self._train_atoms, self._train_results)],
             "log": self.log.records,
             "parameters": self.parameters,
+            "models": {"n_fitted": self._n_fitted, "models": (self.surrogate, self.uncertainty)}
+            if self._n_fitted
+            else None,
         }
         tmp = f"{os.fspath(path)}.tmp"
         with open(tmp, "wb") as fh:
@@ -518,7 +528,7 @@ class ProximaCalculator(Calculator):
         self._train_atoms = [a.copy() for a, _ in payload["training"]]
         self._train_results = [dict(r) for _, r in payload["training"]]
         self.log = CallLog(payload["log"])
-        self._restore_state_dict(payload["state"])
+        self._restore_state_dict(payload["state"], payload.get("models"))
 
     def _load_from_store(self) -> None:
         assert self.store is not None
@@ -529,4 +539,4 @@ class ProximaCalculator(Calculator):
         if state is not None:
             self.log = CallLog(self.store.read_log().records[: state["step"]])
             self.store.truncate_log(state["step"])
-            self._restore_state_dict(state)
+            self._restore_state_dict(state, self.store.read_models())

@@ -9,14 +9,22 @@ The law (DESIGN section 2, the thesis eq. 3.3 with its safeguards)::
 
     eps_k   = mean(e over the N newest comparisons)
     alpha_k = slope of e = alpha*u + beta over a longer recent history (floored > 0)
-    T_k+1   = clip(T_k - gain * (eps_k - eps*) / alpha_k, T_k - dT_max, T_k + dT_max)
+    T_k+1   = clip(T_k - gain * (eps_k - eps*) / (N * alpha_k), T_k - dT_max, T_k + dT_max)
     T_k+1   = clip(T_k+1, T_min, T_max_eff)
+
+The factor 1/N: the law runs after every new comparison, and each comparison
+stays in the window for N updates, so the thesis's full correction
+``(eps_k - eps*)/alpha_k`` applied at every update counts the same evidence N
+times and overshoots N-fold (it oscillates on the plain linear plant of the
+tests).  With 1/N the corrections made while one window refreshes add up to
+one full correction: the response settles within about two windows, with a few
+per cent of overshoot.
 
 ``T_max_eff`` also stops integral wind-up: a threshold above every uncertainty
 seen lately serves every call, so raising it further only delays the reaction
-when the error comes back.  An oscillation detector watches the sign and size of
-the steps; sustained alternation with non-shrinking amplitude halves ``gain``
-(and counts an oscillation), quiet operation lets it recover.
+when the error comes back.  An oscillation detector watches the threshold's
+swings; sustained alternation with non-shrinking amplitude halves ``gain`` and
+counts an oscillation, reported in the run statistics.
 """
 
 from __future__ import annotations
@@ -45,7 +53,6 @@ class ControllerState:
     history: list[tuple[float, float]]
     recent_u: list[float]
     steps: list[float]
-    quiet: int
 
 
 class ThresholdController:
@@ -72,7 +79,8 @@ class ThresholdController:
     alpha_history:
         Length of the history used by the regression (default ``5 * window``, at least 20).
     headroom:
-        Anti-wind-up factor: T never exceeds ``headroom * max(recent u)``.
+        Anti-wind-up factor: T never exceeds ``headroom * max(u)`` over the
+        last ``recent_calls`` calls (default ``max(50, 5 * window)``).
     """
 
     def __init__(
@@ -84,8 +92,8 @@ class ThresholdController:
         max_step: float | None = None,
         alpha: float | None = None,
         alpha_history: int | None = None,
-        headroom: float = 1.5,
-        recent_calls: int = 200,
+        headroom: float = 1.1,
+        recent_calls: int | None = None,
     ) -> None:
         if not (isinstance(error_bound, (int, float)) and math.isfinite(error_bound) and error_bound > 0):
             raise ValueError(f"error_bound must be a finite number > 0, got {error_bound!r}")
@@ -123,9 +131,9 @@ class ThresholdController:
         self.updates = 0
         self._window: deque[tuple[float, float]] = deque(maxlen=self.window_size)
         self._history: deque[tuple[float, float]] = deque(maxlen=int(n_hist))
-        self._recent_u: deque[float] = deque(maxlen=int(recent_calls))
+        n_recent = recent_calls if recent_calls is not None else max(50, 5 * self.window_size)
+        self._recent_u: deque[float] = deque(maxlen=int(n_recent))
         self._steps: deque[float] = deque(maxlen=4)
-        self._quiet = 0
 
     # ------------------------------------------------------------------ inputs
     def note_uncertainty(self, u: float) -> None:
@@ -181,7 +189,9 @@ class ThresholdController:
         if not math.isfinite(eps):
             return self.threshold
         alpha = self.alpha if self.alpha is not None else self._alpha_floor()
-        step = -self.gain * (eps - self.error_bound) / alpha
+        # each comparison stays in the window for N updates: 1/N of the thesis's per-step
+        # correction adds up to one full correction per window (the literal law overshoots N-fold)
+        step = -self.gain * (eps - self.error_bound) / (alpha * self.window_size)
         dmax = self._max_step()
         step = float(np.clip(step, -dmax, dmax))
         new_t = self._clip_bounds(self.threshold + step)
@@ -189,20 +199,20 @@ class ThresholdController:
         applied = new_t - self.threshold
         self.threshold = new_t
         self.updates += 1
-        self._watch_oscillation(applied, dmax)
+        self._watch_oscillation(applied)
         return self.threshold
 
     # --------------------------------------------------------------- internals
     def _scale(self) -> float:
         """Typical size of the uncertainty signal, used for scale-free defaults."""
-        us = [u for u, _ in self._history] or list(self._recent_u)
+        us = list(self._recent_u) or [u for u, _ in self._history]
         if not us:
             return 1.0
         med = float(np.median(np.abs(us)))
-        if med > 0:
+        if med > 1e-100:
             return med
         mx = float(np.max(np.abs(us)))
-        return mx if mx > 0 else 1.0
+        return mx if mx > 1e-100 else 1.0
 
     def _alpha_floor(self) -> float:
         return 1e-3 * self.error_bound / self._scale()
@@ -226,9 +236,14 @@ class ThresholdController:
             return
         u = np.array([p[0] for p in self._history])
         e = np.array([p[1] for p in self._history])
-        if np.ptp(u) <= 0:
+        du = u - u.mean()
+        suu = float(du @ du)
+        if not (math.isfinite(suu) and suu > 1e-300):
             return
-        slope, intercept = np.polyfit(u, e, 1)
+        slope = float(du @ (e - e.mean())) / suu
+        if not math.isfinite(slope):
+            return
+        intercept = float(e.mean() - slope * u.mean())
         floor = self._alpha_floor()
         if slope >= floor:
             self.alpha, self.beta = float(slope), float(intercept)
@@ -236,26 +251,31 @@ class ThresholdController:
             self.alpha = floor
             self.beta = float(np.mean(e) - floor * np.mean(u))
 
-    def _watch_oscillation(self, step: float, dmax: float) -> None:
-        """Halve the gain on sustained alternation whose amplitude is not shrinking."""
+    def _watch_oscillation(self, step: float) -> None:
+        """Halve the gain when the threshold swings back and forth without the swings shrinking.
+
+        Consecutive steps of one sign are merged into a *swing*; four alternating
+        swings, each at least 90 % of the one before and larger than a tenth of
+        the uncertainty scale (noise around the set point makes small ones), are
+        an oscillation: the gain is halved for the rest of the run (a plant whose
+        slope the regression underestimates more than twofold, DESIGN section 2)
+        and the event is counted for the user.
+        """
         if step == 0.0:
             return
-        self._steps.append(step)
-        s = list(self._steps)
-        alternating = len(s) == self._steps.maxlen and all(s[i] * s[i + 1] < 0 for i in range(len(s) - 1))
-        if alternating:
-            amps = [abs(x) for x in s]
-            growing = all(amps[i + 1] >= 0.95 * amps[i] or amps[i + 1] >= 0.95 * dmax for i in range(len(amps) - 1))
-            if growing:
-                self.oscillations += 1
-                self.gain = max(self.gain * 0.5, 1.0 / 64)
-                self._steps.clear()
-                self._quiet = 0
-                return
-        self._quiet += 1
-        if self._quiet >= 4 * self.window_size and self.gain < 1.0:
-            self.gain = min(1.0, self.gain * 1.25)
-            self._quiet = 0
+        if self._steps and (self._steps[-1] > 0) == (step > 0):
+            self._steps[-1] += step
+        else:
+            self._steps.append(step)
+        swings = [abs(x) for x in self._steps]
+        if len(swings) < self._steps.maxlen:
+            return
+        significant = min(swings) >= 0.1 * self._scale()
+        sustained = all(swings[i + 1] >= 0.9 * swings[i] for i in range(len(swings) - 1))
+        if significant and sustained:
+            self.oscillations += 1
+            self.gain = max(self.gain * 0.5, 1.0 / 64)
+            self._steps.clear()
 
     # ------------------------------------------------------------ persistence
     def state(self) -> ControllerState:
@@ -270,7 +290,6 @@ class ThresholdController:
             history=list(self._history),
             recent_u=list(self._recent_u),
             steps=list(self._steps),
-            quiet=self._quiet,
         )
 
     def load_state(self, state: ControllerState | dict[str, Any]) -> None:
@@ -286,4 +305,3 @@ class ThresholdController:
         self._history = deque((tuple(p) for p in state.history), maxlen=self._history.maxlen)
         self._recent_u = deque(state.recent_u, maxlen=self._recent_u.maxlen)
         self._steps = deque(state.steps, maxlen=4)
-        self._quiet = state.quiet

@@ -7,7 +7,9 @@ A store is a directory:
                  returns, so a crash loses no target work;
 ``calls.csv``    the per-call log, one flushed line per call;
 ``state.json``   controller, counters and random state after the latest call,
-                 replaced atomically, so a run can resume where it stopped.
+                 replaced atomically, so a run can resume where it stopped;
+``models.pkl``   the fitted surrogate and uncertainty after the latest fit, so a
+                 resumed run predicts bit for bit as the original would have.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import pickle
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -133,6 +136,7 @@ class RunStore:
         self.db_path = self.path / "training.db"
         self.log_path = self.path / "calls.csv"
         self.state_path = self.path / "state.json"
+        self.models_path = self.path / "models.pkl"
         self.db = ase.db.connect(str(self.db_path), type="db", append=True)
 
     # ------------------------------------------------------------- training
@@ -187,3 +191,17 @@ class RunStore:
             return None
         with open(self.state_path) as fh:
             return json.load(fh)
+
+    # ---------------------------------------------------------------- models
+    def write_models(self, models: Any, n_fitted: int) -> None:
+        """Persist fitted models with the training-set size they were fitted on."""
+        tmp = self.models_path.with_suffix(".pkl.tmp")
+        with open(tmp, "wb") as fh:
+            pickle.dump({"n_fitted": n_fitted, "models": models}, fh)
+        os.replace(tmp, self.models_path)
+
+    def read_models(self) -> dict[str, Any] | None:
+        if not self.models_path.exists():
+            return None
+        with open(self.models_path, "rb") as fh:
+            return pickle.load(fh)

@@ -58,6 +58,20 @@ class DistanceUncertainty(Uncertainty):
         self._scaler: RobustScaler | None = None
         self._nn: NearestNeighbors | None = None
 
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_desc"] = None  # dscribe's object is rebuilt from the stored settings
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self._nn is not None:
+            self._desc = self._make_descriptor()
+
+    def _make_descriptor(self):
+        cls = SineMatrix if self._periodic else CoulombMatrix
+        return cls(n_atoms_max=self._n_max, permutation="eigenspectrum")
+
     def _describe(self, images: Sequence[Atoms]) -> np.ndarray:
         return np.atleast_2d(np.asarray(self._desc.create(list(images)), float))
 
@@ -73,9 +87,8 @@ class DistanceUncertainty(Uncertainty):
             if n_max > self.n_atoms_max:
                 raise ValueError(f"training structure with {n_max} atoms exceeds n_atoms_max={self.n_atoms_max}")
             n_max = self.n_atoms_max
-        cls = SineMatrix if self._periodic else CoulombMatrix
-        self._desc = cls(n_atoms_max=n_max, permutation="eigenspectrum")
         self._n_max = n_max
+        self._desc = self._make_descriptor()
         X = self._describe(images)
         self._scaler = RobustScaler().fit(X)
         self._nn = NearestNeighbors(n_neighbors=1).fit(self._scaler.transform(X))

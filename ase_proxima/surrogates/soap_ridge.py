@@ -83,6 +83,10 @@ class SOAPBayesianRidge(Surrogate):
         self._soap: SOAP | None = None
         self._model: BayesianRidge | None = None
         self._cache: dict[bytes, tuple[np.ndarray, np.ndarray | None]] = {}
+        self._acc: np.ndarray | None = None
+        self._acc_keys: list[bytes] = []
+        self._n_rows = 0
+        self._basis_size = 0
         self.implemented_properties = ("energy", "forces")
 
     # ----------------------------------------------------------- descriptors
@@ -120,6 +124,18 @@ class SOAPBayesianRidge(Surrogate):
         symbols = atoms.get_chemical_symbols()
         return np.array([symbols.count(s) for s in self.species], float)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the fitted state, not the descriptor cache or dscribe's object (rebuilt on load)."""
+        state = dict(self.__dict__)
+        state["_soap"] = None
+        state["_cache"] = {}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self.species:
+            self._soap = self._make_soap(self.species, bool(self.periodic))
+
     # ----------------------------------------------------------------- model
     @property
     def is_fitted(self) -> bool:
@@ -139,6 +155,18 @@ class SOAPBayesianRidge(Surrogate):
         return ("energy",) if atoms.pbc.any() else ("energy", "forces")
 
     def fit(self, images: Sequence[Atoms], results: Sequence[Mapping[str, Any]]) -> None:
+        """Fit on all structures; cost independent of the training-set size when data were appended.
+
+        The least-squares problem enters only through ``A^T A``, ``A^T b``,
+        ``|b|^2`` and the row count, which the triangular factor of ``[A b]``
+        holds exactly.  New structures are folded into that factor by a QR
+        update, and ``BayesianRidge`` is fitted on the (p+1)-row factor with
+        sample weights that restore the row count, so its evidence maximisation
+        gives the same posterior as on the full design matrix at O(p^3) cost.
+        Feature scaling and reference energies are frozen between rebuilds; a
+        rebuild from scratch happens when species or periodicity change, when
+        the data were not appended, and whenever the set has doubled.
+        """
         check_training_set(images, results)
         periodic = {bool(a.pbc.any()) for a in images}
         if len(periodic) != 1:
@@ -149,51 +177,69 @@ class SOAPBayesianRidge(Surrogate):
             self.species, self.periodic = species, periodic_flag
             self._soap = self._make_soap(species, periodic_flag)
             self._cache.clear()
-        use_forces = self.fit_forces and not periodic_flag
+            self._acc_keys = []
+        keys = [_structure_key(a) for a in images]
+        n_old = len(self._acc_keys)
+        appended = 0 < n_old <= len(keys) and keys[:n_old] == self._acc_keys and len(keys) < 2 * self._basis_size
+        if not appended:
+            self._set_basis(images, results)
+            self._acc, self._n_rows, n_old = None, 0, 0
+            self._basis_size = len(images)
+            self._cache = {k: v for k, v in self._cache.items() if k in set(keys)}
+        A, b = self._rows(images[n_old:], results[n_old:])
+        block = np.column_stack([A, b])
+        stacked = block if self._acc is None else np.vstack([self._acc, block])
+        self._acc = np.linalg.qr(stacked, mode="r")
+        self._n_rows += len(A)
+        self._acc_keys = keys
+        self._model = self._solve()
 
-        xs, dxs, energies, forces, counts = [], [], [], [], []
-        for atoms, res in zip(images, results):
-            want_d = use_forces and "forces" in res
-            key = _structure_key(atoms)
-            cached = self._cache.get(key)
-            if cached is None or (want_d and cached[1] is None):
-                cached = self._features(atoms, want_d)
-                self._cache[key] = cached
-            xs.append(cached[0])
-            dxs.append(cached[1] if want_d else None)
-            energies.append(float(res["energy"]))
-            forces.append(np.asarray(res["forces"], float) if want_d else None)
-            counts.append(self._counts(atoms))
-        live = {_structure_key(a) for a in images}
-        for key in [k for k in self._cache if k not in live]:
-            del self._cache[key]
+    def _cached_features(self, atoms: Atoms, res: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
+        want_d = self.fit_forces and not self.periodic and "forces" in res
+        key = _structure_key(atoms)
+        cached = self._cache.get(key)
+        if cached is None or (want_d and cached[1] is None):
+            cached = self._features(atoms, want_d)
+            self._cache[key] = cached
+        return cached[0], (cached[1] if want_d else None)
 
-        X = np.array(xs)
-        C = np.array(counts)
-        E = np.array(energies)
+    def _set_basis(self, images: Sequence[Atoms], results: Sequence[Mapping[str, Any]]) -> None:
+        """Reference energies, energy offset and feature scaling from the whole set."""
+        X = np.array([self._cached_features(a, r)[0] for a, r in zip(images, results)])
+        C = np.array([self._counts(a) for a in images])
+        E = np.array([float(r["energy"]) for r in results])
         self._e_ref = np.linalg.lstsq(C, E, rcond=None)[0]
-        y_e = E - C @ self._e_ref
-        self._y_mean = float(y_e.mean())
+        self._y_mean = float((E - C @ self._e_ref).mean())
         self._mu = X.mean(axis=0)
         scale = X.std(axis=0)
         scale[scale < 1e-12 * max(float(np.abs(X).max()), 1.0)] = 1.0
         self._scale = scale
 
+    def _rows(self, images: Sequence[Atoms], results: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+        """Design rows (scaled features + intercept column) and targets, energy and force rows."""
         rows, targets = [], []
-        for i, atoms in enumerate(images):
+        for atoms, res in zip(images, results):
+            x, dx = self._cached_features(atoms, res)
             n = len(atoms)
             k_e = self.energy_weight if self.energy_weight is not None else np.sqrt(3 * n)
-            rows.append(k_e * np.append((X[i] - self._mu) / scale, 1.0))
-            targets.append(k_e * (y_e[i] - self._y_mean))
-            if dxs[i] is not None:
-                g = -dxs[i].reshape(3 * n, -1) / scale
+            y = float(res["energy"]) - self._counts(atoms) @ self._e_ref - self._y_mean
+            rows.append(k_e * np.append((x - self._mu) / self._scale, 1.0))
+            targets.append(k_e * y)
+            if dx is not None:
+                g = -dx.reshape(3 * n, -1) / self._scale
                 rows.extend(np.hstack([g, np.zeros((3 * n, 1))]))
-                targets.extend(forces[i].ravel())
-        A = np.array(rows)
-        b = np.array(targets)
+                targets.extend(np.asarray(res["forces"], float).ravel())
+        return np.array(rows), np.array(targets)
+
+    def _solve(self) -> BayesianRidge:
+        """BayesianRidge on the triangular factor, weighted so it sees the true row count."""
+        q = self._acc.shape[1]
+        R = np.zeros((q, q))
+        R[: len(self._acc)] = self._acc
+        w = self._n_rows / q
         model = BayesianRidge(fit_intercept=False, max_iter=500)
-        model.fit(A, b)
-        self._model = model
+        model.fit(R[:, :-1] / np.sqrt(w), R[:, -1] / np.sqrt(w), sample_weight=np.full(q, w))
+        return model
 
     def predict(self, atoms: Atoms) -> Prediction:
         reason = self.accepts(atoms)
@@ -212,6 +258,6 @@ class SOAPBayesianRidge(Surrogate):
             n = len(atoms)
             g = -dx.reshape(3 * n, -1) / self._scale
             results["forces"] = (g @ w[:-1]).reshape(n, 3)
-            var = np.einsum("ij,jk,ik->i", g, cov[:-1, :-1], g)
+            var = ((g @ cov[:-1, :-1]) * g).sum(axis=1)
             spread["forces"] = np.sqrt(np.clip(var, 0.0, None)).reshape(n, 3)
         return Prediction(results=results, spread=spread)

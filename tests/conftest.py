@@ -1,0 +1,66 @@
+"""Shared helpers: real calculators and real random walks, no mocks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import molecule
+from ase.calculators.emt import EMT
+from ase.cluster import Icosahedron
+from ase.units import kB
+
+
+class CountingEMT(EMT):
+    """ASE's EMT, counting how often it really computes (to check ``stats`` against)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.ncalls = 0
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=None):
+        from ase.calculators.calculator import all_changes
+
+        self.ncalls += 1
+        super().calculate(atoms, properties, all_changes if system_changes is None else system_changes)
+
+
+def metropolis_walk(atoms: Atoms, calc, steps: int, temperature: float = 500.0, step_size: float = 0.01,
+                    seed: int = 0) -> list[dict]:
+    """Metropolis random walk; returns per step the trial structure and the energy ``calc`` gave."""
+    rng = np.random.default_rng(seed)
+    current = atoms.copy()
+    current.calc = calc
+    e_cur = current.get_potential_energy()
+    out = []
+    for _ in range(steps):
+        trial = current.copy()
+        trial.positions += rng.normal(0.0, step_size, trial.positions.shape)
+        trial.calc = calc
+        e = trial.get_potential_energy()
+        out.append({"atoms": trial.copy(), "energy": e, "kind": calc.log[-1]["kind"] if hasattr(calc, "log") else None})
+        if e <= e_cur or rng.random() < np.exp(-(e - e_cur) / (kB * temperature)):
+            current, e_cur = trial, e
+    return out
+
+
+@pytest.fixture
+def methane() -> Atoms:
+    return molecule("CH4")
+
+
+@pytest.fixture
+def cu13() -> Atoms:
+    return Icosahedron("Cu", noshells=2, latticeconstant=3.61)
+
+
+def fixed_sequence(atoms: Atoms, n: int, amplitude: float = 0.02, seed: int = 0) -> list[Atoms]:
+    """A reproducible list of rattled copies (a recorded trajectory stand-in for replay tests)."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    cur = atoms.copy()
+    for _ in range(n):
+        cur = cur.copy()
+        cur.positions += rng.normal(0.0, amplitude, cur.positions.shape)
+        frames.append(cur.copy())
+    return frames

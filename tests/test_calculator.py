@@ -1,0 +1,291 @@
+"""ProximaCalculator with real targets (EMT, LennardJones): drop-in use, accounting, estimates."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk, molecule
+from ase.calculators.calculator import PropertyNotImplementedError, get_calculator_class
+from ase.calculators.emt import EMT
+from ase.calculators.lj import LennardJones
+from ase.cluster import Icosahedron
+from ase.md.langevin import Langevin
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+from ase.optimize import BFGS
+from ase.units import fs
+from conftest import CountingEMT, fixed_sequence, metropolis_walk
+
+from ase_proxima import DistanceUncertainty, ProximaCalculator
+
+
+def test_registered_with_ase():
+    assert get_calculator_class("proxima") is ProximaCalculator
+
+
+def test_one_line_swap_in_monte_carlo_serves_and_counts_target_exactly(methane):
+    target = CountingEMT()
+    calc = ProximaCalculator(target=target, error_bound=0.005, seed=1)
+    walk = metropolis_walk(methane, calc, 400, step_size=0.01, seed=1)
+    s = calc.stats
+    assert s["calls"] == 401 == len(calc.log)
+    assert s["target_calls"] == target.ncalls
+    assert s["target_calls"] + s["surrogate_calls"] == s["calls"]
+    kinds = calc.log.column("kind")
+    assert s["target_calls"] == int(np.sum(kinds != "surrogate"))
+    assert s["audits"] == int(np.sum(kinds == "audit"))
+    assert s["surrogate_calls"] > 150, "the surrogate should answer a good share of a smooth walk"
+    assert all(math.isfinite(w["energy"]) for w in walk)
+    # the first min_training calls always go to the target
+    assert all(k == "target" for k in kinds[:10])
+    for key in ("served_fraction", "served_error", "served_error_se", "threshold", "alpha", "oscillations",
+                "time_target", "time_surrogate", "time_uncertainty", "time_training", "time_controller"):
+        assert key in s
+
+
+def test_served_error_estimate_agrees_with_ground_truth(methane):
+    calc = ProximaCalculator(target=EMT(), error_bound=0.004, audit_fraction=0.25, seed=3)
+    walk = metropolis_walk(methane, calc, 500, step_size=0.01, seed=3)
+    reference = EMT()
+    truth = [abs(w["energy"] - reference.get_potential_energy(w["atoms"])) for w in walk if w["kind"] == "surrogate"]
+    assert len(truth) > 100
+    s = calc.stats
+    assert s["audits"] >= 20
+    true_mae = float(np.mean(truth))
+    # the audit estimate is unbiased: within 3 standard errors of the truth measured on every served call
+    assert abs(s["served_error"] - true_mae) <= 3 * s["served_error_se"] + 0.1 * true_mae
+    assert true_mae <= 0.004
+
+
+def test_target_answers_are_exact_and_served_answers_consistent(methane):
+    calc = ProximaCalculator(target=EMT(), error_bound=0.005, seed=0)
+    walk = metropolis_walk(methane, calc, 200, seed=0)
+    ref = EMT()
+    for w in walk:
+        if w["kind"] in ("target", "audit"):
+            assert w["energy"] == pytest.approx(ref.get_potential_energy(w["atoms"]), abs=1e-10)
+    # a served call fills energy and forces from one source: asking forces next costs nothing
+    atoms = walk[-1]["atoms"].copy()
+    atoms.positions[0, 0] += 1e-3
+    atoms.calc = calc
+    n = calc.stats["calls"]
+    atoms.get_potential_energy()
+    atoms.get_forces()
+    assert calc.stats["calls"] == n + 1
+
+
+def test_langevin_md_of_a_cluster_with_force_bound(cu13):
+    atoms = cu13.copy()
+    target = CountingEMT()
+    atoms.calc = ProximaCalculator(target=target, error_bound=0.2, error_metric="forces_max", seed=0)
+    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
+    dyn = Langevin(atoms, 2 * fs, temperature_K=300, friction=0.02, fixcm=False, rng=np.random.default_rng(1))
+    reference, served = EMT(), []
+
+    def check_served_forces():
+        if atoms.calc.log[-1]["kind"] == "surrogate":
+            diff = atoms.get_forces() - reference.get_forces(atoms)
+            served.append(np.max(np.linalg.norm(diff, axis=1)))
+
+    dyn.attach(check_served_forces)
+    dyn.run(300)
+    s = atoms.calc.stats
+    assert s["calls"] == 301
+    assert s["target_calls"] == target.ncalls
+    assert s["surrogate_calls"] > 100
+    assert len(served) > 100
+    assert np.mean(served) <= 0.2  # ground truth on every served step
+    assert np.all(np.isfinite(atoms.get_forces()))
+    # the cluster stays a cluster: no atom flew off under surrogate forces
+    assert np.max(np.linalg.norm(atoms.positions - atoms.get_center_of_mass(), axis=1)) < 5.0
+
+
+def test_optimiser_converges_to_target_minimum(cu13):
+    atoms = cu13.copy()
+    atoms.rattle(0.05, seed=2)
+    atoms.calc = ProximaCalculator(target=EMT(), error_bound=0.02, error_metric="forces_max", min_training=5,
+                                   seed=0)
+    BFGS(atoms, logfile=None).run(fmax=0.02, steps=300)
+    ref = atoms.copy()
+    ref.calc = EMT()
+    # judged by the target: the structure really is a minimum
+    assert np.max(np.linalg.norm(ref.get_forces(), axis=1)) < 0.1
+    relaxed = cu13.copy()
+    relaxed.calc = EMT()
+    BFGS(relaxed, logfile=None).run(fmax=0.01)
+    assert ref.get_potential_energy() == pytest.approx(relaxed.get_potential_energy(), abs=0.01)
+
+
+def test_lennard_jones_target():
+    atoms = Icosahedron("Ar", noshells=2, latticeconstant=5.26)
+    target = LennardJones(sigma=3.4, epsilon=0.0104, rc=8.0)
+    calc = ProximaCalculator(target=target, error_bound=0.002, seed=0)
+    walk = metropolis_walk(atoms, calc, 300, temperature=40.0, step_size=0.03, seed=0)
+    assert calc.stats["surrogate_calls"] > 0
+    ref = LennardJones(sigma=3.4, epsilon=0.0104, rc=8.0)
+    served = [abs(w["energy"] - ref.get_potential_energy(w["atoms"])) for w in walk if w["kind"] == "surrogate"]
+    assert np.mean(served) < 0.002
+
+
+def test_lazy_retrain_refits_only_before_use_or_after_a_window_of_new_points(methane):
+    calc = ProximaCalculator(target=EMT(), error_bound=0.005, seed=0)
+    metropolis_walk(methane, calc, 300, seed=0)
+    log = calc.log
+    fits_at = [r["step"] for r in log if r["t_training"] > 0]
+    for step in fits_at:
+        rec = log[step]
+        prev_kinds = [r["kind"] for r in log.records[:step]]
+        # a fit happens at the first training size, before a served call, or on a target call
+        assert rec["kind"] in ("surrogate", "audit", "target")
+        assert step >= calc.min_training - 1
+        assert prev_kinds.count("surrogate") < len(prev_kinds) + 1
+    # no fit on a served call that follows a served call (nothing new to learn)
+    for i in range(1, len(log)):
+        if log[i]["kind"] == "surrogate" and log[i - 1]["kind"] == "surrogate":
+            assert log[i]["t_training"] == 0.0
+    assert calc.stats["fits"] < calc.stats["target_calls"]
+
+
+def test_retrain_never_and_every_k(methane):
+    frames = fixed_sequence(methane, 120, amplitude=0.01)
+    never = ProximaCalculator(target=EMT(), error_bound=0.005, retrain="never", seed=0)
+    every = ProximaCalculator(target=EMT(), error_bound=0.005, retrain=7, seed=0)
+    for a in frames:
+        never.get_potential_energy(a)
+        every.get_potential_energy(a)
+    assert never.stats["fits"] == 1
+    expected = 1 + (every.stats["training_size"] - 10) // 7
+    assert every.stats["fits"] == expected
+
+
+def test_unseen_species_fall_back_to_target(methane):
+    calc = ProximaCalculator(target=EMT(), error_bound=0.01, seed=0)
+    metropolis_walk(methane, calc, 120, seed=0)
+    assert calc.surrogate.is_fitted
+    for name in ("NH3", "H2O", "CH3OH"):
+        atoms = molecule(name)
+        atoms.calc = calc
+        e = atoms.get_potential_energy()
+        rec = calc.log[-1]
+        assert rec["kind"] == "target"
+        assert "species" in rec["reason"]
+        assert e == pytest.approx(EMT().get_potential_energy(molecule(name)))
+
+
+def test_property_the_surrogate_cannot_give_goes_to_target():
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 2))
+    calc = ProximaCalculator(target=EMT(), error_bound=0.05, seed=0, min_training=5)
+    frames = fixed_sequence(atoms, 40, amplitude=0.01)
+    for a in frames:
+        calc.get_potential_energy(a)
+    n_target = calc.stats["target_calls"]
+    a = frames[-1].copy()
+    a.positions[0, 0] += 0.01
+    forces = calc.get_forces(a)  # periodic: the SOAP model serves energies only
+    assert calc.log[-1]["kind"] == "target" and "forces" in calc.log[-1]["reason"]
+    assert calc.stats["target_calls"] == n_target + 1
+    np.testing.assert_allclose(forces, EMT().get_forces(a), atol=1e-10)
+    stress = calc.get_stress(a)
+    assert stress.shape == (6,)
+
+
+def test_unknown_property_raises():
+    calc = ProximaCalculator(target=LennardJones(), error_bound=0.01)
+    atoms = molecule("H2")
+    with pytest.raises(PropertyNotImplementedError):
+        calc.get_property("dipole", atoms)
+
+
+def test_bound_on_all_counts_target_answers_as_exact(methane):
+    served = ProximaCalculator(target=EMT(), error_bound=0.003, seed=0)
+    all_ = ProximaCalculator(target=EMT(), error_bound=0.003, bound_on="all", seed=0)
+    metropolis_walk(methane, served, 300, seed=5)
+    metropolis_walk(methane, all_, 300, seed=5)
+    # the lenient definition lets the surrogate answer at least as often
+    assert all_.stats["surrogate_calls"] >= served.stats["surrogate_calls"]
+    assert all_.stats["returned_error"] == pytest.approx(
+        all_.stats["served_fraction"] * all_.stats["served_error"])
+
+
+def test_distance_uncertainty_as_gate(methane):
+    calc = ProximaCalculator(target=EMT(), error_bound=0.005, uncertainty=DistanceUncertainty(), seed=0)
+    walk = metropolis_walk(methane, calc, 300, seed=2)
+    assert calc.stats["surrogate_calls"] > 0
+    ref = EMT()
+    served = [abs(w["energy"] - ref.get_potential_energy(w["atoms"])) for w in walk if w["kind"] == "surrogate"]
+    assert np.mean(served) < 0.005
+    bigger = Icosahedron("Cu", 2)  # more atoms than the descriptor was built for, and new species
+    calc.get_potential_energy(bigger)
+    assert calc.log[-1]["kind"] == "target"
+
+
+def test_log_exports(methane, tmp_path):
+    calc = ProximaCalculator(target=EMT(), error_bound=0.005, seed=0)
+    metropolis_walk(methane, calc, 50, seed=0)
+    df = calc.log.to_dataframe()
+    assert len(df) == 51
+    assert {"step", "kind", "uncertainty", "threshold", "alpha", "error", "t_total"} <= set(df.columns)
+    calc.log.to_csv(tmp_path / "log.csv")
+    from ase_proxima import CallLog
+
+    back = CallLog.read_csv(tmp_path / "log.csv")
+    assert [r["kind"] for r in back] == [r["kind"] for r in calc.log]
+
+
+def test_todict_is_plain():
+    import json
+
+    calc = ProximaCalculator(target=EMT(), error_bound=0.005)
+    d = calc.todict()
+    json.dumps(d)
+    assert d["error_bound"] == 0.005 and d["target"] == "emt"
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc",
+    [
+        ({"error_bound": -0.1}, ValueError),
+        ({"error_bound": 0.0}, ValueError),
+        ({"error_bound": 0.01, "window": 1}, ValueError),
+        ({"error_bound": 0.01, "threshold_bounds": (1.0, 0.1)}, ValueError),
+        ({"error_bound": 0.01, "error_metric": "rmsd"}, ValueError),
+        ({"error_bound": 0.01, "retrain": "sometimes"}, ValueError),
+        ({"error_bound": 0.01, "retrain": 0}, ValueError),
+        ({"error_bound": 0.01, "audit_fraction": 1.5}, ValueError),
+        ({"error_bound": 0.01, "bound_on": "most"}, ValueError),
+        ({"error_bound": 0.01, "min_training": 0}, ValueError),
+        ({"error_bound": 0.01, "surrogate": "soap"}, TypeError),
+    ],
+)
+def test_invalid_arguments(kwargs, exc):
+    with pytest.raises(exc):
+        ProximaCalculator(target=EMT(), **kwargs)
+
+
+def test_force_metric_needs_a_target_with_forces():
+    from ase.calculators.calculator import Calculator
+
+    class EnergyOnly(Calculator):
+        implemented_properties = ["energy"]
+
+        def calculate(self, atoms=None, properties=("energy",), system_changes=()):
+            super().calculate(atoms, properties, system_changes)
+            self.results = {"energy": float(np.sum(self.atoms.positions ** 2))}
+
+    with pytest.raises(ValueError, match="forces"):
+        ProximaCalculator(target=EnergyOnly(), error_bound=0.01, error_metric="forces_max")
+    with pytest.raises(TypeError):
+        ProximaCalculator(target=object(), error_bound=0.01)
+
+
+def test_atoms_object_never_aliased(methane):
+    calc = ProximaCalculator(target=EMT(), error_bound=0.005, seed=0)
+    metropolis_walk(methane, calc, 60, seed=0)
+    atoms = methane.copy()
+    atoms.calc = calc
+    f = atoms.get_forces()
+    f[:] = 0.0
+    assert np.any(atoms.get_forces() != 0.0)
+    assert isinstance(atoms, Atoms)

@@ -1,0 +1,184 @@
+"""The controller on synthetic plants: convergence, drift, noise, oscillation, bounds."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ase_proxima.control import ThresholdController
+
+
+def run_plant(ctrl: ThresholdController, alpha_of_k, steps: int, seed: int = 0, noise: float = 0.005,
+              beta: float = 0.0, rel_noise: float = 0.0):
+    """Boundary plant (the thesis's model): a comparison made at u ~ T has error alpha*u + beta + noise.
+
+    Returns arrays of threshold and windowed error after every update.
+    """
+    rng = np.random.default_rng(seed)
+    ts, errs = [], []
+    u_default = 1.0
+    for k in range(steps):
+        t = ctrl.threshold if ctrl.threshold is not None else u_default
+        u = max(t * (1.0 + rng.uniform(-0.1, 0.1)), 1e-9)
+        a = alpha_of_k(k)
+        e = abs(a * u + beta + noise * rng.normal() + rel_noise * a * u * rng.normal())
+        ctrl.note_uncertainty(u)
+        ctrl.observe(u, e)
+        ctrl.update()
+        ts.append(ctrl.threshold if ctrl.threshold is not None else math.nan)
+        errs.append(ctrl.window_error)
+    return np.array(ts), np.array(errs)
+
+
+def test_known_alpha_converges_to_bound():
+    ctrl = ThresholdController(error_bound=0.2, window=10)
+    ts, errs = run_plant(ctrl, lambda k: 2.0, 600)
+    settled = errs[200:]
+    assert np.all(np.abs(settled - 0.2) < 0.1 * 0.2)
+    assert ts[-1] == pytest.approx(0.1, rel=0.1)
+    assert ctrl.alpha == pytest.approx(2.0, rel=0.15)
+    assert ctrl.oscillations == 0
+
+
+def test_startup_sets_threshold_from_first_alpha():
+    ctrl = ThresholdController(error_bound=0.2, window=5)
+    assert not ctrl.ready and not ctrl.allows(0.0)
+    for u in (0.2, 0.4, 0.6, 0.8):
+        ctrl.observe(u, 2.0 * u)
+        assert ctrl.update() is None
+    ctrl.observe(1.0, 2.0)
+    t0 = ctrl.update()
+    # eps*/2 on the fitted line e = 2u: u = 0.05
+    assert t0 == pytest.approx(0.05, rel=1e-6)
+    assert ctrl.allows(0.04) and not ctrl.allows(0.06)
+
+
+def test_alpha_drifting_fourfold_keeps_window_error_within_20_percent():
+    steps = 3000
+    ctrl = ThresholdController(error_bound=0.2, window=10)
+    alpha = lambda k: 1.0 + 3.0 * min(k / (steps - 500), 1.0)  # noqa: E731 - 1 -> 4
+    ts, errs = run_plant(ctrl, alpha, steps, noise=0.01)
+    settled = errs[200:]
+    assert np.max(np.abs(settled - 0.2)) <= 0.2 * 0.2, np.max(np.abs(settled - 0.2))
+    # the threshold followed the plant: T ~ eps*/alpha at both ends
+    assert np.median(ts[200:300]) == pytest.approx(0.2 / alpha(250), rel=0.15)
+    assert ts[-1] == pytest.approx(0.05, rel=0.15)
+
+
+def test_noisy_error_mean_held_and_threshold_bounded():
+    ctrl = ThresholdController(error_bound=0.2, window=10, threshold_bounds=(0.0, 1.0))
+    ts, errs = run_plant(ctrl, lambda k: 2.0, 4000, rel_noise=0.5, noise=0.0)
+    started = ts[~np.isnan(ts)]
+    assert len(started) > 3900
+    assert np.all((started >= 0.0) & (started <= 1.0))
+    assert np.mean(errs[500:]) == pytest.approx(0.2, rel=0.1)
+
+
+def test_offset_plant_with_beta():
+    ctrl = ThresholdController(error_bound=0.3, window=10)
+    ts, errs = run_plant(ctrl, lambda k: 2.0, 800, beta=0.1)
+    assert np.mean(errs[300:]) == pytest.approx(0.3, rel=0.05)
+    assert ts[-1] == pytest.approx(0.1, rel=0.15)  # (0.3 - 0.1) / 2
+
+
+def test_oscillation_detected_and_damped():
+    """A plant 5x steeper than the controller believes: the undamped law (gain 5) diverges."""
+    ctrl = ThresholdController(error_bound=0.2, window=2, alpha=0.3, threshold=0.3, max_step=10.0)
+    ts, errs = run_plant(ctrl, lambda k: 1.5, 400, noise=0.0)
+    assert ctrl.oscillations >= 1
+    assert ctrl.gain < 1.0
+    # damped, the loop settles at the bound
+    assert abs(errs[-1] - 0.2) < 0.02
+    assert np.all(np.isfinite(ts))
+
+
+def test_no_oscillation_reported_on_a_well_modelled_plant():
+    ctrl = ThresholdController(error_bound=0.2, window=10, alpha=2.0)
+    run_plant(ctrl, lambda k: 2.0, 1000, noise=0.0)
+    assert ctrl.oscillations == 0
+
+
+def test_step_is_clipped():
+    ctrl = ThresholdController(error_bound=0.1, window=2, threshold=1.0, max_step=0.05, alpha=1.0)
+    ctrl.observe(1.0, 10.0)
+    ctrl.observe(1.0, 10.0)
+    assert ctrl.update() == pytest.approx(0.95)
+    ctrl.observe(1.0, 0.0)
+    ctrl.observe(1.0, 0.0)
+    ctrl.note_uncertainty(1.0)
+    assert ctrl.update() == pytest.approx(1.0)
+
+
+def test_anti_windup_caps_threshold_near_seen_uncertainty():
+    ctrl = ThresholdController(error_bound=1.0, window=2, threshold=0.1, max_step=100.0, alpha=1.0)
+    for _ in range(20):
+        ctrl.note_uncertainty(0.5)
+        ctrl.observe(0.5, 0.0)
+        ctrl.update()
+    assert ctrl.threshold <= ctrl.headroom * 0.5 + 1e-12
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"error_bound": -1.0},
+        {"error_bound": 0.0},
+        {"error_bound": math.nan},
+        {"error_bound": 1.0, "window": 1},
+        {"error_bound": 1.0, "threshold_bounds": (1.0, 0.5)},
+        {"error_bound": 1.0, "threshold_bounds": (-1.0, 0.5)},
+        {"error_bound": 1.0, "threshold": -0.1},
+        {"error_bound": 1.0, "max_step": 0.0},
+        {"error_bound": 1.0, "alpha": -2.0},
+    ],
+)
+def test_invalid_arguments_raise(kwargs):
+    with pytest.raises(ValueError):
+        ThresholdController(**kwargs)
+
+
+def test_observe_rejects_non_finite():
+    ctrl = ThresholdController(error_bound=1.0)
+    with pytest.raises(ValueError):
+        ctrl.observe(math.nan, 1.0)
+    with pytest.raises(ValueError):
+        ctrl.observe(1.0, math.inf)
+
+
+def test_state_round_trip_continues_identically():
+    a = ThresholdController(error_bound=0.2, window=10)
+    run_plant(a, lambda k: 2.0, 100, seed=1)
+    b = ThresholdController(error_bound=0.2, window=10)
+    b.load_state(a.state())
+    ta, _ = run_plant(a, lambda k: 3.0, 100, seed=2)
+    tb, _ = run_plant(b, lambda k: 3.0, 100, seed=2)
+    np.testing.assert_array_equal(ta, tb)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    pairs=st.lists(
+        st.tuples(
+            st.floats(0, 1e6, allow_nan=False, allow_infinity=False),
+            st.floats(0, 1e6, allow_nan=False, allow_infinity=False),
+        ),
+        min_size=1,
+        max_size=80,
+    ),
+    bound=st.floats(1e-6, 1e3),
+    t_max=st.floats(1e-3, 1e3),
+)
+def test_any_sequence_keeps_threshold_finite_and_in_bounds(pairs, bound, t_max):
+    ctrl = ThresholdController(error_bound=bound, window=3, threshold_bounds=(0.0, t_max))
+    for u, e in pairs:
+        ctrl.note_uncertainty(u)
+        ctrl.observe(u, e)
+        t = ctrl.update()
+        if t is not None:
+            assert math.isfinite(t)
+            assert 0.0 <= t <= t_max
+        assert ctrl.alpha is None or (math.isfinite(ctrl.alpha) and ctrl.alpha > 0)
