@@ -160,7 +160,7 @@ class ThresholdController:
         """``eps_k``: mean error over the window (nan while it is empty)."""
         if not self._window:
             return math.nan
-        return float(np.mean([e for _, e in self._window]))
+        return sum(e for _, e in self._window) / len(self._window)
 
     @property
     def window_full(self) -> bool:
@@ -177,7 +177,8 @@ class ThresholdController:
         ``measured_error`` overrides the window mean (the calculator passes a
         rescaled figure when the bound is on all returned results).
         """
-        self._estimate_alpha()
+        scale = self._scale()
+        self._estimate_alpha(scale)
         if self.threshold is None:
             if not self.window_full or self.alpha is None:
                 return None
@@ -188,37 +189,35 @@ class ThresholdController:
         eps = self.window_error if measured_error is None else float(measured_error)
         if not math.isfinite(eps):
             return self.threshold
-        alpha = self.alpha if self.alpha is not None else self._alpha_floor()
+        alpha = self.alpha if self.alpha is not None else self._alpha_floor(scale)
         # each comparison stays in the window for N updates: 1/N of the thesis's per-step
         # correction adds up to one full correction per window (the literal law overshoots N-fold)
         step = -self.gain * (eps - self.error_bound) / (alpha * self.window_size)
-        dmax = self._max_step()
-        step = float(np.clip(step, -dmax, dmax))
+        dmax = self.max_step if self.max_step is not None else 0.25 * scale
+        step = min(max(step, -dmax), dmax)
         new_t = self._clip_bounds(self.threshold + step)
         new_t = min(new_t, max(self._windup_cap(), self.t_min))
         applied = new_t - self.threshold
         self.threshold = new_t
         self.updates += 1
-        self._watch_oscillation(applied)
+        self._watch_oscillation(applied, scale)
         return self.threshold
 
     # --------------------------------------------------------------- internals
     def _scale(self) -> float:
-        """Typical size of the uncertainty signal, used for scale-free defaults."""
-        us = list(self._recent_u) or [u for u, _ in self._history]
+        """Typical size of the uncertainty signal (median |u| of recent calls), for scale-free defaults."""
+        us = self._recent_u or [u for u, _ in self._history]
         if not us:
             return 1.0
-        med = float(np.median(np.abs(us)))
+        ordered = sorted(abs(u) for u in us)
+        mid = len(ordered) // 2
+        med = ordered[mid] if len(ordered) % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
         if med > 1e-100:
             return med
-        mx = float(np.max(np.abs(us)))
-        return mx if mx > 1e-100 else 1.0
+        return ordered[-1] if ordered[-1] > 1e-100 else 1.0
 
-    def _alpha_floor(self) -> float:
-        return 1e-3 * self.error_bound / self._scale()
-
-    def _max_step(self) -> float:
-        return self.max_step if self.max_step is not None else 0.25 * self._scale()
+    def _alpha_floor(self, scale: float) -> float:
+        return 1e-3 * self.error_bound / scale
 
     def _windup_cap(self) -> float:
         if not self._recent_u:
@@ -228,30 +227,29 @@ class ThresholdController:
     def _clip_bounds(self, t: float) -> float:
         return float(min(max(t, self.t_min), self.t_max))
 
-    def _estimate_alpha(self) -> None:
+    def _estimate_alpha(self, scale: float) -> None:
+        """Least-squares line e = alpha*u + beta over the history (plain Python: n is small)."""
         if self.fixed_alpha is not None:
             self.alpha, self.beta = self.fixed_alpha, 0.0
             return
-        if len(self._history) < 3:
+        n = len(self._history)
+        if n < 3:
             return
-        u = np.array([p[0] for p in self._history])
-        e = np.array([p[1] for p in self._history])
-        du = u - u.mean()
-        suu = float(du @ du)
+        mu = sum(u for u, _ in self._history) / n
+        me = sum(e for _, e in self._history) / n
+        suu = sum((u - mu) ** 2 for u, _ in self._history)
         if not (math.isfinite(suu) and suu > 1e-300):
             return
-        slope = float(du @ (e - e.mean())) / suu
+        slope = sum((u - mu) * (e - me) for u, e in self._history) / suu
         if not math.isfinite(slope):
             return
-        intercept = float(e.mean() - slope * u.mean())
-        floor = self._alpha_floor()
+        floor = self._alpha_floor(scale)
         if slope >= floor:
-            self.alpha, self.beta = float(slope), float(intercept)
+            self.alpha, self.beta = slope, me - slope * mu
         else:  # error not rising with u here: keep the line through the mean at the floor slope
-            self.alpha = floor
-            self.beta = float(np.mean(e) - floor * np.mean(u))
+            self.alpha, self.beta = floor, me - floor * mu
 
-    def _watch_oscillation(self, step: float) -> None:
+    def _watch_oscillation(self, step: float, scale: float) -> None:
         """Halve the gain when the threshold swings back and forth without the swings shrinking.
 
         Consecutive steps of one sign are merged into a *swing*; four alternating
@@ -270,7 +268,7 @@ class ThresholdController:
         swings = [abs(x) for x in self._steps]
         if len(swings) < self._steps.maxlen:
             return
-        significant = min(swings) >= 0.1 * self._scale()
+        significant = min(swings) >= 0.1 * scale
         sustained = all(swings[i + 1] >= 0.9 * swings[i] for i in range(len(swings) - 1))
         if significant and sustained:
             self.oscillations += 1

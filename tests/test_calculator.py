@@ -13,7 +13,7 @@ from ase.calculators.emt import EMT
 from ase.calculators.lj import LennardJones
 from ase.cluster import Icosahedron
 from ase.md.langevin import Langevin
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+from ase.md.velocitydistribution import thermalize_momenta
 from ase.optimize import BFGS
 from ase.units import fs
 from conftest import CountingEMT, fixed_sequence, metropolis_walk
@@ -80,7 +80,7 @@ def test_langevin_md_of_a_cluster_with_force_bound(cu13):
     atoms = cu13.copy()
     target = CountingEMT()
     atoms.calc = ProximaCalculator(target=target, error_bound=0.2, error_metric="forces_max", seed=0)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
+    thermalize_momenta(atoms, temperature_K=300, rng=np.random.default_rng(0))
     dyn = Langevin(atoms, 2 * fs, temperature_K=300, friction=0.02, fixcm=False, rng=np.random.default_rng(1))
     reference, served = EMT(), []
 
