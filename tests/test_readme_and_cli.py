@@ -1,0 +1,54 @@
+"""The README's example runs as written; the ``ase-proxima`` command does a real run."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_readme_python_example_runs(capsys):
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert blocks, "README shows no python example"
+    namespace: dict = {}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)  # noqa: S102 - our own documentation
+    out = capsys.readouterr().out
+    assert "surrogate answered" in out
+    assert len(namespace["df"]) == 201
+
+
+def test_readme_top_has_the_two_setup_commands():
+    text = (ROOT / "README.md").read_text()
+    bash = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    assert "ase-proxima demo" in bash[0] and "scripts/setup.sh" in bash[0]
+    assert "pytest" in bash[1] and "scripts/setup.sh" in bash[1]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert bash[1].strip().splitlines()[-1] in ci
+
+
+def test_cli_demo_writes_a_run_directory(tmp_path):
+    out = tmp_path / "demo"
+    cmd = [sys.executable, "-m", "ase_proxima.cli", "demo", "--steps", "60", "--out", str(out), "--quiet"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((out / "stats.json").read_text())
+    assert report["stats"]["calls"] == 61
+    assert (out / "run.png").stat().st_size > 10_000
+    assert (out / "store" / "training.db").exists()
+    assert "served forces_max error" in proc.stdout
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+
+
+@pytest.mark.parametrize("bad", [["--steps", "0"], ["--error-bound", "-1"]])
+def test_cli_rejects_bad_input(bad, tmp_path):
+    from ase_proxima.cli import main
+
+    assert main(["demo", "--out", str(tmp_path / "x"), "--quiet", *bad]) == 2
