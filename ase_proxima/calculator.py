@@ -210,11 +210,20 @@ class ProximaCalculator(Calculator):
         properties: list[str] | tuple[str, ...] = ("energy",),
         system_changes: list[str] = all_changes,
     ) -> None:
-        t_start = time.perf_counter()
         properties = list(properties) if properties else ["energy"]
         bad = [p for p in properties if p not in self.implemented_properties]
         if bad:
             raise PropertyNotImplementedError(f"{bad} not implemented by the target {self.parameters['target']}")
+        try:
+            self._calculate(atoms, properties, system_changes)
+        except BaseException:
+            # the target (or a fit) failed: forget the half-done call, so ASE never pairs
+            # these atoms with the previous call's results; stored data are untouched
+            self.reset()
+            raise
+
+    def _calculate(self, atoms: Atoms | None, properties: list[str], system_changes: list[str]) -> None:
+        t_start = time.perf_counter()
         Calculator.calculate(self, atoms, properties, system_changes)
         atoms = self.atoms
         self._ensure_models(atoms)
@@ -237,6 +246,7 @@ class ProximaCalculator(Calculator):
         rec["threshold"] = self.controller.threshold if self.controller.threshold is not None else math.nan
         rec["alpha"] = self.controller.alpha if self.controller.alpha is not None else math.nan
         rec["uncertainty"] = u
+        rec["n_fitted"] = self._n_fitted
 
         compared = False
         if reason is None:

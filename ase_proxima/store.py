@@ -37,6 +37,7 @@ LOG_COLUMNS: tuple[str, ...] = (
     "threshold",
     "alpha",
     "error",
+    "n_fitted",
     "t_target",
     "t_surrogate",
     "t_uncertainty",
@@ -54,7 +55,8 @@ class CallLog:
     ``kind`` is ``target`` (the target answered), ``surrogate`` (the surrogate
     answered) or ``audit`` (the gate allowed the surrogate, the target ran as a
     random check and answered).  ``error`` is the surrogate-vs-target error
-    where both ran, else NaN.
+    where both ran, else NaN.  ``n_fitted`` is the number of target results the
+    surrogate had been fitted on when it made this call's prediction.
     """
 
     def __init__(self, records: Sequence[Mapping[str, Any]] = ()) -> None:
@@ -102,7 +104,7 @@ class CallLog:
                 v = r.get(k, "")
                 if k in ("kind", "reason"):
                     rec[k] = v or None
-                elif k == "step":
+                elif k in ("step", "n_fitted"):
                     rec[k] = int(v)
                 else:
                     rec[k] = _as_float(v)
