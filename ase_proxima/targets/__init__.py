@@ -1,0 +1,32 @@
+"""Targets ASE lacks, and a parser for target specifications such as ``pyscf:hf/6-31g*``."""
+
+from __future__ import annotations
+
+from ase.calculators.calculator import Calculator
+
+__all__ = ["make_target"]
+
+
+def make_target(spec: str) -> Calculator:
+    """Build a target calculator from a short specification.
+
+    ``emt``                      ASE's EMT
+    ``pyscf:hf/6-31g*``          PySCF Hartree-Fock in a basis
+    ``pyscf:dft/pbe/def2-svp``   PySCF Kohn-Sham with a functional and a basis
+    """
+    name, _, rest = spec.partition(":")
+    name = name.strip().lower()
+    if name == "emt":
+        from ase.calculators.emt import EMT
+
+        return EMT()
+    if name == "pyscf":
+        from .pyscf_calc import PySCF
+
+        parts = [p for p in rest.split("/") if p]
+        if len(parts) == 2 and parts[0].lower() == "hf":
+            return PySCF(method="hf", basis=parts[1])
+        if len(parts) == 3 and parts[0].lower() == "dft":
+            return PySCF(method="dft", xc=parts[1], basis=parts[2])
+        raise ValueError(f"pyscf target spec must be 'pyscf:hf/BASIS' or 'pyscf:dft/XC/BASIS', got {spec!r}")
+    raise ValueError(f"unknown target {spec!r}; known: emt, pyscf:hf/BASIS, pyscf:dft/XC/BASIS")
