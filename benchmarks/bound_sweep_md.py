@@ -84,14 +84,18 @@ def plot(rows: list[dict], path: Path) -> None:
         sel = [r for r in rows if r["metric"] == metric]
         bounds = sorted({r["bound"] for r in sel})
         for ax, key in ((axes[0], "true_over_bound"), (axes[1], "served_fraction")):
-            vals = [[r[key] for r in sel if r["bound"] == b] for b in bounds]
-            ax.errorbar(bounds, [np.mean(v) for v in vals], yerr=[np.std(v) for v in vals], marker="o",
-                        color=colour, label=metric, capsize=3)
+            vals = [[r[key] for r in sel if r["bound"] == b and np.isfinite(r[key])] for b in bounds]
+            keep = [i for i, v in enumerate(vals) if v]
+            ax.errorbar([bounds[i] for i in keep], [np.mean(vals[i]) for i in keep],
+                        yerr=[np.std(vals[i]) for i in keep], marker="o", color=colour, label=metric, capsize=3)
     axes[0].axhline(1.0, color="k", ls=":")
     axes[0].set_ylabel("served error (true) / bound")
     axes[1].set_ylabel("fraction of calls answered by the surrogate")
+    all_bounds = sorted({r["bound"] for r in rows})
     for ax in axes:
         ax.set_xscale("log")
+        ax.set_xticks(all_bounds, [f"{b:g}" for b in all_bounds], rotation=45)
+        ax.minorticks_off()
         ax.set_xlabel("bound (eV/A)")
         ax.legend()
     fig.suptitle("Cu13 Langevin MD at 300 K, EMT target: mean over seeds, error bars = std")
@@ -105,7 +109,12 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--temperature", type=float, default=300.0)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "bound_sweep_md"))
+    ap.add_argument("--plot-only", action="store_true", help="redraw the PNG from the JSON of an earlier run")
     args = ap.parse_args()
+    out = Path(args.out)
+    if args.plot_only:
+        plot(json.loads(out.with_suffix(".json").read_text())["runs"], out.with_suffix(".png"))
+        return
     jobs = [(m, b, s) for m, bs in BOUNDS.items() for b in bs for s in range(args.seeds)]
     rows = [run_one(m, b, s, args.steps, args.temperature) for m, b, s in tqdm(jobs, desc="runs")]
     result = {
@@ -119,7 +128,6 @@ def main() -> None:
         "runs_with_no_served_step": sum(not np.isfinite(r["true_over_bound"]) for r in rows),
         "total_runs": len(rows),
     }
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2))
     plot(rows, out.with_suffix(".png"))
