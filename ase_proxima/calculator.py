@@ -84,6 +84,10 @@ class ProximaCalculator(Calculator):
     train_properties:
         Properties requested from the target on every target call, for training.
         Default: what the surrogate learns from (energy, forces) that the target implements.
+    adaptive:
+        ``False`` freezes T at ``threshold`` (the thesis's *Fixed* strategy, for
+        comparisons): the gate, audits and statistics work as usual, the
+        controller only watches.
     """
 
     name = "proxima"
@@ -108,6 +112,7 @@ class ProximaCalculator(Calculator):
         seed: int | None = None,
         max_training: int | None = None,
         train_properties: tuple[str, ...] | None = None,
+        adaptive: bool = True,
     ) -> None:
         super().__init__()
         if target is None or not hasattr(target, "get_property"):
@@ -127,6 +132,8 @@ class ProximaCalculator(Calculator):
             raise ValueError(f"bound_on must be 'served' or 'all', got {bound_on!r}")
         if max_training is not None and max_training < min_training:
             raise ValueError("max_training must be >= min_training")
+        if not adaptive and threshold is None:
+            raise ValueError("adaptive=False needs a threshold to hold fixed")
         if surrogate is not None and not isinstance(surrogate, Surrogate):
             raise TypeError("surrogate must be an ase_proxima.surrogates.Surrogate")
         if uncertainty is not None and not isinstance(uncertainty, Uncertainty):
@@ -151,6 +158,7 @@ class ProximaCalculator(Calculator):
         self.bound_on = bound_on
         self.max_training = max_training
         self._train_props_arg = train_properties
+        self.adaptive = bool(adaptive)
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.parameters = {
@@ -168,6 +176,7 @@ class ProximaCalculator(Calculator):
             "store": None if store is None else str(store),
             "seed": seed,
             "max_training": max_training,
+            "adaptive": self.adaptive,
         }
 
         self.log = CallLog()
@@ -282,7 +291,7 @@ class ProximaCalculator(Calculator):
             self._add_training(atoms, exact, kind)
             if self._needs_refit(before_use=False):
                 self._fit(timers)
-        if compared:
+        if compared and self.adaptive:
             t = time.perf_counter()
             self.controller.update(self._measured_error())
             timers["controller"] += time.perf_counter() - t

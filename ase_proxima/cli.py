@@ -5,6 +5,11 @@
 ProximaCalculator under a force error bound -- written to a run directory
 (store, stats JSON, plot), with the served error checked against the target on
 every served step.
+
+``ase-proxima mc``: Metropolis Monte Carlo of a molecule with any target
+(``emt``, ``pyscf:hf/6-31g*``, ...), as the target alone (``--method
+baseline``), with a fixed threshold (``fixed``) or under Proxima's controller
+(``proxima``), written to a run directory (trajectory, call log, stats, plot).
 """
 
 from __future__ import annotations
@@ -36,12 +41,8 @@ def _demo(args: argparse.Namespace) -> int:
     from .plots import plot_run
 
     out = Path(args.out)
-    if (out / "store").exists():
-        if not args.overwrite:
-            print(f"error: {out}/store exists; pass --overwrite or choose another --out", file=sys.stderr)
-            return 2
-        shutil.rmtree(out / "store")
-    out.mkdir(parents=True, exist_ok=True)
+    if not _prepare_out(out, args.overwrite):
+        return 2
     atoms = Icosahedron("Cu", noshells=2, latticeconstant=3.61)
     calc = ProximaCalculator(
         target=EMT(),
@@ -104,6 +105,92 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prepare_out(out: Path, overwrite: bool) -> bool:
+    """Create the run directory; refuse to mix with an earlier run unless told to replace it."""
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            print(f"error: {out} is not empty; pass --overwrite or choose another --out", file=sys.stderr)
+            return False
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return True
+
+
+def _mc(args: argparse.Namespace) -> int:
+    from ase.build import molecule
+
+    from .calculator import ProximaCalculator
+    from .plots import plot_run
+    from .targets import make_target
+    from .uncertainty import DistanceUncertainty
+    from .workflows.mc import MonteCarlo
+
+    try:
+        atoms = molecule(args.molecule)
+    except KeyError:
+        print(f"error: unknown molecule {args.molecule!r} (any name of ase.build.molecule)", file=sys.stderr)
+        return 2
+    try:
+        target = make_target(args.target)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.method == "fixed" and args.threshold is None:
+        print("error: --method fixed needs --threshold", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    if not _prepare_out(out, args.overwrite):
+        return 2
+
+    if args.method == "baseline":
+        calc = target
+    else:
+        calc = ProximaCalculator(
+            target=target,
+            error_bound=args.error_bound,
+            uncertainty=DistanceUncertainty() if args.uncertainty == "distance" else None,
+            threshold=args.threshold,
+            adaptive=args.method == "proxima",
+            retrain=args.retrain if args.retrain is not None else "lazy",
+            audit_fraction=args.audit_fraction,
+            train_properties=("energy",) if args.energy_only else None,
+            store=out / "store",
+            seed=args.seed,
+        )
+    mc = MonteCarlo(atoms, calc, temperature_K=args.temperature, step_size=args.step_size, seed=args.seed,
+                    trajectory=out / "mc.traj")
+    result = mc.run(args.steps, progress=not args.quiet)
+    report = {
+        "command": " ".join(sys.argv),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": platform.platform(),
+        "molecule": args.molecule,
+        "target": args.target,
+        "method": args.method,
+        "temperature_K": args.temperature,
+        "step_size_A": args.step_size,
+        "steps": args.steps,
+        "seed": args.seed,
+        "wall_time_s": result.wall_time,
+        "acceptance_ratio": result.acceptance_ratio,
+        "mean_rog_A": result.mean_rog,
+        "rog_kind": "mass-weighted",
+    }
+    line = (f"{args.steps} MC steps at {args.temperature} K: acceptance {result.acceptance_ratio:.2f}, "
+            f"mean radius of gyration {result.mean_rog:.4f} A, wall {result.wall_time:.1f} s")
+    if args.method != "baseline":
+        stats = calc.stats
+        report["stats"] = stats
+        plot_run(calc.log, args.error_bound, out / "run.png",
+                 title=f"{args.molecule} MC, {args.target}, {args.temperature} K, bound {args.error_bound} eV")
+        line += (f"\ntarget {stats['target_calls']} calls (audits {stats['audits']}), surrogate "
+                 f"{stats['surrogate_calls']} ({stats['served_fraction']:.1%}); served error (audited) "
+                 f"{stats['served_error']:.5f} +- {stats['served_error_se']:.5f} eV, bound {args.error_bound} eV")
+    (out / "stats.json").write_text(json.dumps(report, indent=2, default=float))
+    print(line + f"\nwrote {out}/")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ase-proxima", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -118,6 +205,25 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--overwrite", action="store_true", help="replace an earlier demo run in --out")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(func=_demo)
+
+    mc = sub.add_parser("mc", help="Metropolis Monte Carlo of a molecule, target alone or through Proxima")
+    mc.add_argument("--molecule", default="CH4", help="a name of ase.build.molecule")
+    mc.add_argument("--target", default="pyscf:hf/6-31g*", help="emt | pyscf:hf/BASIS | pyscf:dft/XC/BASIS")
+    mc.add_argument("--method", choices=("proxima", "fixed", "baseline"), default="proxima")
+    mc.add_argument("--temperature", type=float, default=500.0, help="K")
+    mc.add_argument("--steps", type=int, default=1000)
+    mc.add_argument("--step-size", type=float, default=0.003, help="largest displacement per component, A")
+    mc.add_argument("--error-bound", type=float, default=0.002, help="eV")
+    mc.add_argument("--threshold", type=float, default=None, help="initial T (proxima) or the fixed T")
+    mc.add_argument("--retrain", type=int, default=None, help="refit every k new points (default lazy)")
+    mc.add_argument("--uncertainty", choices=("posterior", "distance"), default="posterior")
+    mc.add_argument("--audit-fraction", type=float, default=0.05)
+    mc.add_argument("--energy-only", action="store_true", help="train on energies only (no target forces)")
+    mc.add_argument("--seed", type=int, default=0)
+    mc.add_argument("--out", default="runs/mc")
+    mc.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
+    mc.add_argument("--quiet", action="store_true", help="no progress bar")
+    mc.set_defaults(func=_mc)
     return parser
 
 

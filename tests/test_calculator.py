@@ -344,3 +344,13 @@ def test_never_serves_before_trained_and_started(min_training, seed, audit):
     # the surrogate answers (or is audited) only after min_training target results and a full window
     assert first_served >= min_training + calc.controller.window_size
     assert all(r["n_fitted"] >= min_training for r in calc.log.records[first_served:] if r["kind"] != "target")
+
+
+def test_fixed_threshold_strategy_keeps_t(methane):
+    calc = ProximaCalculator(target=EMT(), error_bound=0.005, threshold=0.002, adaptive=False, retrain=5, seed=0)
+    metropolis_walk(methane, calc, 120, seed=0)
+    t = calc.log.column("threshold")
+    assert np.all(t == 0.002)
+    assert calc.stats["surrogate_calls"] > 0
+    with pytest.raises(ValueError, match="threshold"):
+        ProximaCalculator(target=EMT(), error_bound=0.005, adaptive=False)

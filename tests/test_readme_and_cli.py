@@ -47,6 +47,37 @@ def test_cli_demo_writes_a_run_directory(tmp_path):
     assert again.returncode == 2 and "--overwrite" in again.stderr
 
 
+@pytest.mark.parametrize("method", ["proxima", "fixed", "baseline"])
+def test_cli_mc_run_directory(method, tmp_path):
+    from ase.io import read
+
+    from ase_proxima.cli import main
+
+    out = tmp_path / method
+    extra = ["--threshold", "0.001"] if method == "fixed" else []
+    code = main(["mc", "--molecule", "CH4", "--target", "emt", "--steps", "60", "--step-size", "0.01",
+                 "--method", method, "--out", str(out), "--quiet", *extra])
+    assert code == 0
+    report = json.loads((out / "stats.json").read_text())
+    assert 0 <= report["acceptance_ratio"] <= 1 and report["mean_rog_A"] > 0
+    assert len(read(out / "mc.traj", ":")) == 61
+    if method == "baseline":
+        assert "stats" not in report and not (out / "store").exists()
+    else:
+        assert report["stats"]["calls"] == 61
+        assert (out / "run.png").exists() and (out / "store" / "calls.csv").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--molecule", "NotAMolecule"], ["--target", "gaussian:hf/sto-3g"], ["--method", "fixed"]],
+)
+def test_cli_mc_rejects_bad_input(args, tmp_path):
+    from ase_proxima.cli import main
+
+    assert main(["mc", "--target", "emt", "--steps", "5", "--out", str(tmp_path / "o"), "--quiet", *args]) == 2
+
+
 @pytest.mark.parametrize("bad", [["--steps", "0"], ["--error-bound", "-1"]])
 def test_cli_rejects_bad_input(bad, tmp_path):
     from ase_proxima.cli import main
