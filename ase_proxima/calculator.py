@@ -185,6 +185,7 @@ class ProximaCalculator(Calculator):
         self._n_fitted = 0
         self._fits = 0
         self._fit_failures = 0
+        self._fit_error: str | None = None
         self._step = 0
         self._counts = {"target_calls": 0, "surrogate_calls": 0, "audits": 0, "refusals": 0}
         self._times = dict.fromkeys(_TIMERS, 0.0)
@@ -310,6 +311,8 @@ class ProximaCalculator(Calculator):
     # --------------------------------------------------------------- pieces
     def _why_not_surrogate(self, atoms: Atoms, properties: list[str]) -> str | None:
         """Reason the surrogate may not answer this call (``None``: the gate decides)."""
+        if self._fit_error is not None:
+            return f"surrogate fit failed ({self._fit_error})"
         if len(self._train_atoms) < self.min_training or not self.surrogate.is_fitted:
             return "startup"
         props = set(self.surrogate.properties_for(atoms))
@@ -340,7 +343,7 @@ class ProximaCalculator(Calculator):
         return None
 
     def _comparable(self, atoms: Atoms) -> bool:
-        if not self.surrogate.is_fitted:
+        if self._fit_error is not None or not self.surrogate.is_fitted:
             return False
         if self.surrogate.accepts(atoms) is not None or self.uncertainty.accepts(atoms) is not None:
             return False
@@ -420,18 +423,26 @@ class ProximaCalculator(Calculator):
         return self._train_atoms[start:n], self._train_results[start:n]
 
     def _fit(self, timers: dict[str, float] | None = None, n: int | None = None) -> None:
+        """Refit surrogate and uncertainty on the first ``n`` training points (default all).
+
+        A failed fit (singular data, a training set the model cannot describe) is
+        counted in ``stats['fit_failures']`` and leaves the surrogate unusable --
+        every call goes to the target -- until a later refit succeeds.
+        """
         n = len(self._train_atoms) if n is None else n
         images, results = self._training_set(n)
         t = time.perf_counter()
         try:
             self.surrogate.fit(images, results)
             self.uncertainty.fit(images)
-        except (ValueError, np.linalg.LinAlgError):
+        except (ValueError, np.linalg.LinAlgError) as err:
             self._fit_failures += 1
-            raise
+            self._fit_error = f"{type(err).__name__}: {err}"
+            return
         finally:
             if timers is not None:
                 timers["training"] += time.perf_counter() - t
+        self._fit_error = None
         self._n_fitted = n
         self._fits += 1
         if self.store is not None:

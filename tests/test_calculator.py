@@ -354,3 +354,21 @@ def test_fixed_threshold_strategy_keeps_t(methane):
     assert calc.stats["surrogate_calls"] > 0
     with pytest.raises(ValueError, match="threshold"):
         ProximaCalculator(target=EMT(), error_bound=0.005, adaptive=False)
+
+
+def test_failed_fit_falls_back_to_target_and_is_counted(methane):
+    calc = ProximaCalculator(target=EMT(), error_bound=0.005, seed=0)
+    metropolis_walk(methane, calc, 60, seed=0)
+    boxed = methane.copy()
+    boxed.cell = [8.0, 8.0, 8.0]
+    boxed.pbc = True
+    ref = EMT()
+    for a in fixed_sequence(boxed, 25, amplitude=0.005):  # periodic data: SOAP cannot mix them in one fit
+        assert calc.get_potential_energy(a) == pytest.approx(ref.get_potential_energy(a))
+    s = calc.stats
+    assert s["fit_failures"] >= 1
+    walk = metropolis_walk(methane, calc, 20, seed=1)
+    assert all(w["kind"] == "target" for w in walk)
+    assert "fit failed" in calc.log[-1]["reason"]
+    for w in walk:
+        assert w["energy"] == pytest.approx(ref.get_potential_energy(w["atoms"]))
