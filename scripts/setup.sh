@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv and install ase-proxima with everything it needs (idempotent).
-#   scripts/setup.sh        the package with its plots and quantum-chemistry (PySCF) extras, and the test tools
+#   .venv        the package with its plots and quantum-chemistry (PySCF) extras, and the test tools
+#   .venv-psi4   Debian's Python with Debian's psi4 and ASE: the interpreter of the Psi4 bridge
+#                (Psi4 is not on PyPI; Debian's build imports only under Debian's Python and numpy 1.x)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -8,3 +10,22 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[plots,qc,test]"
+
+debian_psi4() {
+    /usr/bin/python3 -c "import sys; sys.path.append('/usr/lib/x86_64-linux-gnu'); import psi4, scipy" 2>/dev/null
+}
+if [ ! -x .venv-psi4/bin/python ]; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        if ! debian_psi4; then
+            apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+                psi4 python3-scipy python3-venv >/dev/null
+        fi
+        ase_version=$(.venv/bin/python -c 'import ase; print(ase.__version__)')
+        /usr/bin/python3 -m venv --system-site-packages .venv-psi4
+        # --no-deps: ASE must run on Debian's numpy/scipy, the ones psi4 was built against
+        .venv-psi4/bin/python -m pip install --quiet --no-deps "ase==$ase_version"
+    else
+        echo "note: no Psi4 bridge (it needs Debian's apt-get as root); Psi4 tests will be skipped" >&2
+    fi
+fi

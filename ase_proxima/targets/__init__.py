@@ -13,6 +13,7 @@ def make_target(spec: str) -> Calculator:
     ``emt``                      ASE's EMT
     ``pyscf:hf/6-31g*``          PySCF Hartree-Fock in a basis
     ``pyscf:dft/pbe/def2-svp``   PySCF Kohn-Sham with a functional and a basis
+    ``psi4:hf/6-31g``            Psi4 (in process where it imports, else the worker bridge)
     """
     name, _, rest = spec.partition(":")
     name = name.strip().lower()
@@ -29,4 +30,13 @@ def make_target(spec: str) -> Calculator:
         if len(parts) == 3 and parts[0].lower() == "dft":
             return PySCF(method="dft", xc=parts[1], basis=parts[2])
         raise ValueError(f"pyscf target spec must be 'pyscf:hf/BASIS' or 'pyscf:dft/XC/BASIS', got {spec!r}")
-    raise ValueError(f"unknown target {spec!r}; known: emt, pyscf:hf/BASIS, pyscf:dft/XC/BASIS")
+    if name == "psi4":
+        from .psi4_bridge import psi4_calculator
+
+        parts = [p for p in rest.split("/") if p]
+        if len(parts) != 2:
+            raise ValueError(f"psi4 target spec must be 'psi4:METHOD/BASIS', got {spec!r}")
+        return psi4_calculator(method=parts[0], basis=parts[1])
+    raise ValueError(
+        f"unknown target {spec!r}; known: emt, pyscf:hf/BASIS, pyscf:dft/XC/BASIS, psi4:METHOD/BASIS"
+    )
