@@ -244,13 +244,13 @@ class ProximaCalculator(Calculator):
         u = math.nan
         reason = self._why_not_surrogate(atoms, properties)
         if reason is None:
-            prediction, u = self._score(atoms, timers)
+            prediction, u = self._score(atoms, properties, timers)
             self.controller.note_uncertainty(u)
             if self.controller.allows(u) and self._needs_refit(before_use=True):
                 self._fit(timers)
                 reason = self._why_not_surrogate(atoms, properties)
                 if reason is None:
-                    prediction, u = self._score(atoms, timers)
+                    prediction, u = self._score(atoms, properties, timers)
             if reason is None:
                 reason = self._gate_reason(prediction, u)
         rec["threshold"] = self.controller.threshold if self.controller.threshold is not None else math.nan
@@ -278,7 +278,7 @@ class ProximaCalculator(Calculator):
             exact = self._run_target(atoms, properties, timers)
             if self._comparable(atoms):
                 if prediction is None:
-                    prediction, u = self._score(atoms, timers)
+                    prediction, u = self._score(atoms, properties, timers)
                     rec["uncertainty"] = u
                 if self._finite(prediction) and math.isfinite(u):
                     err = self._compare(prediction, exact, len(atoms), timers)
@@ -349,9 +349,13 @@ class ProximaCalculator(Calculator):
             return False
         return all(p in self.surrogate.properties_for(atoms) for p in metric_properties(self.error_metric))
 
-    def _score(self, atoms: Atoms, timers: dict[str, float]) -> tuple[Prediction, float]:
+    def _score(self, atoms: Atoms, properties: list[str], timers: dict[str, float]) -> tuple[Prediction, float]:
+        """Predict what the call and the error metric need (an energy-only Monte Carlo step
+        skips the force derivatives), then the uncertainty."""
+        wanted = {"energy" if p == "free_energy" else p for p in properties}
+        wanted.update(metric_properties(self.error_metric))
         t = time.perf_counter()
-        prediction = self.surrogate.predict(atoms)
+        prediction = self.surrogate.predict(atoms, sorted(wanted))
         timers["surrogate"] += time.perf_counter() - t
         t = time.perf_counter()
         u = self.uncertainty.score(atoms, prediction)

@@ -45,8 +45,9 @@ class Surrogate(ABC):
         """(Re)train on every structure with its target results (energy, optionally forces)."""
 
     @abstractmethod
-    def predict(self, atoms: Atoms) -> Prediction:
-        """Predict one structure the model :meth:`accepts`."""
+    def predict(self, atoms: Atoms, properties: Sequence[str] | None = None) -> Prediction:
+        """Predict one structure the model :meth:`accepts`: ``properties`` (default all it can),
+        so a caller needing energies only does not pay for forces."""
 
     def accepts(self, atoms: Atoms) -> str | None:
         """``None`` if ``atoms`` is inside what the model can describe, else the reason it is not."""

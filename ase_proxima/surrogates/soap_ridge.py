@@ -241,12 +241,12 @@ class SOAPBayesianRidge(Surrogate):
         model.fit(R[:, :-1] / np.sqrt(w), R[:, -1] / np.sqrt(w), sample_weight=np.full(q, w))
         return model
 
-    def predict(self, atoms: Atoms) -> Prediction:
+    def predict(self, atoms: Atoms, properties: Sequence[str] | None = None) -> Prediction:
         reason = self.accepts(atoms)
         if reason is not None:
             raise ValueError(f"surrogate cannot predict this structure: {reason}")
         assert self._model is not None
-        want_f = "forces" in self.properties_for(atoms)
+        want_f = "forces" in self.properties_for(atoms) and (properties is None or "forces" in properties)
         x, dx = self._features(atoms, want_f)
         w = self._model.coef_
         cov = self._model.sigma_
