@@ -7,6 +7,7 @@ import signal
 
 import numpy as np
 import pytest
+from conftest import finite_difference_forces
 from ase.build import molecule
 from ase.calculators.calculator import CalculatorError
 
@@ -34,15 +35,7 @@ def ch4():
 
 def test_forces_match_finite_differences(bridge, ch4):
     forces = bridge.get_forces(ch4)
-    h = 2e-3
-    numeric = np.zeros_like(forces)
-    for i in range(len(ch4)):
-        for k in range(3):
-            plus, minus = ch4.copy(), ch4.copy()
-            plus.positions[i, k] += h
-            minus.positions[i, k] -= h
-            numeric[i, k] = -(bridge.get_potential_energy(plus) - bridge.get_potential_energy(minus)) / (2 * h)
-    np.testing.assert_allclose(forces, numeric, atol=3e-3)
+    np.testing.assert_allclose(forces, finite_difference_forces(bridge, ch4, h=2e-3), atol=3e-3)
 
 
 def test_agrees_with_pyscf_on_forces(bridge, ch4):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import finite_difference_forces
 from ase.build import bulk, molecule
 from ase.calculators.calculator import SCFError
 from ase.units import Hartree
@@ -34,15 +35,7 @@ def test_energy_matches_pyscf_in_ev(ch4):
 def test_forces_match_finite_differences(ch4):
     calc = PySCF(method="hf", basis="sto-3g")
     forces = calc.get_forces(ch4)
-    h = 1e-3
-    numeric = np.zeros_like(forces)
-    for i in range(len(ch4)):
-        for k in range(3):
-            plus, minus = ch4.copy(), ch4.copy()
-            plus.positions[i, k] += h
-            minus.positions[i, k] -= h
-            numeric[i, k] = -(calc.get_potential_energy(plus) - calc.get_potential_energy(minus)) / (2 * h)
-    np.testing.assert_allclose(forces, numeric, atol=2e-3)
+    np.testing.assert_allclose(forces, finite_difference_forces(calc, ch4, h=1e-3), atol=2e-3)
     assert np.abs(forces.sum(axis=0)).max() < 1e-4  # no net force on a free molecule
 
 
