@@ -97,6 +97,7 @@ class Psi4Bridge(Calculator):
         self._log = tempfile.NamedTemporaryFile(prefix="proxima-psi4-", suffix=".log", delete=False)
         self._proc = subprocess.Popen(
             [self.python, str(_WORKER)],
+            cwd=tempfile.mkdtemp(prefix="proxima-psi4-cwd-"),  # Psi4 drops timer.dat etc. in its cwd
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,
