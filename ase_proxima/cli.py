@@ -153,7 +153,7 @@ def _mc(args: argparse.Namespace) -> int:
             adaptive=args.method == "proxima",
             retrain=args.retrain if args.retrain is not None else "lazy",
             audit_fraction=args.audit_fraction,
-            train_properties=("energy",) if args.energy_only else None,
+            train_properties=("energy", "forces") if args.train_forces else None,
             store=out / "store",
             seed=args.seed,
         )
@@ -218,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     mc.add_argument("--retrain", type=int, default=None, help="refit every k new points (default lazy)")
     mc.add_argument("--uncertainty", choices=("posterior", "distance"), default="posterior")
     mc.add_argument("--audit-fraction", type=float, default=0.05)
-    mc.add_argument("--energy-only", action="store_true", help="train on energies only (no target forces)")
+    mc.add_argument("--train-forces", action="store_true",
+                    help="also ask the target for forces on its calls, for training (costs about 2x per HF call)")
     mc.add_argument("--seed", type=int, default=0)
     mc.add_argument("--out", default="runs/mc")
     mc.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")

@@ -381,3 +381,39 @@ def test_failed_fit_falls_back_to_target_and_is_counted(methane):
     assert "fit failed" in calc.log[-1]["reason"]
     for w in walk:
         assert w["energy"] == pytest.approx(ref.get_potential_energy(w["atoms"]))
+
+
+class RequestRecordingEMT(EMT):
+    """ASE's EMT, recording every property it is asked for (EMT computes forces anyway,
+    so what matters is what the caller asks for)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.asked: list[str] = []
+
+    def get_property(self, name, atoms=None, allow_calculation=True):
+        self.asked.append(name)
+        return super().get_property(name, atoms, allow_calculation)
+
+
+def test_target_is_asked_only_for_what_the_call_and_metric_need(methane):
+    # default: an energy-only Monte Carlo walk never asks the target for forces
+    target = RequestRecordingEMT()
+    calc = ProximaCalculator(target=target, error_bound=0.005, seed=0)
+    metropolis_walk(methane, calc, 60, seed=1)
+    assert set(target.asked) == {"energy"}
+    assert calc.todict()["train_properties"] is None
+    # EMT computes forces anyway; a target that does not (PySCF) shows the difference
+    from ase_proxima.targets import make_target
+
+    for train, has_forces in ((None, False), (("energy", "forces"), True)):
+        calc = ProximaCalculator(target=make_target("pyscf:hf/sto-3g"), error_bound=0.005, train_properties=train,
+                                 min_training=3, seed=0)
+        metropolis_walk(methane, calc, 8, step_size=0.003, seed=1)
+        assert [("forces" in r) for r in calc._train_results] == [has_forces] * len(calc._train_results)
+    assert calc.todict()["train_properties"] == ["energy", "forces"]
+    # a force metric asks for forces on target calls, to compare against
+    calc = ProximaCalculator(target=make_target("pyscf:hf/sto-3g"), error_bound=0.05, error_metric="forces_max",
+                             min_training=3, seed=0)
+    metropolis_walk(methane, calc, 8, step_size=0.003, seed=1)
+    assert all("forces" in r for r in calc._train_results)
