@@ -1,6 +1,7 @@
 """Surrogate model families behind one protocol (see :mod:`.base`)."""
 
 from .base import Prediction, Surrogate
+from .snap_ensemble import SNAPEnsemble
 from .soap_ridge import SOAPBayesianRidge
 
-__all__ = ["Prediction", "Surrogate", "SOAPBayesianRidge"]
+__all__ = ["Prediction", "Surrogate", "SNAPEnsemble", "SOAPBayesianRidge"]

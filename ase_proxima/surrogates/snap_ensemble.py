@@ -1,0 +1,139 @@
+"""Bootstrap ensemble of linear SNAP models: energies, forces and stress with a spread.
+
+Each member is a ridge fit of the SNAP weights (:mod:`.snap_descriptors`) on a
+bootstrap resample of the training *structures*.  A structure contributes its
+normal equations ``A^T A`` and ``A^T y`` (energy per atom, 3N force rows and,
+for periodic cells, 6 virial-per-atom rows), so resampling only re-weights
+small p x p matrices: a refit of all members takes milliseconds whatever the
+training set size, which is what on-the-fly retraining needs.  The served
+answer is the fit on all data; the members' standard deviation is the spread
+the gate compares with the threshold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+from .base import Prediction, Surrogate, check_training_set
+from .snap_descriptors import DesignMatrix, SNAPDescriptor
+
+__all__ = ["SNAPEnsemble"]
+
+
+class SNAPEnsemble(Surrogate):
+    """Force-field surrogate for condensed phases: ``members`` bootstrap SNAP ridge fits.
+
+    Parameters
+    ----------
+    elements:
+        Symbols to cover; ``None`` takes those of the first training set.
+    cutoff, twojmax:
+        SNAP descriptor settings (Angstrom; band limit).
+    members:
+        Ensemble size (bootstrap resamples of the training structures).
+    ridge:
+        Ridge penalty relative to the mean diagonal of the normal equations.
+    energy_weight, stress_weight:
+        Weights of the per-atom energy row and of the virial-per-atom rows,
+        relative to one force row.
+    """
+
+    implemented_properties = ("energy", "forces", "stress")
+
+    def __init__(self, elements: Sequence[str] | None = None, cutoff: float = 5.0, twojmax: int = 6,
+                 members: int = 8, ridge: float = 1e-8, energy_weight: float = 10.0, stress_weight: float = 1.0,
+                 seed: int = 0) -> None:
+        if members < 2:
+            raise ValueError("an ensemble needs at least 2 members")
+        if ridge < 0 or energy_weight < 0 or stress_weight < 0:
+            raise ValueError("ridge and the row weights must be >= 0")
+        self.elements = None if elements is None else list(elements)
+        self.cutoff, self.twojmax = float(cutoff), int(twojmax)
+        self.members, self.ridge = int(members), float(ridge)
+        self.energy_weight, self.stress_weight = float(energy_weight), float(stress_weight)
+        self.seed = seed
+        self._descriptor: SNAPDescriptor | None = None
+        self._normal: list[tuple[np.ndarray, np.ndarray]] = []
+        self._n_seen = 0
+        self.coef_: np.ndarray | None = None  # (p,) fit on all data
+        self.member_coef_: np.ndarray | None = None  # (members, p)
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.coef_ is not None
+
+    def _desc(self, images: Sequence[Atoms]) -> SNAPDescriptor:
+        if self._descriptor is None:
+            elements = self.elements or sorted({s for a in images for s in a.get_chemical_symbols()})
+            self._descriptor = SNAPDescriptor(elements, cutoff=self.cutoff, twojmax=self.twojmax)
+        return self._descriptor
+
+    def accepts(self, atoms: Atoms) -> str | None:
+        if self._descriptor is None:
+            return None
+        return self._descriptor.accepts(atoms)
+
+    def _equations(self, atoms: Atoms, rows: DesignMatrix, res: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        n = len(atoms)
+        blocks = [self.energy_weight * rows.energy[None, :] / n]
+        targets = [np.array([self.energy_weight * float(res["energy"]) / n])]
+        if "forces" in res:
+            blocks.append(rows.forces.reshape(3 * n, -1))
+            targets.append(np.asarray(res["forces"], float).ravel())
+        if rows.stress is not None and "stress" in res and self.stress_weight > 0:
+            scale = self.stress_weight * atoms.get_volume() / n
+            stress = np.asarray(res["stress"], float)
+            if stress.shape == (3, 3):
+                stress = stress[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+            blocks.append(scale * rows.stress)
+            targets.append(scale * stress)
+        a, y = np.vstack(blocks), np.concatenate(targets)
+        return a.T @ a, a.T @ y
+
+    def fit(self, images: Sequence[Atoms], results: Sequence[Mapping[str, Any]]) -> None:
+        """Fit all members on every structure so far; only structures new since the last fit
+        are described again (the training set only grows, as ProximaCalculator keeps it)."""
+        check_training_set(images, results)
+        desc = self._desc(images)
+        if len(images) < self._n_seen:
+            self._normal, self._n_seen = [], 0  # a different (shorter) training set: start over
+        for atoms, res in zip(images[self._n_seen:], results[self._n_seen:]):
+            self._normal.append(self._equations(atoms, desc.rows(atoms), res))
+        self._n_seen = len(images)
+        grams = np.array([g for g, _ in self._normal])
+        rhs = np.array([b for _, b in self._normal])
+        p = grams.shape[1]
+        rng = np.random.default_rng(self.seed + len(images))
+        counts = np.vstack([np.ones(len(grams))] + [rng.multinomial(len(grams), np.full(len(grams), 1 / len(grams)))
+                                                    for _ in range(self.members)])
+        coefs = []
+        for c in counts:
+            g = np.tensordot(c, grams, axes=1)
+            reg = self.ridge * max(float(np.trace(g)) / p, 1e-12)
+            coefs.append(np.linalg.solve(g + reg * np.eye(p), np.tensordot(c, rhs, axes=1)))
+        self.coef_, self.member_coef_ = coefs[0], np.array(coefs[1:])
+
+    def predict(self, atoms: Atoms, properties: Sequence[str] | None = None) -> Prediction:
+        if not self.is_fitted:
+            raise RuntimeError("SNAPEnsemble.predict before fit")
+        wanted = set(properties or self.implemented_properties)
+        rows = self._descriptor.rows(atoms)
+        coef = np.vstack([self.coef_[None, :], self.member_coef_])  # (1 + members, p)
+        results: dict[str, Any] = {}
+        spread: dict[str, Any] = {}
+        e = coef @ rows.energy
+        results["energy"], spread["energy"] = float(e[0]), float(np.std(e[1:]))
+        if "forces" in wanted:
+            f = np.einsum("nkp,mp->mnk", rows.forces, coef)
+            results["forces"], spread["forces"] = f[0], np.std(f[1:], axis=0)
+        if "stress" in wanted and rows.stress is not None:
+            s = coef @ rows.stress.T
+            results["stress"], spread["stress"] = s[0], np.std(s[1:], axis=0)
+        return Prediction(results=results, spread=spread)
+
+    def properties_for(self, atoms: Atoms) -> tuple[str, ...]:
+        return self.implemented_properties if atoms.pbc.all() else ("energy", "forces")

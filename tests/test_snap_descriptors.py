@@ -1,0 +1,73 @@
+"""SNAP rows from LAMMPS: the force and stress rows are the derivatives of the energy row."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk
+
+from ase_proxima.surrogates.snap_descriptors import SNAPDescriptor
+
+
+@pytest.fixture(scope="module")
+def descriptor() -> SNAPDescriptor:
+    return SNAPDescriptor(["Al"], cutoff=5.0, twojmax=6)
+
+
+def _triclinic_al() -> Atoms:
+    atoms = bulk("Al", "fcc", a=4.05).repeat((3, 3, 3))  # primitive fcc cell: LAMMPS must rotate it
+    atoms.rattle(0.1, seed=1)
+    return atoms
+
+
+def test_counts_match_lammps(descriptor):
+    assert descriptor.n_per_element == 30  # twojmax 6, as the LAMMPS documentation lists
+    assert descriptor.n_features == 31
+    rows = descriptor.rows(_triclinic_al())
+    assert rows.energy.shape == (31,) and rows.forces.shape == (27, 3, 31) and rows.stress.shape == (6, 31)
+    assert rows.energy[0] == 27  # the constant column counts the atoms
+
+
+def test_force_and_stress_rows_are_energy_derivatives(descriptor):
+    atoms = _triclinic_al()
+    rows = descriptor.rows(atoms)
+    w = np.random.default_rng(0).normal(size=rows.energy.shape)
+    h = 1e-4
+    for i, c in ((3, 1), (10, 2)):
+        plus, minus = atoms.copy(), atoms.copy()
+        plus.positions[i, c] += h
+        minus.positions[i, c] -= h
+        fd = -(descriptor.rows(plus).energy @ w - descriptor.rows(minus).energy @ w) / (2 * h)
+        assert rows.forces[i, c] @ w == pytest.approx(fd, rel=1e-5, abs=1e-6)
+    for p, q, voigt in ((0, 0, 0), (1, 2, 3), (0, 1, 5)):
+        def energy(e):
+            strained = atoms.copy()
+            f = np.eye(3)
+            if p == q:
+                f[p, p] += e
+            else:
+                f[p, q] += e / 2
+                f[q, p] += e / 2
+            strained.set_cell(atoms.cell.array @ f.T, scale_atoms=True)
+            return descriptor.rows(strained).energy @ w
+
+        fd = (energy(h) - energy(-h)) / (2 * h) / atoms.get_volume()
+        assert rows.stress[voigt] @ w == pytest.approx(fd, rel=1e-5, abs=1e-6)
+
+
+def test_open_cluster_and_rejections(descriptor):
+    cluster = bulk("Al", "fcc", a=4.05, cubic=True)
+    cluster.pbc = False
+    cluster.center(vacuum=3.0)
+    rows = descriptor.rows(cluster)
+    assert rows.stress is None
+    assert np.allclose(rows.forces.sum(axis=0), 0.0, atol=1e-8)  # no external force on a free cluster
+    assert "Cu" in descriptor.accepts(bulk("Cu"))
+    with pytest.raises(ValueError, match="Cu"):
+        descriptor.rows(bulk("Cu"))
+    slab = bulk("Al", cubic=True)
+    slab.pbc = [True, True, False]
+    assert "mixed" in descriptor.accepts(slab)
+    with pytest.raises(ValueError):
+        SNAPDescriptor(["Al"], twojmax=5)
