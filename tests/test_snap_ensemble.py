@@ -73,3 +73,29 @@ def test_bad_use_is_refused():
     atoms.calc = EMT()
     model.fit([atoms], [{"energy": atoms.get_potential_energy(), "forces": atoms.get_forces()}])
     assert "Cu" in model.accepts(bulk("Cu", cubic=True))
+
+
+def test_drives_proxima_md_of_periodic_aluminium():
+    from ase import units
+    from ase.md.langevin import Langevin
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+    from ase_proxima import ProximaCalculator
+
+    atoms = bulk("Al", "fcc", a=4.05, cubic=True).repeat(2)
+    MaxwellBoltzmannDistribution(atoms, temperature_K=600, rng=np.random.default_rng(0))
+    calc = ProximaCalculator(target=EMT(), error_bound=0.1, error_metric="forces_max", surrogate=SNAPEnsemble(),
+                             seed=0)
+    atoms.calc = calc
+    errors = []
+
+    def check():
+        if calc.log[-1]["kind"] == "surrogate":
+            diff = atoms.get_forces() - EMT().get_forces(atoms)
+            errors.append(np.max(np.linalg.norm(diff, axis=1)))
+
+    dyn = Langevin(atoms, 2 * units.fs, temperature_K=600, friction=0.02, rng=np.random.default_rng(1))
+    dyn.attach(check)
+    dyn.run(150)
+    assert calc.stats["served_fraction"] > 0.3
+    assert np.mean(errors) <= 0.1  # the force bound holds against EMT on the served steps
