@@ -56,6 +56,17 @@ def test_refit_is_incremental_and_reproducible(fitted):
     again = SNAPEnsemble(members=8, seed=0)
     again.fit([a for a, _ in train], [r for _, r in train])
     np.testing.assert_allclose(again.member_coef_, model.member_coef_)
+    # a sliding training window of fixed length (ProximaCalculator's max_training) refits on
+    # exactly the structures now in it
+    slid = SNAPEnsemble(members=8, seed=0)
+    slid.fit([a for a, _ in train[:20]], [r for _, r in train[:20]])
+    before = slid.coef_.copy()
+    slid.fit([a for a, _ in train[5:]], [r for _, r in train[5:]])
+    fresh = SNAPEnsemble(members=8, seed=0)
+    fresh.fit([a for a, _ in train[5:]], [r for _, r in train[5:]])
+    np.testing.assert_allclose(slid.coef_, fresh.coef_)
+    np.testing.assert_allclose(slid.member_coef_, fresh.member_coef_)
+    assert not np.allclose(slid.coef_, before)
     # energy-only training data still fits, and a prediction can skip forces
     energy_only = SNAPEnsemble(members=4)
     energy_only.fit([a for a, _ in train], [{"energy": r["energy"]} for _, r in train])

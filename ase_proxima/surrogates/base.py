@@ -67,3 +67,10 @@ def check_training_set(images: Sequence[Atoms], results: Sequence[Mapping[str, A
     for i, res in enumerate(results):
         if "energy" not in res or not np.isfinite(res["energy"]):
             raise ValueError(f"training result {i} has no finite energy")
+
+
+def structure_key(atoms: Atoms) -> bytes:
+    """Identity of a structure for descriptor caches (content, not object id)."""
+    return b"".join(
+        (atoms.numbers.tobytes(), atoms.positions.tobytes(), atoms.cell.array.tobytes(), atoms.pbc.tobytes())
+    )

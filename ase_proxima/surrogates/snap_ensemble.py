@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
-from .base import Prediction, Surrogate, check_training_set
+from .base import Prediction, Surrogate, check_training_set, structure_key
 from .snap_descriptors import DesignMatrix, SNAPDescriptor
 
 __all__ = ["SNAPEnsemble"]
@@ -57,8 +57,7 @@ class SNAPEnsemble(Surrogate):
         self.energy_weight, self.stress_weight = float(energy_weight), float(stress_weight)
         self.seed = seed
         self._descriptor: SNAPDescriptor | None = None
-        self._normal: list[tuple[np.ndarray, np.ndarray]] = []
-        self._n_seen = 0
+        self._normal: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}  # per training structure
         self.coef_: np.ndarray | None = None  # (p,) fit on all data
         self.member_coef_: np.ndarray | None = None  # (members, p)
 
@@ -95,17 +94,18 @@ class SNAPEnsemble(Surrogate):
         return a.T @ a, a.T @ y
 
     def fit(self, images: Sequence[Atoms], results: Sequence[Mapping[str, Any]]) -> None:
-        """Fit all members on every structure so far; only structures new since the last fit
-        are described again (the training set only grows, as ProximaCalculator keeps it)."""
+        """Fit all members on the given training set.  Each structure's normal equations are
+        cached by content, so a refit describes only structures it has not seen, whether the
+        set grew or slid (``ProximaCalculator(max_training=...)``)."""
         check_training_set(images, results)
         desc = self._desc(images)
-        if len(images) < self._n_seen:
-            self._normal, self._n_seen = [], 0  # a different (shorter) training set: start over
-        for atoms, res in zip(images[self._n_seen:], results[self._n_seen:]):
-            self._normal.append(self._equations(atoms, desc.rows(atoms), res))
-        self._n_seen = len(images)
-        grams = np.array([g for g, _ in self._normal])
-        rhs = np.array([b for _, b in self._normal])
+        keys = [structure_key(a) + ",".join(sorted(r)).encode() for a, r in zip(images, results)]
+        for key, atoms, res in zip(keys, images, results):
+            if key not in self._normal:
+                self._normal[key] = self._equations(atoms, desc.rows(atoms), res)
+        self._normal = {k: self._normal[k] for k in keys}  # forget structures that left the set
+        grams = np.array([self._normal[k][0] for k in keys])
+        rhs = np.array([self._normal[k][1] for k in keys])
         p = grams.shape[1]
         rng = np.random.default_rng(self.seed + len(images))
         counts = np.vstack([np.ones(len(grams))] + [rng.multinomial(len(grams), np.full(len(grams), 1 / len(grams)))

@@ -38,16 +38,9 @@ from ase import Atoms
 from dscribe.descriptors import SOAP
 from sklearn.linear_model import BayesianRidge
 
-from .base import Prediction, Surrogate, check_training_set
+from .base import Prediction, Surrogate, check_training_set, structure_key
 
 __all__ = ["SOAPBayesianRidge"]
-
-
-def _structure_key(atoms: Atoms) -> bytes:
-    """Identity of a structure for the descriptor cache (content, not object id)."""
-    return b"".join(
-        (atoms.numbers.tobytes(), atoms.positions.tobytes(), atoms.cell.array.tobytes(), atoms.pbc.tobytes())
-    )
 
 
 class SOAPBayesianRidge(Surrogate):
@@ -178,7 +171,7 @@ class SOAPBayesianRidge(Surrogate):
             self._soap = self._make_soap(species, periodic_flag)
             self._cache.clear()
             self._acc_keys = []
-        keys = [_structure_key(a) for a in images]
+        keys = [structure_key(a) for a in images]
         n_old = len(self._acc_keys)
         appended = 0 < n_old <= len(keys) and keys[:n_old] == self._acc_keys and len(keys) < 2 * self._basis_size
         if not appended:
@@ -196,7 +189,7 @@ class SOAPBayesianRidge(Surrogate):
 
     def _cached_features(self, atoms: Atoms, res: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
         want_d = self.fit_forces and not self.periodic and "forces" in res
-        key = _structure_key(atoms)
+        key = structure_key(atoms)
         cached = self._cache.get(key)
         if cached is None or (want_d and cached[1] is None):
             cached = self._features(atoms, want_d)
