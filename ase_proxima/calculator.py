@@ -57,6 +57,12 @@ class ProximaCalculator(Calculator):
         ``'energy'``, ``'energy_per_atom'``, ``'forces_max'`` or ``'forces_mean'``.
     window, threshold, threshold_bounds, max_threshold_step:
         Controller settings (:class:`~ase_proxima.control.ThresholdController`).
+    confidence:
+        z: the controller holds the window's mean error plus z standard errors
+        at the bound, not the bare mean (default 1).  Surrogate errors are
+        heavy-tailed where the training data run thin; measured on methane
+        Monte Carlo at 900 K with 0.02 A moves, z = 0 served 2.09 meV under a
+        2 meV bound.  0 gives the thesis's law.
     min_training:
         Target results gathered before the surrogate is first trained.
     retrain:
@@ -109,6 +115,7 @@ class ProximaCalculator(Calculator):
         threshold: float | None = None,
         threshold_bounds: tuple[float, float] | None = None,
         max_threshold_step: float | None = None,
+        confidence: float = 1.0,
         min_training: int = 10,
         retrain: str | int = "lazy",
         audit_fraction: float = 0.05,
@@ -154,6 +161,7 @@ class ProximaCalculator(Calculator):
             threshold=threshold,
             threshold_bounds=threshold_bounds,
             max_step=max_threshold_step,
+            confidence=confidence,
         )
         self.surrogate = surrogate
         self.uncertainty = uncertainty
@@ -174,6 +182,7 @@ class ProximaCalculator(Calculator):
             "threshold": threshold,
             "threshold_bounds": None if threshold_bounds is None else list(threshold_bounds),
             "max_threshold_step": max_threshold_step,
+            "confidence": float(confidence),
             "min_training": self.min_training,
             "retrain": retrain,
             "audit_fraction": self.audit_fraction,
@@ -408,7 +417,7 @@ class ProximaCalculator(Calculator):
         if self.bound_on == "served":
             return None
         served = sum(k == "surrogate" for k in self._recent_kinds) / max(len(self._recent_kinds), 1)
-        return served * self.controller.window_error
+        return served * self.controller.controlled_error
 
     # -------------------------------------------------------------- training
     def _add_training(self, atoms: Atoms, results: Mapping[str, Any], kind: str) -> None:
@@ -478,6 +487,7 @@ class ProximaCalculator(Calculator):
             "served_error_se": served_se,
             "returned_error": frac * served_error,
             "window_error": self.controller.window_error,
+            "controlled_error": self.controller.controlled_error,
             "error_bound": self.error_bound,
             "error_metric": self.error_metric,
             "bound_on": self.bound_on,

@@ -7,7 +7,7 @@ answer, so that the windowed mean error sits at the user's bound ``eps*``.
 
 The law (DESIGN section 2, the thesis eq. 3.3 with its safeguards)::
 
-    eps_k   = mean(e over the N newest comparisons)
+    eps_k   = mean(e over the N newest comparisons) + z * SE(that mean)
     alpha_k = slope of e = alpha*u + beta over a longer recent history (floored > 0)
     T_k+1   = clip(T_k - gain * (eps_k - eps*) / (N * alpha_k), T_k - dT_max, T_k + dT_max)
     T_k+1   = clip(T_k+1, T_min, T_max_eff)
@@ -19,6 +19,13 @@ times and overshoots N-fold (it oscillates on the plain linear plant of the
 tests).  With 1/N the corrections made while one window refreshes add up to
 one full correction: the response settles within about two windows, with a few
 per cent of overshoot.
+
+The ``z * SE`` term (``confidence``, default 0: the plain mean) makes the
+controller hold an upper confidence bound of the error at ``eps*`` rather than
+its mean.  Errors of a surrogate at the edge of its data are heavy-tailed: a
+window of ten comparisons can look fine while the served mean is over the
+bound.  With ``z = 1`` the margin grows by itself where the errors scatter and
+vanishes where they are steady, instead of a fixed safety factor on the bound.
 
 ``T_max_eff`` also stops integral wind-up: a threshold above every uncertainty
 seen lately serves every call, so raising it further only delays the reaction
@@ -78,6 +85,10 @@ class ThresholdController:
         estimates it by regression over ``alpha_history`` comparisons.
     alpha_history:
         Length of the history used by the regression (default ``5 * window``, at least 20).
+    confidence:
+        z, the number of standard errors of the window mean added to it before
+        it is compared with the bound (default 0).  The standard error is the
+        sample standard deviation of the window over sqrt(N).
     headroom:
         Anti-wind-up factor: T never exceeds ``headroom * max(u)`` over the
         last ``recent_calls`` calls (default ``max(50, 5 * window)``).
@@ -94,6 +105,7 @@ class ThresholdController:
         alpha_history: int | None = None,
         headroom: float = 1.1,
         recent_calls: int | None = None,
+        confidence: float = 0.0,
     ) -> None:
         if not (isinstance(error_bound, (int, float)) and math.isfinite(error_bound) and error_bound > 0):
             raise ValueError(f"error_bound must be a finite number > 0, got {error_bound!r}")
@@ -110,6 +122,8 @@ class ThresholdController:
             raise ValueError(f"max_threshold_step must be a finite number > 0, got {max_step!r}")
         if alpha is not None and not (math.isfinite(alpha) and alpha > 0):
             raise ValueError(f"alpha must be a finite number > 0, got {alpha!r}")
+        if not (isinstance(confidence, (int, float)) and math.isfinite(confidence) and confidence >= 0):
+            raise ValueError(f"confidence must be a finite number >= 0, got {confidence!r}")
         if headroom < 1:
             raise ValueError(f"headroom must be >= 1, got {headroom!r}")
 
@@ -119,6 +133,7 @@ class ThresholdController:
         self.max_step = max_step
         self.fixed_alpha = alpha
         self.headroom = float(headroom)
+        self.confidence = float(confidence)
         n_hist = alpha_history if alpha_history is not None else max(5 * self.window_size, 20)
         if n_hist < 3:
             raise ValueError(f"alpha_history must be >= 3, got {alpha_history!r}")
@@ -163,6 +178,23 @@ class ThresholdController:
         return sum(e for _, e in self._window) / len(self._window)
 
     @property
+    def window_error_se(self) -> float:
+        """Standard error of :attr:`window_error` (nan with fewer than two comparisons)."""
+        n = len(self._window)
+        if n < 2:
+            return math.nan
+        mean = self.window_error
+        var = sum((e - mean) ** 2 for _, e in self._window) / (n - 1)
+        return math.sqrt(var / n)
+
+    @property
+    def controlled_error(self) -> float:
+        """``eps_k`` as the law uses it: window mean plus ``confidence`` standard errors."""
+        if self.confidence == 0.0 or len(self._window) < 2:
+            return self.window_error
+        return self.window_error + self.confidence * self.window_error_se
+
+    @property
     def window_full(self) -> bool:
         return len(self._window) == self.window_size
 
@@ -174,8 +206,8 @@ class ThresholdController:
     def update(self, measured_error: float | None = None) -> float | None:
         """One control step; returns the new threshold (``None`` while starting up).
 
-        ``measured_error`` overrides the window mean (the calculator passes a
-        rescaled figure when the bound is on all returned results).
+        ``measured_error`` overrides :attr:`controlled_error` (the calculator
+        passes a rescaled figure when the bound is on all returned results).
         """
         scale = self._scale()
         self._estimate_alpha(scale)
@@ -186,7 +218,7 @@ class ThresholdController:
             self.threshold = self._clip_bounds(max(t0, 0.0))
             return self.threshold
 
-        eps = self.window_error if measured_error is None else float(measured_error)
+        eps = self.controlled_error if measured_error is None else float(measured_error)
         if not math.isfinite(eps):
             return self.threshold
         alpha = self.alpha if self.alpha is not None else self._alpha_floor(scale)

@@ -78,6 +78,45 @@ def test_noisy_error_mean_held_and_threshold_bounded():
     assert np.mean(errs[500:]) == pytest.approx(0.2, rel=0.1)
 
 
+def run_heavy_tailed_plant(ctrl: ThresholdController, steps: int, seed: int = 0, sigma: float = 1.0):
+    """Errors alpha*u times a lognormal factor of mean 1: rare large misses, as near the data's edge."""
+    rng = np.random.default_rng(seed)
+    errs = []
+    for _ in range(steps):
+        t = ctrl.threshold if ctrl.threshold is not None else 1.0
+        u = max(t * (1.0 + rng.uniform(-0.1, 0.1)), 1e-9)
+        e = 2.0 * u * rng.lognormal(-0.5 * sigma**2, sigma)
+        ctrl.note_uncertainty(u)
+        ctrl.observe(u, e)
+        ctrl.update()
+        errs.append(e)
+    return np.array(errs)
+
+
+def test_confidence_margin_keeps_heavy_tailed_error_under_bound():
+    """z = 1 holds the window's upper confidence bound at eps*: the true mean error ends below it,
+    where the plain mean (z = 0) sits on the bound and exceeds it on a good share of seeds."""
+    plain, upper = [], []
+    for seed in range(8):
+        plain.append(run_heavy_tailed_plant(ThresholdController(0.2, window=10), 3000, seed)[500:].mean())
+        upper.append(run_heavy_tailed_plant(ThresholdController(0.2, window=10, confidence=1.0), 3000, seed)[500:].mean())
+    plain, upper = np.array(plain), np.array(upper)
+    assert np.mean(plain) == pytest.approx(0.2, rel=0.1)
+    assert np.sum(plain > 0.2) >= 4, plain
+    assert np.all(upper < 0.2), upper
+    assert np.mean(upper) < 0.9 * np.mean(plain)
+
+
+def test_confidence_margin_vanishes_for_steady_errors():
+    """With no scatter the standard error is ~0: z = 1 converges to the same threshold as z = 0."""
+    a = ThresholdController(error_bound=0.2, window=10)
+    b = ThresholdController(error_bound=0.2, window=10, confidence=1.0)
+    ta, _ = run_plant(a, lambda k: 2.0, 600, noise=0.0)
+    tb, _ = run_plant(b, lambda k: 2.0, 600, noise=0.0)
+    assert tb[-1] == pytest.approx(ta[-1], rel=0.05)
+    assert b.controlled_error == pytest.approx(0.2, rel=0.05)
+
+
 def test_offset_plant_with_beta():
     ctrl = ThresholdController(error_bound=0.3, window=10)
     ts, errs = run_plant(ctrl, lambda k: 2.0, 800, beta=0.1)
@@ -134,6 +173,8 @@ def test_anti_windup_caps_threshold_near_seen_uncertainty():
         {"error_bound": 1.0, "threshold": -0.1},
         {"error_bound": 1.0, "max_step": 0.0},
         {"error_bound": 1.0, "alpha": -2.0},
+        {"error_bound": 1.0, "confidence": -1.0},
+        {"error_bound": 1.0, "confidence": math.inf},
     ],
 )
 def test_invalid_arguments_raise(kwargs):
