@@ -27,7 +27,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from .control import ThresholdController
 from .metrics import compute_error, metric_properties
 from .store import CallLog, RunStore
-from .surrogates.base import Prediction, Surrogate
+from .surrogates import Prediction, Surrogate, default_surrogate
 from .uncertainty import EnsembleUncertainty, Uncertainty
 
 __all__ = ["ProximaCalculator"]
@@ -47,9 +47,12 @@ class ProximaCalculator(Calculator):
         ``eps*``: the mean error of served results to hold, in the units of
         ``error_metric`` (eV, eV/atom or eV/A).
     surrogate:
-        A :class:`~ase_proxima.surrogates.Surrogate`; default
+        A :class:`~ase_proxima.surrogates.Surrogate`; default chosen on the
+        first structure by :func:`~ase_proxima.surrogates.default_surrogate`:
+        :class:`~ase_proxima.surrogates.SNAPEnsemble` (energies, forces and
+        stress) for cells periodic in all three directions,
         :class:`~ase_proxima.surrogates.SOAPBayesianRidge` (energies and
-        analytic forces for molecules and clusters; energies for periodic cells).
+        analytic forces) for molecules and clusters.
     uncertainty:
         An :class:`~ase_proxima.uncertainty.Uncertainty`; default the
         surrogate's own posterior/ensemble spread (:class:`EnsembleUncertainty`).
@@ -215,9 +218,7 @@ class ProximaCalculator(Calculator):
     def _ensure_models(self, atoms: Atoms) -> None:
         """Pick the default surrogate and uncertainty on the first structure seen."""
         if self.surrogate is None:
-            from .surrogates.soap_ridge import SOAPBayesianRidge
-
-            self.surrogate = SOAPBayesianRidge()
+            self.surrogate = default_surrogate(atoms)
         if self.uncertainty is None:
             self.uncertainty = EnsembleUncertainty(self.error_metric)
 
@@ -394,7 +395,12 @@ class ProximaCalculator(Calculator):
         try:
             for name in properties:
                 self.target.get_property(name, atoms)
-            for name in self.train_properties:
+            extras = list(self.train_properties)
+            if ("forces" in properties and "stress" in self.implemented_properties and atoms.pbc.all()
+                    and "stress" in self.surrogate.properties_for(atoms)):
+                # MD of a bulk cell under a barostat asks for the stress right after the forces
+                extras.append("stress")
+            for name in extras:
                 if name not in self.target.results:
                     try:
                         self.target.get_property(name, atoms)

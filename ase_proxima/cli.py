@@ -10,6 +10,12 @@ every served step.
 (``emt``, ``pyscf:hf/6-31g*``, ...), as the target alone (``--method
 baseline``), with a fixed threshold (``fixed``) or under Proxima's controller
 (``proxima``), written to a run directory (trajectory, call log, stats, plot).
+
+``ase-proxima sluschi``: the small-cell solid-liquid coexistence workflow for
+an fcc metal (aluminium by default) with an EMT target, as the target alone,
+with a fixed threshold or under Proxima, written to a run directory (start
+cell, one line per finished run, summary, plot); ``--resume`` continues an
+interrupted study.
 """
 
 from __future__ import annotations
@@ -191,6 +197,54 @@ def _mc(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sluschi(args: argparse.Namespace) -> int:
+    from .calculator import ProximaCalculator
+    from .plots import plot_run
+    from .targets import make_target
+    from .workflows.sluschi import Coexistence, CoexistenceConfig
+
+    try:
+        target = make_target(args.target)
+        config = CoexistenceConfig(
+            element=args.element, lattice_constant=args.lattice_constant, size=tuple(args.size),
+            temperature=args.temperature, melt_temperature=args.melt_temperature, timestep=args.timestep,
+            equilibrate_steps=args.equilibrate_steps, melt_steps=args.melt_steps, run_steps=args.run_steps,
+            runs=args.runs, average_steps=args.average_steps, seed=args.seed)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.method == "fixed" and args.threshold is None:
+        print("error: --method fixed needs --threshold", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    if not args.resume and not _prepare_out(out, args.overwrite):
+        return 2
+    if args.method == "baseline":
+        calc = target
+    else:
+        calc = ProximaCalculator(target=target, error_bound=args.error_bound, error_metric=args.metric,
+                                 threshold=args.threshold, adaptive=args.method == "proxima",
+                                 audit_fraction=args.audit_fraction, store=out / "store", seed=args.seed)
+    flow = Coexistence(config, calc, out, progress=not args.quiet)
+    t0 = time.perf_counter()
+    outcomes = flow.run()
+    summary = json.loads((out / "summary.json").read_text())
+    line = (f"{len(outcomes)} coexistence runs at {config.temperature} K ({2 * len(flow.crystal())} atoms): "
+            f"{summary['liquid']} liquid, {summary['solid']} solid, {summary['undecided']} undecided; "
+            f"liquid ratio {summary['liquid_ratio']:.2f} +- {summary['liquid_ratio_se']:.2f} "
+            f"(structure: {summary['structure_liquid_ratio']:.2f}); wall {time.perf_counter() - t0:.0f} s")
+    if args.method != "baseline":
+        stats = calc.stats
+        plot_run(calc.log, args.error_bound, out / "run.png",
+                 title=f"SLUSCHI {args.element}, {args.target}, {config.temperature} K, "
+                       f"{args.metric} bound {args.error_bound} eV/A")
+        line += (f"\ntarget {stats['target_calls']} calls, surrogate {stats['surrogate_calls']} "
+                 f"({stats['served_fraction']:.1%}); served force error (audited) {stats['served_error']:.4f} "
+                 f"+- {stats['served_error_se']:.4f} eV/A, bound {args.error_bound}")
+    print(line + f"\nwrote {out}/")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ase-proxima", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -225,13 +279,38 @@ def build_parser() -> argparse.ArgumentParser:
     mc.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     mc.add_argument("--quiet", action="store_true", help="no progress bar")
     mc.set_defaults(func=_mc)
+
+    sl = sub.add_parser("sluschi", help="solid-liquid coexistence runs of an fcc metal (SLUSCHI method)")
+    sl.add_argument("--element", default="Al")
+    sl.add_argument("--lattice-constant", type=float, default=3.994, help="A (ASE EMT's Al)")
+    sl.add_argument("--size", type=int, nargs=3, default=(4, 4, 4), help="fcc cells before doubling along z")
+    sl.add_argument("--target", default="emt", help="emt (ASE) | asap3 (ASAP's EMT: not the same numbers)")
+    sl.add_argument("--method", choices=("proxima", "fixed", "baseline"), default="proxima")
+    sl.add_argument("--temperature", type=float, default=950.0, help="coexistence temperature, K")
+    sl.add_argument("--melt-temperature", type=float, default=2000.0, help="K")
+    sl.add_argument("--timestep", type=float, default=4.0, help="fs")
+    sl.add_argument("--equilibrate-steps", type=int, default=500)
+    sl.add_argument("--melt-steps", type=int, default=1000)
+    sl.add_argument("--run-steps", type=int, default=3000)
+    sl.add_argument("--average-steps", type=int, default=250, help="steps per averaged snapshot")
+    sl.add_argument("--runs", type=int, default=20)
+    sl.add_argument("--error-bound", type=float, default=0.01, help="eV/A")
+    sl.add_argument("--metric", choices=("forces_mean", "forces_max"), default="forces_mean")
+    sl.add_argument("--threshold", type=float, default=None, help="initial T (proxima) or the fixed T, eV/A")
+    sl.add_argument("--audit-fraction", type=float, default=0.05)
+    sl.add_argument("--seed", type=int, default=0)
+    sl.add_argument("--out", default="runs/sluschi")
+    sl.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
+    sl.add_argument("--resume", action="store_true", help="continue the runs already in --out")
+    sl.add_argument("--quiet", action="store_true", help="no progress bars")
+    sl.set_defaults(func=_sluschi)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "steps", 1) < 1:
-        print("error: --steps must be >= 1", file=sys.stderr)
+    if getattr(args, "steps", 1) < 1 or getattr(args, "runs", 1) < 1:
+        print("error: --steps and --runs must be >= 1", file=sys.stderr)
         return 2
     if getattr(args, "error_bound", 1.0) <= 0:
         print("error: --error-bound must be > 0", file=sys.stderr)

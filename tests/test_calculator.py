@@ -21,6 +21,7 @@ from ase.units import fs
 from conftest import CountingEMT, fixed_sequence, metropolis_walk
 
 from ase_proxima import DistanceUncertainty, ProximaCalculator
+from ase_proxima.surrogates import SNAPEnsemble, SOAPBayesianRidge, default_surrogate
 
 
 def test_registered_with_ase():
@@ -191,9 +192,38 @@ def test_unseen_species_fall_back_to_target(methane):
         assert e == pytest.approx(EMT().get_potential_energy(molecule(name)))
 
 
+def test_default_surrogate_for_a_bulk_cell_serves_forces_and_stress():
+    """Langevin MD of bulk Cu: the default SNAP ensemble serves forces and stress under the bound."""
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 2))
+    calc = ProximaCalculator(target=EMT(), error_bound=0.05, error_metric="forces_mean", seed=0)
+    atoms.calc = calc
+    rng = np.random.default_rng(0)
+    thermalize_momenta(atoms, temperature_K=600, rng=rng)
+    ref = EMT()
+    served = []
+
+    def check():
+        if calc.log[-1]["kind"] == "surrogate":
+            served.append(np.abs(atoms.get_forces() - ref.get_forces(atoms)).mean())
+            assert np.all(np.isfinite(atoms.get_stress()))
+
+    md = Langevin(atoms, 4 * fs, temperature_K=600, friction=0.01 / fs, fixcm=False, rng=rng)
+    md.attach(check, interval=1)
+    md.run(200)
+    assert isinstance(calc.surrogate, SNAPEnsemble)
+    assert len(served) > 100, calc.stats
+    assert np.mean(served) <= 0.05
+
+
+def test_default_surrogate_for_a_molecule_is_soap():
+    assert isinstance(default_surrogate(molecule("CH4")), SOAPBayesianRidge)
+    assert isinstance(default_surrogate(bulk("Al", cubic=True)), SNAPEnsemble)
+
+
 def test_property_the_surrogate_cannot_give_goes_to_target():
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 2))
-    calc = ProximaCalculator(target=EMT(), error_bound=0.05, seed=0, min_training=5)
+    calc = ProximaCalculator(target=EMT(), error_bound=0.05, seed=0, min_training=5,
+                             surrogate=SOAPBayesianRidge())
     frames = fixed_sequence(atoms, 40, amplitude=0.01)
     for a in frames:
         calc.get_potential_energy(a)

@@ -71,3 +71,19 @@ def test_open_cluster_and_rejections(descriptor):
     assert "mixed" in descriptor.accepts(slab)
     with pytest.raises(ValueError):
         SNAPDescriptor(["Al"], twojmax=5)
+
+
+def test_quadratic_columns_and_their_force_rows():
+    """Quadratic SNAP: k + k(k+1)/2 columns per element, force rows still the energy's derivative."""
+    quad = SNAPDescriptor(["Al"], cutoff=4.5, twojmax=4, quadratic=True)
+    k = SNAPDescriptor(["Al"], cutoff=4.5, twojmax=4).n_per_element
+    assert quad.n_per_element == k + k * (k + 1) // 2
+    atoms = _triclinic_al()
+    rows = quad.rows(atoms)
+    assert rows.energy.shape == (1 + quad.n_per_element,)
+    w = np.random.default_rng(1).normal(size=rows.energy.shape)
+    plus, minus = atoms.copy(), atoms.copy()
+    plus.positions[5, 0] += 1e-4
+    minus.positions[5, 0] -= 1e-4
+    fd = -(quad.rows(plus).energy @ w - quad.rows(minus).energy @ w) / 2e-4
+    assert rows.forces[5, 0] @ w == pytest.approx(fd, rel=1e-5, abs=1e-6)

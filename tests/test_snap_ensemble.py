@@ -8,7 +8,7 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 from scipy.stats import spearmanr
 
-from ase_proxima.surrogates.snap_ensemble import SNAPEnsemble
+from ase_proxima.surrogates.snap_ensemble import SNAPEnsemble, nearest_neighbour_distance
 
 
 def _emt_frames(n: int, seed: int):
@@ -58,11 +58,11 @@ def test_refit_is_incremental_and_reproducible(fitted):
     np.testing.assert_allclose(again.member_coef_, model.member_coef_)
     # a sliding training window of fixed length (ProximaCalculator's max_training) refits on
     # exactly the structures now in it
-    slid = SNAPEnsemble(members=8, seed=0)
+    slid = SNAPEnsemble(members=8, seed=0, cutoff=model.cutoff)
     slid.fit([a for a, _ in train[:20]], [r for _, r in train[:20]])
     before = slid.coef_.copy()
     slid.fit([a for a, _ in train[5:]], [r for _, r in train[5:]])
-    fresh = SNAPEnsemble(members=8, seed=0)
+    fresh = SNAPEnsemble(members=8, seed=0, cutoff=model.cutoff)
     fresh.fit([a for a, _ in train[5:]], [r for _, r in train[5:]])
     np.testing.assert_allclose(slid.coef_, fresh.coef_)
     np.testing.assert_allclose(slid.member_coef_, fresh.member_coef_)
@@ -110,3 +110,13 @@ def test_drives_proxima_md_of_periodic_aluminium():
     dyn.run(150)
     assert calc.stats["served_fraction"] > 0.3
     assert np.mean(errors) <= 0.1  # the force bound holds against EMT on the served steps
+
+
+def test_default_cutoff_follows_the_nearest_neighbour_distance():
+    al = bulk("Al", "fcc", a=3.994, cubic=True).repeat((2, 2, 2))
+    assert nearest_neighbour_distance(al) == pytest.approx(3.994 / np.sqrt(2))
+    model = SNAPEnsemble(members=2)
+    model.fit([al], [{"energy": -1.0}])
+    assert model.cutoff == pytest.approx(4.2)  # 1.5 x 2.824 A, rounded to 0.1 A
+    with pytest.raises(ValueError):
+        SNAPEnsemble(cutoff=-1.0)

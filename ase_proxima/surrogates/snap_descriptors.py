@@ -77,16 +77,20 @@ class SNAPDescriptor:
         Band limit of the bispectrum (6 gives 30 components per element, 8 gives 55).
     rfac0, rmin0:
         LAMMPS's distance-to-angle mapping parameters (its documented defaults).
+    quadratic:
+        Add all pairwise products of the bispectrum components (quadratic SNAP,
+        LAMMPS ``quadraticflag``): k + k(k+1)/2 columns per element instead of k.
     """
 
     def __init__(self, elements: list[str], cutoff: float = 5.0, twojmax: int = 6, rfac0: float = 0.99363,
-                 rmin0: float = 0.0) -> None:
+                 rmin0: float = 0.0, quadratic: bool = False) -> None:
         if not elements:
             raise ValueError("SNAPDescriptor needs at least one element")
         if cutoff <= 0 or twojmax < 0 or twojmax % 2 or not 0 < rfac0 < 1:
             raise ValueError("cutoff must be > 0, twojmax an even integer >= 0, 0 < rfac0 < 1")
         self.elements = list(dict.fromkeys(elements))
         self.cutoff, self.twojmax, self.rfac0, self.rmin0 = float(cutoff), int(twojmax), float(rfac0), float(rmin0)
+        self.quadratic = bool(quadratic)
         self._lmp = None
 
     # the LAMMPS handle is rebuilt after unpickling
@@ -105,6 +109,8 @@ class SNAPDescriptor:
                 for jj in range(j1 - j2, min(self.twojmax, j1 + j2) + 1, 2):
                     if jj >= j1:
                         count += 1
+        if getattr(self, "quadratic", False):
+            count += count * (count + 1) // 2
         return count
 
     @property
@@ -181,7 +187,7 @@ class SNAPDescriptor:
             f"pair_style zero {self.cutoff}",
             "pair_coeff * *",
             f"compute snap all snap {self.cutoff} {self.rfac0} {self.twojmax} {radii} {weights} "
-            f"rmin0 {self.rmin0} bzeroflag 1 switchflag 1{chem}",
+            f"rmin0 {self.rmin0} bzeroflag 1 switchflag 1 quadraticflag {int(self.quadratic)}{chem}",
             "thermo_style custom step pe",
             "run 0",
         ])

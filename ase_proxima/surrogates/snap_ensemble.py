@@ -21,7 +21,21 @@ from ase import Atoms
 from .base import Prediction, Surrogate, check_training_set, structure_key
 from .snap_descriptors import DesignMatrix, SNAPDescriptor
 
-__all__ = ["SNAPEnsemble"]
+__all__ = ["SNAPEnsemble", "nearest_neighbour_distance"]
+
+
+def nearest_neighbour_distance(atoms: Atoms) -> float:
+    """Median over atoms of the distance to the nearest other atom (periodic images included)."""
+    from ase.neighborlist import neighbor_list
+
+    if len(atoms) < 2 and not atoms.pbc.any():
+        raise ValueError("a nearest-neighbour distance needs at least two atoms")
+    i, d = neighbor_list("id", atoms, 8.0)
+    if i.size == 0:
+        raise ValueError("no two atoms within 8 A: set SNAPEnsemble(cutoff=...) explicitly")
+    nearest = np.full(len(atoms), np.inf)
+    np.minimum.at(nearest, i, d)
+    return float(np.median(nearest[np.isfinite(nearest)]))
 
 
 class SNAPEnsemble(Surrogate):
@@ -31,10 +45,22 @@ class SNAPEnsemble(Surrogate):
     ----------
     elements:
         Symbols to cover; ``None`` takes those of the first training set.
-    cutoff, twojmax:
-        SNAP descriptor settings (Angstrom; band limit).
+    cutoff:
+        Neighbour cutoff (Angstrom).  ``None`` (default): 1.5 times the median
+        nearest-neighbour distance of the first training structure, rounded to
+        0.1 A, i.e. just
+        past the second shell of a close-packed metal.  The bispectrum's
+        angular and radial resolution is spread over the cutoff sphere, so a
+        tight sphere resolves the near neighbours that carry most of the force:
+        on EMT aluminium (held-out 108-atom frames) cutoff 5.0 A gave force
+        RMSE 0.056 (solid) / 0.117 (liquid) eV/A at twojmax 6, and 4.2 A with
+        twojmax 8 gave 0.027 / 0.048.
+    twojmax:
+        Band limit of the bispectrum (8: 55 components per element).
     members:
         Ensemble size (bootstrap resamples of the training structures).
+    quadratic:
+        Quadratic SNAP (pairwise products of the components as extra columns).
     ridge:
         Ridge penalty relative to the mean diagonal of the normal equations.
     energy_weight, stress_weight:
@@ -44,18 +70,22 @@ class SNAPEnsemble(Surrogate):
 
     implemented_properties = ("energy", "forces", "stress")
 
-    def __init__(self, elements: Sequence[str] | None = None, cutoff: float = 5.0, twojmax: int = 6,
+    def __init__(self, elements: Sequence[str] | None = None, cutoff: float | None = None, twojmax: int = 8,
                  members: int = 8, ridge: float = 1e-8, energy_weight: float = 10.0, stress_weight: float = 1.0,
-                 seed: int = 0) -> None:
+                 seed: int = 0, quadratic: bool = False) -> None:
         if members < 2:
             raise ValueError("an ensemble needs at least 2 members")
         if ridge < 0 or energy_weight < 0 or stress_weight < 0:
             raise ValueError("ridge and the row weights must be >= 0")
         self.elements = None if elements is None else list(elements)
-        self.cutoff, self.twojmax = float(cutoff), int(twojmax)
+        if cutoff is not None and not cutoff > 0:
+            raise ValueError(f"cutoff must be > 0, got {cutoff!r}")
+        self.cutoff = None if cutoff is None else float(cutoff)
+        self.twojmax = int(twojmax)
         self.members, self.ridge = int(members), float(ridge)
         self.energy_weight, self.stress_weight = float(energy_weight), float(stress_weight)
         self.seed = seed
+        self.quadratic = bool(quadratic)
         self._descriptor: SNAPDescriptor | None = None
         self._normal: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}  # per training structure
         self.coef_: np.ndarray | None = None  # (p,) fit on all data
@@ -68,7 +98,11 @@ class SNAPEnsemble(Surrogate):
     def _desc(self, images: Sequence[Atoms]) -> SNAPDescriptor:
         if self._descriptor is None:
             elements = self.elements or sorted({s for a in images for s in a.get_chemical_symbols()})
-            self._descriptor = SNAPDescriptor(elements, cutoff=self.cutoff, twojmax=self.twojmax)
+            if self.cutoff is None:
+                # rounded, so structures of one phase give one cutoff whatever their thermal noise
+                self.cutoff = round(1.5 * nearest_neighbour_distance(images[0]), 1)
+            self._descriptor = SNAPDescriptor(elements, cutoff=self.cutoff, twojmax=self.twojmax,
+                                              quadratic=self.quadratic)
         return self._descriptor
 
     def accepts(self, atoms: Atoms) -> str | None:
@@ -120,7 +154,11 @@ class SNAPEnsemble(Surrogate):
     def predict(self, atoms: Atoms, properties: Sequence[str] | None = None) -> Prediction:
         if not self.is_fitted:
             raise RuntimeError("SNAPEnsemble.predict before fit")
+        # LAMMPS gives energy, force and virial rows in one pass, so a force call returns the
+        # stress too (a barostat asks for it next, on the same positions)
         wanted = set(properties or self.implemented_properties)
+        if "forces" in wanted:
+            wanted.add("stress")
         rows = self._descriptor.rows(atoms)
         coef = np.vstack([self.coef_[None, :], self.member_coef_])  # (1 + members, p)
         results: dict[str, Any] = {}

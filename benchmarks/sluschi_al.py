@@ -1,0 +1,377 @@
+"""SLUSCHI aluminium coexistence: Baseline, Fixed spread thresholds and Proxima, side by side.
+
+    .venv/bin/python benchmarks/sluschi_al.py --jobs 2            # the study (see --help for sizes)
+    .venv/bin/python benchmarks/sluschi_al.py --quick             # a few minutes, small cell
+
+Phases, each cached in ``--out`` so an interrupted study resumes:
+
+1. ``cost``: one 512-atom liquid-solid cell, timed side by side: ASE's EMT,
+   asap3's EMT (when installed) and the SNAP ensemble's prediction (energy,
+   forces, stress and the members' spread).
+2. ``accuracy``: the SNAP ensemble trained on solid and liquid frames, force
+   RMSE on held-out solid and liquid frames, and the rank correlation of the
+   members' spread with the actual error.
+3. ``coexistence``: one half-molten start cell made with the target, then the
+   same coexistence runs for every method: Baseline (target only), Fixed
+   (spread thresholds, the thesis's 0.01 and 0.001 eV/A) and Proxima (force
+   bounds 0.001 and 0.01 eV/A).  On every served step the target is also run,
+   outside the timed part, so the served force error is measured, not
+   estimated.  Liquid ratio (movement and structure criteria), served
+   fraction, target calls, errors, wall time.
+4. a projection of what a DFT-cost target would gain, from the measured call
+   counts and surrogate/training times and a *stated* DFT cost per call.
+
+Writes ``summary.json`` (machine, date, command) and PNGs to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from datetime import datetime, timezone
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+from ase import units  # noqa: E402
+from ase.io import read  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ase_proxima import ProximaCalculator  # noqa: E402
+from ase_proxima.metrics import compute_error  # noqa: E402
+from ase_proxima.surrogates import SNAPEnsemble  # noqa: E402
+from ase_proxima.targets import make_target  # noqa: E402
+from ase_proxima.workflows.sluschi import Coexistence, CoexistenceConfig, liquid_ratio  # noqa: E402
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _config(args: argparse.Namespace) -> CoexistenceConfig:
+    return CoexistenceConfig(size=tuple(args.size), temperature=args.temperature,
+                             melt_temperature=args.melt_temperature, timestep=args.timestep,
+                             equilibrate_steps=args.equilibrate_steps, melt_steps=args.melt_steps,
+                             run_steps=args.run_steps, average_steps=args.average_steps, runs=args.runs,
+                             seed=args.seed)
+
+
+# ------------------------------------------------------------------ cost
+def measure_cost(target_spec: str, repeats: int = 5) -> dict:
+    """Seconds per call on a 512-atom half-molten Al cell: EMT (ASE, asap3) and the SNAP ensemble."""
+    from ase.calculators.emt import EMT
+
+    cfg = CoexistenceConfig(size=(4, 4, 4), equilibrate_steps=0, melt_steps=60, run_steps=2, average_steps=1,
+                            runs=1)
+    tmp = Path("/tmp/sluschi_cost")
+    shutil.rmtree(tmp, ignore_errors=True)
+    start = Coexistence(cfg, _fast_target(), tmp).prepare()
+    frames = []
+    rng = np.random.default_rng(0)
+    for _ in range(repeats + 6):
+        a = start.copy()
+        a.positions += rng.normal(0, 0.05, a.positions.shape)
+        frames.append(a)
+    ref = EMT()
+    results = []
+    t = time.perf_counter()
+    for a in frames:
+        ref.calculate(a, ["energy", "forces", "stress"])
+        results.append({k: np.copy(v) for k, v in ref.results.items()})
+    ase_emt = (time.perf_counter() - t) / len(frames)
+    out = {"atoms": len(start), "ase_emt_s": ase_emt}
+    try:
+        from asap3 import EMT as AsapEMT
+
+        asap = AsapEMT()
+        t = time.perf_counter()
+        for a in frames:
+            asap.calculate(a, ["energy", "forces", "stress"])
+        out["asap3_emt_s"] = (time.perf_counter() - t) / len(frames)
+    except ImportError:
+        out["asap3_emt_s"] = None
+    model = SNAPEnsemble()
+    t = time.perf_counter()
+    model.fit(frames[:6], results[:6])
+    out["snap_first_fit_6_frames_s"] = time.perf_counter() - t
+    model.predict(frames[6])
+    t = time.perf_counter()
+    for a in frames[6:]:
+        model.predict(a)
+    out["snap_predict_s"] = (time.perf_counter() - t) / repeats
+    out["snap_over_ase_emt"] = out["snap_predict_s"] / ase_emt
+    shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _fast_target():
+    try:
+        return make_target("asap3")
+    except ValueError:
+        return make_target("emt")
+
+
+# ------------------------------------------------------------ accuracy
+def measure_accuracy(target_spec: str, seed: int = 0) -> dict:
+    """Held-out force RMSE of the SNAP ensemble on solid (600-900 K) and liquid (1500-2000 K) frames."""
+    from ase.build import bulk
+    from ase.md.langevin import Langevin
+    from ase.md.velocitydistribution import thermalize_momenta
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(seed)
+    frames: dict[str, list] = {"solid": [], "liquid": []}
+    for phase, temps in (("solid", (600.0, 900.0)), ("liquid", (1500.0, 2000.0))):
+        for temp in temps:
+            atoms = bulk("Al", "fcc", a=3.994 * (1.0 if phase == "solid" else 1.03), cubic=True).repeat((3, 3, 3))
+            atoms.calc = make_target(target_spec)
+            thermalize_momenta(atoms, temperature_K=temp if phase == "solid" else 3000.0, rng=rng)
+            md = Langevin(atoms, 4 * units.fs, temperature_K=temp if phase == "solid" else 3000.0,
+                          friction=0.02 / units.fs, fixcm=False, rng=rng)
+            md.run(300 if phase == "liquid" else 100)  # melt a liquid box first
+            md.set_temperature(temperature_K=temp)
+            for _ in range(20):
+                md.run(25)
+                a = atoms.copy()
+                a.calc = None
+                frames[phase].append((a, {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces(),
+                                          "stress": atoms.get_stress()}))
+    train, held = [], {"solid": [], "liquid": []}
+    for phase, items in frames.items():
+        for i, item in enumerate(items):
+            (held[phase] if i % 4 == 3 else train).append(item)
+    model = SNAPEnsemble(seed=seed)
+    model.fit([a for a, _ in train], [r for _, r in train])
+    out = {"train_frames": len(train), "atoms_per_frame": len(train[0][0])}
+    for phase, items in held.items():
+        errs, spreads = [], []
+        sq = []
+        for a, r in items:
+            p = model.predict(a)
+            d = p.results["forces"] - r["forces"]
+            sq.append(np.mean(d**2))
+            errs.append(np.linalg.norm(d, axis=1))
+            spreads.append(np.linalg.norm(p.spread["forces"], axis=1))
+        errs, spreads = np.concatenate(errs), np.concatenate(spreads)
+        out[f"{phase}_force_rmse"] = float(np.sqrt(np.mean(sq)))
+        out[f"{phase}_frames"] = len(items)
+        out[f"{phase}_spread_error_spearman_per_atom"] = float(spearmanr(spreads, errs)[0])
+    return out
+
+
+# --------------------------------------------------------- coexistence
+def method_calc(method: str, target_spec: str, metric: str, seed: int):
+    target = make_target(target_spec)
+    if method == "baseline":
+        return target
+    kind, value = method.split("_")
+    value = float(value)
+    common = dict(target=target, surrogate=SNAPEnsemble(seed=seed), error_metric=metric, seed=seed,
+                  max_training=200)
+    if kind == "fixed":
+        return ProximaCalculator(error_bound=value, threshold=value, adaptive=False, **common)
+    return ProximaCalculator(error_bound=value, **common)
+
+
+def run_method(method: str, args_dict: dict, out: str, start_path: str) -> dict:
+    """One method's coexistence runs from the shared start cell; served errors checked on every step."""
+    args = argparse.Namespace(**args_dict)
+    config = _config(args)
+    mdir = Path(out) / method
+    mdir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(start_path, mdir / "start.traj")
+    calc = method_calc(method, args.target, args.metric, args.seed)
+    truth = make_target(args.target)
+    served_mean, served_max, kinds = [], [], []
+    check_time = 0.0
+
+    def check(atoms) -> None:
+        nonlocal check_time
+        log = getattr(calc, "log", None)
+        if log is None or not len(log):
+            return
+        rec = log[-1]
+        kinds.append(rec["kind"])
+        if rec["kind"] != "surrogate":
+            return
+        t = time.perf_counter()
+        truth.calculate(atoms, ["energy", "forces"])
+        got = {"forces": atoms.get_forces()}
+        served_mean.append(compute_error("forces_mean", got, truth.results, len(atoms)))
+        served_max.append(compute_error("forces_max", got, truth.results, len(atoms)))
+        check_time += time.perf_counter() - t
+
+    flow = Coexistence(config, calc, mdir, progress=False, on_step=check)
+    t0 = time.perf_counter()
+    outcomes = flow.run(start=read(mdir / "start.traj"))
+    wall = time.perf_counter() - t0 - check_time
+    labels = [o.label for o in outcomes]
+    ratio, se = liquid_ratio(labels)
+    s_ratio, s_se = liquid_ratio([o.structure_label for o in outcomes])
+    res = {
+        "method": method,
+        "runs": len(outcomes),
+        "labels": labels,
+        "structure_labels": [o.structure_label for o in outcomes],
+        "liquid_ratio": ratio,
+        "liquid_ratio_se": se,
+        "structure_liquid_ratio": s_ratio,
+        "structure_liquid_ratio_se": s_se,
+        "wall_s": wall,
+        "truth_check_s": check_time,
+        "steps": int(sum(o.steps for o in outcomes)),
+        "finished": _now(),
+    }
+    if hasattr(calc, "stats"):
+        s = calc.stats
+        res.update({
+            "calls": s["calls"], "target_calls": s["target_calls"], "surrogate_calls": s["surrogate_calls"],
+            "audits": s["audits"], "served_fraction": s["served_fraction"],
+            "served_error_audit": s["served_error"], "served_error_audit_se": s["served_error_se"],
+            "served_forces_mean_true": float(np.mean(served_mean)) if served_mean else None,
+            "served_forces_max_true": float(np.mean(served_max)) if served_max else None,
+            "time_target_s": s["time_target"], "time_surrogate_s": s["time_surrogate"],
+            "time_training_s": s["time_training"], "time_uncertainty_s": s["time_uncertainty"],
+            "final_threshold": s["threshold"], "oscillations": s["oscillations"],
+        })
+        from ase_proxima.plots import plot_run
+
+        plot_run(calc.log, float(method.split("_")[1]), mdir / "run.png",
+                 title=f"SLUSCHI Al, {method}, {args.metric}, {config.temperature} K")
+    else:
+        res.update({"calls": None, "target_calls": None, "served_fraction": 0.0})
+    (Path(out) / f"{method}.json").write_text(json.dumps(res, indent=1))
+    return res
+
+
+def projection(results: dict[str, dict], dft_seconds: float) -> dict:
+    """Wall time a DFT-cost target would take, from measured counts and surrogate-side times."""
+    base = results.get("baseline")
+    if base is None:
+        return {}
+    base_calls = base["steps"]
+    out = {"dft_seconds_per_call_stated": dft_seconds, "label": "projection, not a measurement"}
+    for m, r in results.items():
+        if m == "baseline" or not r.get("calls"):
+            continue
+        overhead = r["time_surrogate_s"] + r["time_training_s"] + r["time_uncertainty_s"]
+        projected = r["target_calls"] * dft_seconds + overhead
+        out[m] = {"projected_hours": projected / 3600, "baseline_hours": base_calls * dft_seconds / 3600,
+                  "projected_speedup": base_calls * dft_seconds / projected}
+    return out
+
+
+def plot_summary(results: dict[str, dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(results)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    ratio = [results[m]["liquid_ratio"] for m in methods]
+    se = [results[m]["liquid_ratio_se"] for m in methods]
+    axes[0].bar(methods, ratio, yerr=se, color=["grey"] + ["tab:orange"] * 2 + ["tab:green"] * 2)
+    axes[0].set_ylabel("liquid ratio (movement criterion)")
+    axes[0].set_ylim(0, 1)
+    axes[1].bar(methods, [results[m].get("served_fraction") or 0.0 for m in methods], color="tab:green")
+    axes[1].set_ylabel("surrogate-served fraction of force calls")
+    axes[1].set_ylim(0, 1)
+    for ax in axes:
+        ax.tick_params(axis="x", rotation=30)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sluschi_al"))
+    p.add_argument("--target", default="asap3", help="asap3 (fast; all methods use it) or emt")
+    p.add_argument("--size", type=int, nargs=3, default=(4, 4, 4))
+    p.add_argument("--temperature", type=float, default=950.0)
+    p.add_argument("--melt-temperature", type=float, default=2000.0)
+    p.add_argument("--timestep", type=float, default=4.0)
+    p.add_argument("--equilibrate-steps", type=int, default=500)
+    p.add_argument("--melt-steps", type=int, default=1000)
+    p.add_argument("--run-steps", type=int, default=2500)
+    p.add_argument("--average-steps", type=int, default=250)
+    p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--metric", default="forces_mean", choices=("forces_mean", "forces_max"))
+    p.add_argument("--methods", nargs="+",
+                   default=["baseline", "fixed_0.01", "fixed_0.001", "proxima_0.001", "proxima_0.01"])
+    p.add_argument("--dft-seconds", type=float, default=600.0,
+                   help="stated cost of one DFT force call on 512 Al atoms, for the projection")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--skip-cost", action="store_true")
+    p.add_argument("--quick", action="store_true", help="small cell, few short runs")
+    args = p.parse_args()
+    if args.quick:
+        args.size, args.runs, args.run_steps, args.equilibrate_steps, args.melt_steps = (2, 2, 2), 2, 300, 100, 200
+        args.average_steps = 100
+        args.out = str(ROOT / "benchmarks" / "results" / "sluschi_al_quick")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    summary: dict = {"command": " ".join(sys.argv), "machine": platform.platform(), "cpus": os.cpu_count(),
+                     "date": _now(), "target": args.target, "metric": args.metric}
+    cost_path, acc_path = out / "cost.json", out / "accuracy.json"
+    if not args.skip_cost and not cost_path.exists():
+        cost_path.write_text(json.dumps(measure_cost(args.target), indent=1))
+    if cost_path.exists():
+        summary["cost"] = json.loads(cost_path.read_text())
+    if not acc_path.exists():
+        acc_path.write_text(json.dumps(measure_accuracy("emt"), indent=1))
+    summary["accuracy"] = json.loads(acc_path.read_text())
+
+    config = _config(args)
+    start = Coexistence(config, make_target(args.target), out / "start").prepare()
+    start_path = str(out / "start" / "start.traj")
+    summary["atoms"] = len(start)
+    summary["config"] = json.loads((out / "start" / "config.json").read_text())
+
+    results: dict[str, dict] = {}
+    todo = []
+    for m in args.methods:
+        f = out / f"{m}.json"
+        if f.exists() and json.loads(f.read_text())["runs"] >= args.runs:
+            results[m] = json.loads(f.read_text())
+        else:
+            todo.append(m)
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futs = {pool.submit(run_method, m, vars(args), str(out), start_path): m for m in todo}
+        for fut in as_completed(futs):
+            r = fut.result()
+            results[r["method"]] = r
+            print(f"{r['method']}: liquid ratio {r['liquid_ratio']:.2f} +- {r['liquid_ratio_se']:.2f}, "
+                  f"served {r.get('served_fraction') or 0:.1%}, wall {r['wall_s']:.0f} s", flush=True)
+    results = {m: results[m] for m in args.methods if m in results}
+    summary["methods"] = results
+    base = results.get("baseline")
+    if base is not None:
+        for m, r in results.items():
+            # agreement within the binomial error of the run count (both ratios' errors combined)
+            diff = abs(r["liquid_ratio"] - base["liquid_ratio"])
+            r["agrees_with_baseline"] = bool(diff <= math.hypot(r["liquid_ratio_se"], base["liquid_ratio_se"]))
+            r["wall_ratio_vs_baseline"] = r["wall_s"] / base["wall_s"]
+    summary["projection"] = projection(results, args.dft_seconds)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
+    plot_summary(results, out / "liquid_ratio.png")
+    print(json.dumps({m: {k: r.get(k) for k in ("liquid_ratio", "served_fraction", "target_calls",
+                                                 "served_forces_mean_true", "agrees_with_baseline")}
+                      for m, r in results.items()}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
