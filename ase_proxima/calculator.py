@@ -97,7 +97,9 @@ class ProximaCalculator(Calculator):
         target call (Hartree-Fock forces cost about twice the energy), while
         a simulation that needs forces (MD) hands them over for free.  Measured
         on methane Monte Carlo: energy-only training ran 2.7x faster than
-        training on forces, with a lower energy error.
+        training on forces, with a lower energy error.  One exception: a force
+        call on a bulk cell also asks the target for the stress when the
+        surrogate learns it, since a barostat asks for it next.
     adaptive:
         ``False`` freezes T at ``threshold`` (the thesis's *Fixed* strategy, for
         comparisons): the gate, audits and statistics work as usual, the

@@ -83,3 +83,28 @@ def test_cli_rejects_bad_input(bad, tmp_path):
     from ase_proxima.cli import main
 
     assert main(["demo", "--out", str(tmp_path / "x"), "--quiet", *bad]) == 2
+
+
+def test_cli_sluschi_run_directory_and_resume(tmp_path):
+    from ase_proxima.cli import main
+
+    out = tmp_path / "sl"
+    common = ["sluschi", "--target", "emt", "--size", "2", "2", "2", "--equilibrate-steps", "20",
+              "--melt-steps", "100", "--melt-temperature", "3000", "--run-steps", "100", "--average-steps", "25",
+              "--error-bound", "0.05", "--out", str(out), "--quiet"]
+    assert main([*common, "--runs", "1"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["runs"] == 1 and summary["solid"] + summary["liquid"] + summary["undecided"] == 1
+    assert (out / "run.png").exists() and (out / "store" / "calls.csv").exists()
+    assert main([*common, "--runs", "1"]) == 2  # refuses to mix with the earlier run
+    assert main([*common, "--runs", "2", "--resume"]) == 0
+    lines = (out / "runs.jsonl").read_text().splitlines()
+    assert [json.loads(x)["run"] for x in lines] == [0, 1]
+
+
+@pytest.mark.parametrize("bad", [["--size", "0", "1", "1"], ["--method", "fixed"], ["--runs", "0"],
+                                 ["--target", "nope"]])
+def test_cli_sluschi_rejects_bad_input(bad, tmp_path):
+    from ase_proxima.cli import main
+
+    assert main(["sluschi", "--out", str(tmp_path / "x"), "--quiet", *bad]) == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from ase import units
 from ase.build import bulk
 from ase.calculators.emt import EMT
 from scipy.stats import spearmanr
@@ -34,15 +35,18 @@ def fitted():
 
 def test_held_out_accuracy_and_spread_rank_correlation(fitted):
     model, _, test = fitted
-    rmse, spread = [], []
+    rmse, spread, stress_err = [], [], []
     for atoms, ref in test:
         pred = model.predict(atoms)
         assert set(pred.results) == {"energy", "forces", "stress"}
         rmse.append(np.sqrt(np.mean((pred.results["forces"] - ref["forces"]) ** 2)))
         spread.append(np.mean(np.linalg.norm(pred.spread["forces"], axis=1)))
         assert abs(pred.results["energy"] - ref["energy"]) / len(atoms) < 0.01  # eV/atom
-        assert np.max(np.abs(pred.results["stress"] - ref["stress"])) < 0.02  # eV/A^3
+        stress_err.append(pred.results["stress"] - ref["stress"])
     assert np.sqrt(np.mean(np.square(rmse))) < 0.1  # eV/A, the thesis's DeePMD level
+    # a barostat integrates the stress: 0.4 GPa RMSE (stress rows weighted like one force row)
+    # swelled NPT cells by 19%; the default weighting gives about 0.12 GPa on these frames
+    assert np.sqrt(np.mean(np.square(stress_err))) / units.GPa < 0.2
     rho = spearmanr(spread, rmse).statistic
     print(f"frame-level Spearman(spread, force RMSE) = {rho:.2f}")
     assert rho > 0.5

@@ -65,13 +65,17 @@ class SNAPEnsemble(Surrogate):
         Ridge penalty relative to the mean diagonal of the normal equations.
     energy_weight, stress_weight:
         Weights of the per-atom energy row and of the virial-per-atom rows,
-        relative to one force row.
+        relative to one force row.  Six stress rows face 3N force rows: at
+        weight 1 the fit gave up the stress (held-out EMT Al: 1.0 GPa RMSE, a
+        1.3 GPa pressure bias that made a Berendsen barostat swell the cell by
+        19% and melt every coexistence run); at 10 the stress RMSE is 0.07 GPa
+        for a force RMSE of 0.053 instead of 0.044 eV/A.
     """
 
     implemented_properties = ("energy", "forces", "stress")
 
     def __init__(self, elements: Sequence[str] | None = None, cutoff: float | None = None, twojmax: int = 8,
-                 members: int = 8, ridge: float = 1e-8, energy_weight: float = 10.0, stress_weight: float = 1.0,
+                 members: int = 8, ridge: float = 1e-8, energy_weight: float = 10.0, stress_weight: float = 10.0,
                  seed: int = 0, quadratic: bool = False) -> None:
         if members < 2:
             raise ValueError("an ensemble needs at least 2 members")
@@ -88,6 +92,9 @@ class SNAPEnsemble(Surrogate):
         self.quadratic = bool(quadratic)
         self._descriptor: SNAPDescriptor | None = None
         self._normal: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}  # per training structure
+        # rows of the structure predicted last: a target call's structure is predicted (for the gate)
+        # and then trained on, so its LAMMPS pass is not repeated
+        self._last_rows: tuple[bytes, DesignMatrix] | None = None
         self.coef_: np.ndarray | None = None  # (p,) fit on all data
         self.member_coef_: np.ndarray | None = None  # (members, p)
 
@@ -104,6 +111,19 @@ class SNAPEnsemble(Surrogate):
             self._descriptor = SNAPDescriptor(elements, cutoff=self.cutoff, twojmax=self.twojmax,
                                               quadratic=self.quadratic)
         return self._descriptor
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_last_rows"] = None  # a cache, not state
+        return state
+
+    def _rows(self, desc: SNAPDescriptor, atoms: Atoms) -> DesignMatrix:
+        key = structure_key(atoms)
+        if self._last_rows is not None and self._last_rows[0] == key:
+            return self._last_rows[1]
+        rows = desc.rows(atoms)
+        self._last_rows = (key, rows)
+        return rows
 
     def accepts(self, atoms: Atoms) -> str | None:
         if self._descriptor is None:
@@ -136,7 +156,7 @@ class SNAPEnsemble(Surrogate):
         keys = [structure_key(a) + ",".join(sorted(r)).encode() for a, r in zip(images, results)]
         for key, atoms, res in zip(keys, images, results):
             if key not in self._normal:
-                self._normal[key] = self._equations(atoms, desc.rows(atoms), res)
+                self._normal[key] = self._equations(atoms, self._rows(desc, atoms), res)
         self._normal = {k: self._normal[k] for k in keys}  # forget structures that left the set
         grams = np.array([self._normal[k][0] for k in keys])
         rhs = np.array([self._normal[k][1] for k in keys])
@@ -159,7 +179,7 @@ class SNAPEnsemble(Surrogate):
         wanted = set(properties or self.implemented_properties)
         if "forces" in wanted:
             wanted.add("stress")
-        rows = self._descriptor.rows(atoms)
+        rows = self._rows(self._descriptor, atoms)
         coef = np.vstack([self.coef_[None, :], self.member_coef_])  # (1 + members, p)
         results: dict[str, Any] = {}
         spread: dict[str, Any] = {}

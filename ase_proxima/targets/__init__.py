@@ -23,11 +23,12 @@ def make_target(spec: str) -> Calculator:
 
         return EMT()
     if name == "asap3":
+        from .asap import AsapEMT
+
         try:
-            from asap3 import EMT as AsapEMT
+            return AsapEMT()
         except ImportError as err:
-            raise ValueError("target 'asap3' needs the asap3 package (pip install asap3)") from err
-        return AsapEMT()
+            raise ValueError(str(err)) from err
     if name == "pyscf":
         from .pyscf_calc import PySCF
 
