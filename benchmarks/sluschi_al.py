@@ -13,8 +13,9 @@ Phases, each cached in ``--out`` so an interrupted study resumes:
    members' spread with the actual error.
 3. ``coexistence``: one half-molten start cell made with the target, then the
    same coexistence runs for every method: Baseline (target only), Fixed
-   (spread thresholds, the thesis's 0.01 and 0.001 eV/A) and Proxima (force
-   bounds 0.001 and 0.01 eV/A).  On every served step the target is also run,
+   (spread thresholds, the thesis's 0.01 and 0.001 eV/A: ``fixed_T``) and
+   Proxima (``proxima_B_all``: the thesis's bounds 0.001 and 0.01 eV/A on the
+   mean over all returned answers; ``proxima_B``: bound on served answers).  On every served step the target is also run,
    outside the timed part, so the served force error is measured, not
    estimated.  Liquid ratio (movement and structure criteria), served
    fraction, target calls, errors, wall time.
