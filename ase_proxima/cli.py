@@ -141,9 +141,6 @@ def _mc(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if args.method == "fixed" and args.threshold is None:
-        print("error: --method fixed needs --threshold", file=sys.stderr)
-        return 2
     out = Path(args.out)
     if not _prepare_out(out, args.overwrite):
         return 2
@@ -212,9 +209,6 @@ def _sluschi(args: argparse.Namespace) -> int:
             runs=args.runs, average_steps=args.average_steps, seed=args.seed)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
-    if args.method == "fixed" and args.threshold is None:
-        print("error: --method fixed needs --threshold", file=sys.stderr)
         return 2
     out = Path(args.out)
     if not args.resume and not _prepare_out(out, args.overwrite):
@@ -315,6 +309,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if getattr(args, "error_bound", 1.0) <= 0:
         print("error: --error-bound must be > 0", file=sys.stderr)
+        return 2
+    if getattr(args, "method", None) == "fixed" and args.threshold is None:
+        print("error: --method fixed needs --threshold", file=sys.stderr)
         return 2
     return args.func(args)
 

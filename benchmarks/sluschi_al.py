@@ -208,7 +208,7 @@ def run_method(method: str, args_dict: dict, out: str, start_path: str) -> dict:
     shutil.copy(start_path, mdir / "start.traj")
     calc = method_calc(method, args.target, args.metric, args.seed)
     truth = make_target(args.target)
-    served_mean, served_max, kinds = [], [], []
+    served_mean, served_max = [], []
     check_time = 0.0
 
     def check(atoms) -> None:
@@ -216,9 +216,7 @@ def run_method(method: str, args_dict: dict, out: str, start_path: str) -> dict:
         log = getattr(calc, "log", None)
         if log is None or not len(log):
             return
-        rec = log[-1]
-        kinds.append(rec["kind"])
-        if rec["kind"] != "surrogate":
+        if log[-1]["kind"] != "surrogate":
             return
         t = time.perf_counter()
         got = {"forces": atoms.get_forces()}

@@ -29,7 +29,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ase_proxima.targets import make_target  # noqa: E402
-from ase_proxima.workflows.sluschi import Coexistence, CoexistenceConfig, fit_melting_point  # noqa: E402
+from ase_proxima.workflows.sluschi import (  # noqa: E402
+    Coexistence,
+    CoexistenceConfig,
+    fit_melting_point,
+    liquid_ratio,
+)
 
 
 def main() -> int:
@@ -49,7 +54,9 @@ def main() -> int:
                                    seed=args.seed)
         outcomes = Coexistence(config, make_target(args.target), out / f"T{temp:g}").run()
         labels = [o.label for o in outcomes]
+        ratio, ratio_se = liquid_ratio(labels)
         counts.append({"temperature": temp, "runs": len(labels), "liquid": labels.count("liquid"),
+                       "liquid_ratio": ratio, "liquid_ratio_se": ratio_se,
                        "solid": labels.count("solid"), "undecided": labels.count("undecided"),
                        "structure_liquid": sum(o.structure_label == "liquid" for o in outcomes)})
         print(counts[-1], flush=True)
@@ -69,10 +76,8 @@ def main() -> int:
     import matplotlib.pyplot as plt
 
     t = np.array([c["temperature"] for c in counts])
-    n = np.array([c["runs"] for c in counts], float)
-    k = np.array([c["liquid"] for c in counts], float)
-    frac = k / n
-    err = np.sqrt(np.maximum(frac * (1 - frac), 0.25 / n) / n)
+    frac = np.array([c["liquid_ratio"] for c in counts])
+    err = np.array([c["liquid_ratio_se"] for c in counts])
     grid = np.linspace(t.min() - 20, t.max() + 20, 200)
     model = 1 / (1 + np.exp(fit["g"] * (fit["Tm"] - grid) / (2 * units.kB * grid * fit["Tm"])))
     fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)

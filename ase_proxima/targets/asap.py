@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms
-from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 __all__ = ["AsapEMT"]
 
@@ -58,8 +58,6 @@ class AsapEMT(Calculator):
             self.results["energies"] = np.array(inner.get_potential_energies())
         if "stress" in properties:
             if not self.atoms.pbc.all():
-                from ase.calculators.calculator import PropertyNotImplementedError
-
                 raise PropertyNotImplementedError("stress needs a cell periodic in all directions")
             self.results["stress"] = np.array(inner.get_stress())
 

@@ -49,6 +49,7 @@ import numpy as np
 from ase import Atoms, units
 from ase.build import bulk
 from ase.constraints import FixAtoms
+from ase.geometry import find_mic
 from ase.io import read, write
 from ase.md.langevin import Langevin
 from ase.md.nptberendsen import Inhomogeneous_NPTBerendsen, NPTBerendsen
@@ -346,7 +347,7 @@ class Coexistence:
         def observe() -> None:
             nonlocal count, prev, unwrapped, acc
             pos = atoms.get_positions()
-            unwrapped += _minimum_image_step(prev, pos, atoms.cell.array)
+            unwrapped += find_mic(pos - prev, atoms.cell, pbc=True)[0]
             prev = pos
             acc += unwrapped
             count += 1
@@ -409,14 +410,6 @@ class Coexistence:
             "calc_stats": _jsonable(dict(getattr(self.calc, "stats", {}) or {})),
         }
         (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
-
-
-def _minimum_image_step(a: np.ndarray, b: np.ndarray, cell: np.ndarray) -> np.ndarray:
-    """Displacement a -> b with jumps across the cell removed (positions may be wrapped by a barostat)."""
-    d = b - a
-    frac = np.linalg.solve(cell.T, d.T).T
-    frac -= np.round(frac)
-    return frac @ cell
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
