@@ -160,9 +160,10 @@ def measure_accuracy(target_spec: str, seed: int = 0) -> dict:
     frame_err, frame_spread = [], []
     for phase, items in held.items():
         errs, spreads = [], []
-        sq, stress_sq = [], []
+        sq, stress_sq, e_err = [], [], []
         for a, r in items:
             p = model.predict(a)
+            e_err.append((p.results["energy"] - r["energy"]) / len(a))
             d = p.results["forces"] - r["forces"]
             sq.append(np.mean(d**2))
             stress_sq.append(np.mean(((p.results["stress"] - r["stress"]) / units.GPa) ** 2))
@@ -174,6 +175,9 @@ def measure_accuracy(target_spec: str, seed: int = 0) -> dict:
         out[f"{phase}_force_rmse"] = float(np.sqrt(np.mean(sq)))
         out[f"{phase}_stress_rmse_GPa"] = float(np.sqrt(np.mean(stress_sq)))
         out[f"{phase}_frames"] = len(items)
+        # what moves a melting point is the solid-liquid energy balance: per-atom energy bias per phase
+        out[f"{phase}_energy_bias_meV_per_atom"] = 1000 * float(np.mean(e_err))
+        out[f"{phase}_energy_rmse_meV_per_atom"] = 1000 * float(np.sqrt(np.mean(np.square(e_err))))
         out[f"{phase}_spread_error_spearman_per_atom"] = float(spearmanr(spreads, errs)[0])
     # the gate acts per structure: rank correlation of a frame's mean spread with its force RMSE
     out["spread_error_spearman_per_frame"] = float(spearmanr(frame_spread, frame_err)[0])

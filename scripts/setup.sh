@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv and install ase-proxima with everything it needs (idempotent).
-#   .venv        the package with its plots and quantum-chemistry (PySCF) extras, and the test tools
+#   .venv        the package with its plots, quantum-chemistry (PySCF), asap3 and deepmd-kit extras,
+#                and the test tools
 #   .venv-psi4   Debian's Python with Debian's psi4 and ASE: the interpreter of the Psi4 bridge
 #                (Psi4 is not on PyPI; Debian's build imports only under Debian's Python and numpy 1.x)
 set -euo pipefail
@@ -9,7 +10,12 @@ PY=${PYTHON:-python3}
 "$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "ase-proxima needs Python >= 3.11")'
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[plots,qc,test,asap]"
+# deepmd-kit's PyPI wheel is compiled for another torch and refuses to load beside the CPU
+# torch 2.13.0 these machines carry: install that torch first, then build deepmd-kit against it
+# (about 4 minutes the first time; pip caches the wheel)
+.venv/bin/python -m pip install --quiet "torch==2.13.0"
+DP_ENABLE_TENSORFLOW=0 DP_ENABLE_PYTORCH=1 DP_VARIANT=cpu \
+    .venv/bin/python -m pip install --quiet --no-binary deepmd-kit -e ".[plots,qc,test,asap,deepmd]"
 
 debian_psi4() {
     /usr/bin/python3 -c "import sys; sys.path.append('/usr/lib/x86_64-linux-gnu'); import psi4, scipy" 2>/dev/null

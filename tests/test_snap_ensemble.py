@@ -9,7 +9,7 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 from scipy.stats import spearmanr
 
-from ase_proxima.surrogates.snap_ensemble import SNAPEnsemble, nearest_neighbour_distance
+from ase_proxima.surrogates.snap_ensemble import SNAPEnsemble, default_cutoff, nearest_neighbour_distance
 
 
 def _emt_frames(n: int, seed: int):
@@ -116,11 +116,24 @@ def test_drives_proxima_md_of_periodic_aluminium():
     assert np.mean(errors) <= 0.1  # the force bound holds against EMT on the served steps
 
 
-def test_default_cutoff_follows_the_nearest_neighbour_distance():
+def test_default_cutoff_holds_24_neighbours_at_the_density():
     al = bulk("Al", "fcc", a=3.994, cubic=True).repeat((2, 2, 2))
     assert nearest_neighbour_distance(al) == pytest.approx(3.994 / np.sqrt(2))
     model = SNAPEnsemble(members=2)
     model.fit([al], [{"energy": -1.0}])
-    assert model.cutoff == pytest.approx(4.2)  # 1.5 x 2.824 A, rounded to 0.1 A
+    # (3 * 24 * a^3 / 4 / (4 pi))^(1/3) = 4.50 A: past the second fcc shell (3.994 A), before the third
+    assert model.cutoff == pytest.approx(4.5)
+    from ase.neighborlist import neighbor_list
+
+    assert np.bincount(neighbor_list("i", al, model.cutoff)).min() == 18
+    # a hot, disordered cell of the same density keeps the cutoff (the nearest distance does not)
+    hot = al.copy()
+    hot.rattle(0.25, seed=1)
+    assert default_cutoff(hot) == pytest.approx(4.5)
+    assert 1.5 * nearest_neighbour_distance(hot) < 4.0
+    # an open cluster: 1.6x the nearest-neighbour distance
+    cluster = al[:8].copy()
+    cluster.pbc = False
+    assert default_cutoff(cluster) == pytest.approx(round(1.6 * nearest_neighbour_distance(cluster), 1))
     with pytest.raises(ValueError):
         SNAPEnsemble(cutoff=-1.0)
