@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 
 from ase_proxima import ProximaCalculator  # noqa: E402
 from ase_proxima.metrics import compute_error  # noqa: E402
-from ase_proxima.surrogates import SNAPEnsemble  # noqa: E402
+from ase_proxima.surrogates import DeePMDEnsemble, SNAPEnsemble  # noqa: E402
 from ase_proxima.targets import make_target  # noqa: E402
 from ase_proxima.workflows.sluschi import Coexistence, CoexistenceConfig, liquid_ratio  # noqa: E402
 
@@ -114,6 +114,16 @@ def measure_cost(target_spec: str, repeats: int = 5) -> dict:
         model.predict(a)
     out["snap_predict_s"] = (time.perf_counter() - t) / repeats
     out["snap_over_ase_emt"] = out["snap_predict_s"] / ase_emt
+    out["snap_cutoff"], out["snap_twojmax"] = model.cutoff, model.twojmax
+    # the thesis's model: 4 DeePMD members (a short training is enough to time a prediction)
+    dp = DeePMDEnsemble(members=4, train_steps=20, seed=0)
+    dp.fit(frames[:6], results[:6])
+    dp.predict(frames[6])
+    t = time.perf_counter()
+    for a in frames[6:]:
+        dp.predict(a)
+    out["deepmd4_predict_s"] = (time.perf_counter() - t) / repeats
+    out["deepmd4_over_ase_emt"] = out["deepmd4_predict_s"] / ase_emt
     shutil.rmtree(tmp, ignore_errors=True)
     return out
 
@@ -126,12 +136,12 @@ def _fast_target():
 
 
 # ------------------------------------------------------------ accuracy
-def measure_accuracy(target_spec: str, seed: int = 0) -> dict:
-    """Held-out force RMSE of the SNAP ensemble on solid (600-900 K) and liquid (1500-2000 K) frames."""
+def measure_accuracy(target_spec: str, seed: int = 0, deepmd_steps: int = 1000) -> dict:
+    """Held-out errors of the SNAP ensemble (and of a DeePMD ensemble trained on the same frames)
+    on solid (600-900 K) and liquid (1500-2000 K) frames."""
     from ase.build import bulk
     from ase.md.langevin import Langevin
     from ase.md.velocitydistribution import thermalize_momenta
-    from scipy.stats import spearmanr
 
     rng = np.random.default_rng(seed)
     frames: dict[str, list] = {"solid": [], "liquid": []}
@@ -155,8 +165,27 @@ def measure_accuracy(target_spec: str, seed: int = 0) -> dict:
         for i, item in enumerate(items):
             (held[phase] if i % 4 == 3 else train).append(item)
     model = SNAPEnsemble(seed=seed)
+    t = time.perf_counter()
     model.fit([a for a, _ in train], [r for _, r in train])
-    out = {"train_frames": len(train), "atoms_per_frame": len(train[0][0])}
+    out = {"train_frames": len(train), "atoms_per_frame": len(train[0][0]), "fit_s": time.perf_counter() - t}
+    out.update(_score(model, held))
+    out["twojmax"], out["cutoff"], out["stress_weight"] = model.twojmax, model.cutoff, model.stress_weight
+    out["energy_weight"] = model.energy_weight
+    if deepmd_steps:
+        # the same frames for the thesis's model: 4 DeePMD members, seeds 0-3
+        dp = DeePMDEnsemble(members=4, train_steps=deepmd_steps, seed=seed)
+        t = time.perf_counter()
+        dp.fit([a for a, _ in train], [r for _, r in train])
+        out["deepmd"] = {"members": 4, "train_steps": deepmd_steps, "fit_s": time.perf_counter() - t,
+                         **_score(dp, held)}
+    return out
+
+
+def _score(model, held: dict[str, list]) -> dict:
+    """Held-out errors of one model per phase, and how its spread ranks frames by error."""
+    from scipy.stats import spearmanr
+
+    out: dict = {}
     frame_err, frame_spread = [], []
     for phase, items in held.items():
         errs, spreads = [], []
@@ -181,8 +210,69 @@ def measure_accuracy(target_spec: str, seed: int = 0) -> dict:
         out[f"{phase}_spread_error_spearman_per_atom"] = float(spearmanr(spreads, errs)[0])
     # the gate acts per structure: rank correlation of a frame's mean spread with its force RMSE
     out["spread_error_spearman_per_frame"] = float(spearmanr(frame_spread, frame_err)[0])
-    out["twojmax"], out["cutoff"], out["stress_weight"] = model.twojmax, model.cutoff, model.stress_weight
     return out
+
+
+# --------------------------------------------------------- phase balance
+BALANCE_VARIANTS = {
+    "cutoff 3.8, energy weight 10": dict(cutoff=3.8, energy_weight=10.0),
+    "cutoff 3.8, energy weight 300": dict(cutoff=3.8, energy_weight=300.0),
+    "cutoff 4.2, energy weight 300": dict(cutoff=4.2, energy_weight=300.0),
+    "default": {},
+    "cutoff 5.0, energy weight 300": dict(cutoff=5.0, energy_weight=300.0),
+}
+
+
+def measure_phase_balance(out: Path, target_spec: str, temperature: float, seed: int = 0) -> dict:
+    """Does a SNAP model keep the target's solid-liquid energy balance?  Per setting: trained on 120
+    frames of two short coexistence runs from the shared start cell, tested on the final cells of
+    the Baseline runs that ended solid and liquid (energy bias per atom, force MAE, pressure bias)."""
+    from ase.md.nptberendsen import Inhomogeneous_NPTBerendsen
+    from ase.md.velocitydistribution import Stationary, thermalize_momenta
+
+    config = CoexistenceConfig.from_dict(json.loads((out / "start" / "config.json").read_text()))
+    train = []
+    for k in range(2):
+        atoms = read(out / "start" / "start.traj")
+        atoms.set_constraint()
+        atoms.calc = make_target(target_spec)
+        thermalize_momenta(atoms, temperature_K=temperature, rng=np.random.default_rng(seed + 11 + k))
+        Stationary(atoms)
+        md = Inhomogeneous_NPTBerendsen(atoms, timestep=config.timestep * units.fs, temperature_K=temperature,
+                                        pressure_au=0.0, taut=config.taut * units.fs, taup=config.taup * units.fs,
+                                        compressibility_au=config.compressibility)
+        for _ in range(60):
+            md.run(25)
+            a = atoms.copy()
+            a.calc = None
+            train.append((a, {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces(),
+                              "stress": atoms.get_stress()}))
+    tests: dict[str, list] = {"solid": [], "liquid": []}
+    for line in (out / "baseline" / "runs.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if r["label"] in tests:
+            a = read(out / "baseline" / f"run{r['run']:03d}_final.traj")
+            a.calc = make_target(target_spec)
+            tests[r["label"]].append((a, a.get_potential_energy(), a.get_forces(), a.get_stress()))
+    res: dict = {"train_frames": len(train), "test_cells": {k: len(v) for k, v in tests.items()}, "variants": {}}
+    for name, kw in BALANCE_VARIANTS.items():
+        model = SNAPEnsemble(seed=seed, **kw)
+        model.fit([a for a, _ in train], [r for _, r in train])
+        row: dict = {"cutoff": model.cutoff, "energy_weight": model.energy_weight}
+        for phase, items in tests.items():
+            e_bias, f_mae, p_bias = [], [], []
+            for a, e, f, st in items:
+                p = model.predict(a)
+                e_bias.append(1000 * (p.results["energy"] - e) / len(a))
+                f_mae.append(float(np.mean(np.abs(p.results["forces"] - f))))
+                p_bias.append(-float(np.mean(p.results["stress"][:3] - st[:3])) / units.GPa)
+            row[f"{phase}_energy_bias_meV_per_atom"] = float(np.mean(e_bias))
+            row[f"{phase}_force_mae"] = float(np.mean(f_mae))
+            row[f"{phase}_pressure_bias_GPa"] = float(np.mean(p_bias))
+        row["liquid_favoured_by_meV_per_atom"] = (row["solid_energy_bias_meV_per_atom"]
+                                                  - row["liquid_energy_bias_meV_per_atom"])
+        res["variants"][name] = row
+    return res
 
 
 # --------------------------------------------------------- coexistence
@@ -361,6 +451,11 @@ def main() -> int:
 
     config = _config(args)
     start = Coexistence(config, make_target(args.target), out / "start").prepare()
+    balance_path = out / "phase_balance.json"
+    if not balance_path.exists() and (out / "baseline" / "runs.jsonl").exists():
+        balance_path.write_text(json.dumps(measure_phase_balance(out, args.target, args.temperature), indent=1))
+    if balance_path.exists():
+        summary["phase_balance"] = json.loads(balance_path.read_text())
     start_path = str(out / "start" / "start.traj")
     summary["atoms"] = len(start)
     summary["config"] = json.loads((out / "start" / "config.json").read_text())

@@ -67,11 +67,12 @@ class SNAPEnsemble(Surrogate):
         :func:`default_cutoff` of the first training structure, the sphere
         holding 24 neighbours (4.5-4.6 A for aluminium), just past the second
         shell of a close-packed metal.  Measured on 930 K EMT aluminium
-        coexistence frames (model trained on 120 frames of the same runs,
-        tested on the final frames of solid and of liquid runs, twojmax 8):
-        3.8 A, inside the second shell, gave force MAE 0.034 / 0.052 eV/A
-        (solid / liquid) and favoured the liquid by 8 meV/atom; 4.6 A gave
-        0.024 / 0.029 and 0.8 meV/atom; 5.0 A 0.032 / 0.036.
+        coexistence frames (trained on 120 frames of two short runs, tested
+        on the final cells of solid and of liquid runs, twojmax 8, energy
+        weight 300): 3.8 A, inside the second shell, gave force MAE
+        0.028 / 0.043 eV/A (solid / liquid) and favoured the liquid by
+        5 meV/atom; 4.6 A gave 0.024 / 0.029 and 0.8 meV/atom; 5.0 A
+        0.032 / 0.036 and 0.4 meV/atom.
     twojmax:
         Band limit of the bispectrum (8: 55 components per element).
     members:
@@ -88,11 +89,11 @@ class SNAPEnsemble(Surrogate):
         1.3 GPa pressure bias that made a Berendsen barostat swell the cell by
         19%); at 10 the stress RMSE is 0.04-0.08 GPa.  Energy: a phase
         boundary moves with the solid-liquid energy balance, which forces do
-        not pin down.  At weight 10 the held-out per-atom energy was biased
-        +4.4 meV (solid) and -5.0 meV (liquid), a liquid favoured by ~9 meV
-        per atom, about 90 K of melting point, and every surrogate-driven
-        coexistence run melted; at 300 the two biases are 0.0 and -0.6 meV
-        for force RMSE 0.026 / 0.066 eV/A instead of 0.024 / 0.064.
+        not pin down.  On held-out 108-atom EMT frames (cutoff 3.8 A) weight 10
+        biased the per-atom energy +4.4 meV (solid) and -5.0 meV (liquid), a
+        liquid favoured by ~9 meV per atom, about 90 K of melting point; at
+        300 the two biases were 0.0 and -0.6 meV for force RMSE 0.026 / 0.066
+        eV/A instead of 0.024 / 0.064.
     """
 
     implemented_properties = ("energy", "forces", "stress")
