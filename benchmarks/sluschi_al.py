@@ -282,13 +282,14 @@ def method_calc(method: str, target_spec: str, metric: str, seed: int):
         return target
     kind, value, *rest = method.split("_")
     value = float(value)
-    common = dict(target=target, surrogate=SNAPEnsemble(seed=seed), error_metric=metric, seed=seed,
+    # optional suffixes: _all (bound over all returned results, target answers counting zero: the
+    # thesis's definition of its SLUSCHI bounds) and _jN (SNAP twojmax N instead of the default)
+    snap = {"twojmax": int(r[1:]) for r in rest if r.startswith("j")}
+    common = dict(target=target, surrogate=SNAPEnsemble(seed=seed, **snap), error_metric=metric, seed=seed,
                   max_training=200)
     if kind == "fixed":
         return ProximaCalculator(error_bound=value, threshold=value, adaptive=False, **common)
-    # proxima_B: bound on the served results (ours); proxima_B_all: on all returned results, target
-    # answers counting zero (the thesis's definition of its SLUSCHI bounds)
-    return ProximaCalculator(error_bound=value, bound_on="all" if rest == ["all"] else "served", **common)
+    return ProximaCalculator(error_bound=value, bound_on="all" if "all" in rest else "served", **common)
 
 
 def run_method(method: str, args_dict: dict, out: str, start_path: str) -> dict:
