@@ -6,20 +6,26 @@
 Phases, each cached in ``--out`` so an interrupted study resumes:
 
 1. ``cost``: one 512-atom liquid-solid cell, timed side by side: ASE's EMT,
-   asap3's EMT (when installed) and the SNAP ensemble's prediction (energy,
-   forces, stress and the members' spread).
-2. ``accuracy``: the SNAP ensemble trained on solid and liquid frames, force
-   RMSE on held-out solid and liquid frames, and the rank correlation of the
-   members' spread with the actual error.
-3. ``coexistence``: one half-molten start cell made with the target, then the
+   asap3's EMT (when installed), the SNAP ensemble's prediction (energy,
+   forces, stress and the members' spread; twojmax 8 and 6) and a 4-member
+   DeePMD ensemble's.
+2. ``accuracy``: the SNAP and DeePMD ensembles trained on the same solid and
+   liquid frames: force/stress RMSE and per-atom energy bias on held-out
+   frames, and the rank correlation of the members' spread with the error.
+3. ``phase_balance`` (once Baseline runs exist): SNAP settings trained on
+   frames of short coexistence runs and tested on the final cells of the
+   Baseline runs that ended solid and liquid: does the model keep the
+   target's solid-liquid energy balance?
+4. ``coexistence``: one half-molten start cell made with the target, then the
    same coexistence runs for every method: Baseline (target only), Fixed
    (spread thresholds, the thesis's 0.01 and 0.001 eV/A: ``fixed_T``) and
    Proxima (``proxima_B_all``: the thesis's bounds 0.001 and 0.01 eV/A on the
-   mean over all returned answers; ``proxima_B``: bound on served answers).  On every served step the target is also run,
+   mean over all returned answers; ``proxima_B``: bound on served answers;
+   a ``_jN`` suffix sets the SNAP band limit).  On every served step the target is also run,
    outside the timed part, so the served force error is measured, not
    estimated.  Liquid ratio (movement and structure criteria), served
    fraction, target calls, errors, wall time.
-4. a projection of what a DFT-cost target would gain, from the measured call
+5. a projection of what a DFT-cost target would gain, from the measured call
    counts and surrogate/training times and a *stated* DFT cost per call.
 
 Writes ``summary.json`` (machine, date, command) and PNGs to ``--out``.
