@@ -111,36 +111,31 @@ def measure_cost(target_spec: str, repeats: int = 5) -> dict:
     except ImportError:
         out["asap3_emt_s"] = None  # asap3 not installed
     model = SNAPEnsemble()
+    out["snap_first_fit_6_frames_s"], out["snap_predict_s"] = _fit_and_time(model, frames, results, repeats)
+    out["snap_over_ase_emt"] = out["snap_predict_s"] / ase_emt
+    out["snap_cutoff"], out["snap_twojmax"] = model.cutoff, model.twojmax
+    # the cheaper band limit (twojmax 6: 30 components instead of 55)
+    out["snap_j6_predict_s"] = _fit_and_time(SNAPEnsemble(twojmax=6), frames, results, repeats)[1]
+    out["snap_j6_over_ase_emt"] = out["snap_j6_predict_s"] / ase_emt
+    # the thesis's model: 4 DeePMD members (a short training is enough to time a prediction)
+    dp = DeePMDEnsemble(members=4, train_steps=20, seed=0)
+    out["deepmd4_predict_s"] = _fit_and_time(dp, frames, results, repeats)[1]
+    out["deepmd4_over_ase_emt"] = out["deepmd4_predict_s"] / ase_emt
+    shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _fit_and_time(model, frames: list, results: list, repeats: int) -> tuple[float, float]:
+    """Fit ``model`` on the first 6 frames, warm it up on the 7th, then time predictions of the rest:
+    (fit seconds, seconds per prediction)."""
     t = time.perf_counter()
     model.fit(frames[:6], results[:6])
-    out["snap_first_fit_6_frames_s"] = time.perf_counter() - t
+    fit_s = time.perf_counter() - t
     model.predict(frames[6])
     t = time.perf_counter()
     for a in frames[6:]:
         model.predict(a)
-    out["snap_predict_s"] = (time.perf_counter() - t) / repeats
-    out["snap_over_ase_emt"] = out["snap_predict_s"] / ase_emt
-    out["snap_cutoff"], out["snap_twojmax"] = model.cutoff, model.twojmax
-    # the cheaper band limit (twojmax 6: 30 components instead of 55)
-    j6 = SNAPEnsemble(twojmax=6)
-    j6.fit(frames[:6], results[:6])
-    j6.predict(frames[6])
-    t = time.perf_counter()
-    for a in frames[6:]:
-        j6.predict(a)
-    out["snap_j6_predict_s"] = (time.perf_counter() - t) / repeats
-    out["snap_j6_over_ase_emt"] = out["snap_j6_predict_s"] / ase_emt
-    # the thesis's model: 4 DeePMD members (a short training is enough to time a prediction)
-    dp = DeePMDEnsemble(members=4, train_steps=20, seed=0)
-    dp.fit(frames[:6], results[:6])
-    dp.predict(frames[6])
-    t = time.perf_counter()
-    for a in frames[6:]:
-        dp.predict(a)
-    out["deepmd4_predict_s"] = (time.perf_counter() - t) / repeats
-    out["deepmd4_over_ase_emt"] = out["deepmd4_predict_s"] / ase_emt
-    shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    return fit_s, (time.perf_counter() - t) / repeats
 
 
 def _fast_target():
