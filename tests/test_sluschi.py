@@ -133,8 +133,10 @@ def test_short_coexistence_run_with_proxima_end_to_end(tmp_path):
     # a rerun with more runs only does the missing one, from the same start
     calls_before = calc.stats["calls"]
     config.runs = 3
-    again = Coexistence(config, calc, tmp_path / "run").run()
+    finished = []
+    again = Coexistence(config, calc, tmp_path / "run", on_run=finished.append).run()
     assert [o.run for o in again] == [0, 1, 2]
+    assert finished == [again[2]]
     assert again[0] == outcomes[0]
     # ASE's Berendsen barostat asks for forces twice a step (after rescaling the cell, and after the move)
     assert calc.stats["calls"] - calls_before <= 2 * config.run_steps + 3

@@ -249,16 +249,20 @@ class Coexistence:
 
     ``calc`` answers every step (the target alone, or a ProximaCalculator that
     keeps learning across runs); ``out`` is the run directory (created).
+    ``on_step(atoms)`` is called after every MD step, ``on_run(outcome)`` after
+    each finished run has been appended to ``runs.jsonl``.
     """
 
     def __init__(self, config: CoexistenceConfig, calc, out: str | os.PathLike,
-                 progress: bool = False, on_step: Callable[[Atoms], None] | None = None) -> None:
+                 progress: bool = False, on_step: Callable[[Atoms], None] | None = None,
+                 on_run: Callable[[RunOutcome], None] | None = None) -> None:
         self.config = config
         self.calc = calc
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.progress = progress
         self.on_step = on_step
+        self.on_run = on_run
         (self.out / "config.json").write_text(json.dumps(asdict(self.config), indent=1))
 
     # ----------------------------------------------------------- preparation
@@ -309,6 +313,8 @@ class Coexistence:
             with open(self.out / "runs.jsonl", "a") as fh:
                 fh.write(json.dumps(asdict(outcome)) + "\n")
             done.append(outcome)
+            if self.on_run is not None:
+                self.on_run(outcome)
         self._write_summary(done)
         return done
 
