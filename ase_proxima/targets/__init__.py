@@ -15,6 +15,7 @@ def make_target(spec: str) -> Calculator:
     ``pyscf:hf/6-31g*``          PySCF Hartree-Fock in a basis
     ``pyscf:dft/pbe/def2-svp``   PySCF Kohn-Sham with a functional and a basis
     ``psi4:hf/6-31g``            Psi4 (in process where it imports, else the worker bridge)
+    ``lammps-lj:Ar/0.0104/3.4/8.5``  LAMMPS lj/cut: element, epsilon (eV), sigma and rc (A; rc optional)
     """
     name, _, rest = spec.partition(":")
     name = name.strip().lower()
@@ -45,6 +46,14 @@ def make_target(spec: str) -> Calculator:
         if len(parts) != 2:
             raise ValueError(f"psi4 target spec must be 'psi4:METHOD/BASIS', got {spec!r}")
         return psi4_calculator(method=parts[0], basis=parts[1])
+    if name == "lammps-lj":
+        from .lammps_lj import LammpsLJ
+
+        parts = [p for p in rest.split("/") if p]
+        if len(parts) not in (3, 4):
+            raise ValueError(f"lammps-lj target spec must be 'lammps-lj:EL/EPS/SIGMA[/RC]', got {spec!r}")
+        return LammpsLJ(parts[0], *(float(v) for v in parts[1:]))
     raise ValueError(
-        f"unknown target {spec!r}; known: emt, pyscf:hf/BASIS, pyscf:dft/XC/BASIS, psi4:METHOD/BASIS"
+        f"unknown target {spec!r}; known: emt, asap3, pyscf:hf/BASIS, pyscf:dft/XC/BASIS, psi4:METHOD/BASIS, "
+        "lammps-lj:EL/EPS/SIGMA[/RC]"
     )
