@@ -139,3 +139,13 @@ def test_dimer_energy_follows_lj_over_the_training_range(r):
     dimer.calc = LennardJonesNN(epsilon=EPS, sigma=SIG, rc=3 * SIG)
     exact = 4 * (r**-12 - r**-6) - 4 * (3.0**-12 - 3.0**-6)
     assert dimer.get_potential_energy() / EPS == pytest.approx(exact, abs=0.02)
+
+
+def test_readme_lj_nn_example_runs(capsys):
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "LennardJonesNN" in b)
+    exec(compile(block, "README.md", "exec"), {})  # noqa: S102 - our own documentation
+    assert "energy drift" in capsys.readouterr().out

@@ -1,9 +1,10 @@
-"""Compiled pair passes shared by the network and the analytic LJ term (one engine for both).
+"""Compiled pair loops for the network and the analytic LJ term (one engine for both).
 
-A force call is three passes over a half neighbour list whose image offsets were fixed at the
-last list build: select the pairs inside the cut-off (the paper's branch stays here: the network
-replaces the arithmetic, not the list), evaluate the pair term on them (network or analytic),
-and accumulate energy, per-atom energies, forces and the virial.  The network is evaluated in
+A force call walks a half neighbour list whose image offsets were fixed at the last list build,
+skips pairs beyond the cut-off (the paper's branch stays in the loop: the network replaces the
+arithmetic, not the list), evaluates the pair term and adds energy, per-atom energies, forces
+and the virial (one shared inline routine).  1xHx1 networks and the analytic term run in one
+pass; deeper networks in three (select, evaluate layer by layer, accumulate).  The network is evaluated in
 scalar code with its exact derivative carried through the layers, so forces are minus the
 gradient of the energy the network defines.
 """
@@ -40,25 +41,109 @@ def pairs_within(pos, i_idx, j_idx, offsets, rc2):
     return sel[:k], d[:k], rsq[:k]
 
 
-@numba.njit(cache=True)
-def lj_terms(rsq, sigma, epsilon, e_ref):
-    """Analytic 12-6 pair energies and ``-(dE/dr) / r`` (LAMMPS lj/cut's arithmetic: no square root)."""
-    m = rsq.shape[0]
-    e = np.empty(m)
-    fpair = np.empty(m)
-    s2 = sigma * sigma
-    for k in range(m):
-        r2inv = s2 / rsq[k]
-        r6inv = r2inv * r2inv * r2inv
-        e[k] = 4.0 * epsilon * r6inv * (r6inv - 1.0) - e_ref
-        fpair[k] = 24.0 * epsilon * r6inv * (2.0 * r6inv - 1.0) / rsq[k]
-    return e, fpair
+@numba.njit(cache=True, inline="always")
+def _add_pair(i, j, dx, dy, dz, e, fpair, energies, forces, virial):
+    """Add one pair: half its energy to each atom, ``fpair * d`` to j and minus it to i, and the virial."""
+    energies[i] += 0.5 * e
+    energies[j] += 0.5 * e
+    fx = fpair * dx
+    fy = fpair * dy
+    fz = fpair * dz
+    forces[j, 0] += fx
+    forces[j, 1] += fy
+    forces[j, 2] += fz
+    forces[i, 0] -= fx
+    forces[i, 1] -= fy
+    forces[i, 2] -= fz
+    virial[0, 0] += dx * fx
+    virial[0, 1] += dx * fy
+    virial[0, 2] += dx * fz
+    virial[1, 1] += dy * fy
+    virial[1, 2] += dy * fz
+    virial[2, 2] += dz * fz
 
 
 @numba.njit(cache=True, inline="always")
 def _tanh(z):
     # tanh through exp: the same function, about twice as fast as libm's tanh here
     return 1.0 - 2.0 / (math.exp(2.0 * z) + 1.0)
+
+
+@numba.njit(cache=True)
+def network_pairs_one_hidden(pos, i_idx, j_idx, offsets, rc2, sigma, epsilon, weights, biases, hid,
+                             x_shift, x_scale, y_shift, y_scale, e_ref):
+    """A 1xHx1 network in one pass over the list (the common case): energy, per-atom energies,
+    forces and the virial, as :func:`accumulate` returns them."""
+    n = pos.shape[0]
+    forces = np.zeros((n, 3))
+    energies = np.zeros(n)
+    virial = np.zeros((3, 3))
+    energy = 0.0
+    # fold the input standardisation and tanh's factor 2 into the first layer
+    a = np.empty(hid)
+    c = np.empty(hid)
+    for o in range(hid):
+        a[o] = 2.0 * weights[o] * sigma / x_scale
+        c[o] = 2.0 * (biases[o] - weights[o] * x_shift / x_scale)
+    for p in range(i_idx.shape[0]):
+        i = i_idx[p]
+        j = j_idx[p]
+        dx = pos[j, 0] - pos[i, 0] + offsets[p, 0]
+        dy = pos[j, 1] - pos[i, 1] + offsets[p, 1]
+        dz = pos[j, 2] - pos[i, 2] + offsets[p, 2]
+        r2 = dx * dx + dy * dy + dz * dz
+        if r2 >= rc2:
+            continue
+        rinv = 1.0 / math.sqrt(r2)
+        y = biases[hid]
+        dy_ = 0.0
+        for o in range(hid):
+            t = 1.0 - 2.0 / (math.exp(a[o] * rinv + c[o]) + 1.0)  # tanh of the hidden pre-activation
+            w2 = weights[hid + o]
+            y += w2 * t
+            dy_ += w2 * (1.0 - t * t) * a[o]
+        e = epsilon * (y * y_scale + y_shift - e_ref)
+        # dy_ is d(output)/d(1/r) times 2; -(dE/dr) / r = (dE/d(1/r)) / r^3
+        fpair = 0.5 * epsilon * dy_ * y_scale * rinv * rinv * rinv
+        energy += e
+        _add_pair(i, j, dx, dy, dz, e, fpair, energies, forces, virial)
+    _symmetrise(virial)
+    return energy, energies, forces, virial
+
+
+@numba.njit(cache=True)
+def analytic_pairs(pos, i_idx, j_idx, offsets, rc2, sigma, epsilon, e_ref):
+    """The analytic 12-6 term in the same one-pass loop (LAMMPS lj/cut's arithmetic: no square root)."""
+    n = pos.shape[0]
+    forces = np.zeros((n, 3))
+    energies = np.zeros(n)
+    virial = np.zeros((3, 3))
+    energy = 0.0
+    s2 = sigma * sigma
+    for p in range(i_idx.shape[0]):
+        i = i_idx[p]
+        j = j_idx[p]
+        dx = pos[j, 0] - pos[i, 0] + offsets[p, 0]
+        dy = pos[j, 1] - pos[i, 1] + offsets[p, 1]
+        dz = pos[j, 2] - pos[i, 2] + offsets[p, 2]
+        r2 = dx * dx + dy * dy + dz * dz
+        if r2 >= rc2:
+            continue
+        r2inv = s2 / r2
+        r6inv = r2inv * r2inv * r2inv
+        e = 4.0 * epsilon * r6inv * (r6inv - 1.0) - e_ref
+        fpair = 24.0 * epsilon * r6inv * (2.0 * r6inv - 1.0) / r2
+        energy += e
+        _add_pair(i, j, dx, dy, dz, e, fpair, energies, forces, virial)
+    _symmetrise(virial)
+    return energy, energies, forces, virial
+
+
+@numba.njit(cache=True, inline="always")
+def _symmetrise(virial):
+    virial[1, 0] = virial[0, 1]
+    virial[2, 0] = virial[0, 2]
+    virial[2, 1] = virial[1, 2]
 
 
 @numba.njit(cache=True)
@@ -132,21 +217,13 @@ def network_terms(rsq, sigma, epsilon, weights, biases, widths, x_shift, x_scale
 
 @numba.njit(cache=True)
 def accumulate(n, i_idx, j_idx, sel, d, e, fpair):
-    """Total energy, per-atom energies (half of each pair to each atom), forces and the 3x3 virial."""
+    """Total energy, per-atom energies, forces and the 3x3 virial from per-pair terms."""
     forces = np.zeros((n, 3))
     energies = np.zeros(n)
     virial = np.zeros((3, 3))
     energy = 0.0
     for k in range(sel.shape[0]):
-        i = i_idx[sel[k]]
-        j = j_idx[sel[k]]
         energy += e[k]
-        energies[i] += 0.5 * e[k]
-        energies[j] += 0.5 * e[k]
-        for a in range(3):
-            f = fpair[k] * d[k, a]  # force on j; minus it on i
-            forces[j, a] += f
-            forces[i, a] -= f
-            for b in range(3):
-                virial[a, b] += d[k, a] * fpair[k] * d[k, b]
+        _add_pair(i_idx[sel[k]], j_idx[sel[k]], d[k, 0], d[k, 1], d[k, 2], e[k], fpair[k], energies, forces, virial)
+    _symmetrise(virial)
     return energy, energies, forces, virial
