@@ -149,3 +149,27 @@ def test_readme_lj_nn_example_runs(capsys):
     block = next(b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "LennardJonesNN" in b)
     exec(compile(block, "README.md", "exec"), {})  # noqa: S102 - our own documentation
     assert "energy drift" in capsys.readouterr().out
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 1000), tilt=st.floats(-0.3, 0.3))
+def test_cell_list_finds_the_same_pairs_as_matscipy(seed, tilt):
+    """Triclinic cell, atoms outside the box: the compiled cell list equals matscipy's half list."""
+    from matscipy.neighbours import neighbour_list
+
+    from lj_nn.cells import bins_for, cell_list_pairs
+
+    rng = np.random.default_rng(seed)
+    cell = np.diag([18.0, 17.0, 19.0])
+    cell[1, 0] = tilt * 17.0
+    cell[2, 1] = -tilt * 19.0
+    atoms = Atoms("Ar300", scaled_positions=rng.uniform(-0.5, 1.5, (300, 3)), cell=cell, pbc=True)
+    reach = 3.9
+    nb = bins_for(cell, reach)
+    assert nb is not None
+    i, j, off = cell_list_pairs(atoms.positions, cell, reach, nb)
+    ri, rj, rs = neighbour_list("ijS", atoms, reach)
+    keep = ri < rj
+    ours = {(a, b, *np.round(o, 6)) for a, b, o in zip(i, j, off)}
+    ref = {(a, b, *np.round(o, 6)) for a, b, o in zip(ri[keep], rj[keep], rs[keep] @ cell)}
+    assert ours == ref
