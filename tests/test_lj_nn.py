@@ -173,3 +173,17 @@ def test_cell_list_finds_the_same_pairs_as_matscipy(seed, tilt):
     ours = {(a, b, *np.round(o, 6)) for a, b, o in zip(i, j, off)}
     ref = {(a, b, *np.round(o, 6)) for a, b, o in zip(ri[keep], rj[keep], rs[keep] @ cell)}
     assert ours == ref
+
+
+def test_slab_matches_ase_lennardjones():
+    """Periodic in x and y only (matscipy's list): the analytic mode equals ASE's LennardJones."""
+    from ase.build import fcc111
+
+    slab = fcc111("Ar", size=(3, 3, 4), a=5.26, vacuum=8.0)
+    slab.rattle(0.1, seed=3)
+    assert list(slab.pbc) == [True, True, False]
+    ref = slab.copy()
+    ref.calc = LennardJones(epsilon=EPS, sigma=SIG, rc=8.0)
+    slab.calc = LennardJonesNN(epsilon=EPS, sigma=SIG, rc=8.0, pair="analytic")
+    assert slab.get_potential_energy() == pytest.approx(ref.get_potential_energy(), abs=1e-10)
+    np.testing.assert_allclose(slab.get_forces(), ref.get_forces(), atol=1e-10)
