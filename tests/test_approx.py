@@ -17,9 +17,9 @@ def random_net(topology, seed, activation="tanh"):
 
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 10_000), hidden=st.lists(st.integers(1, 6), min_size=1, max_size=3),
-       n_in=st.integers(1, 3))
-def test_gradient_is_exact(seed, hidden, n_in):
-    net = random_net((n_in, *hidden, 1), seed)
+       n_in=st.integers(1, 3), activation=st.sampled_from(["tanh", "softsign"]))
+def test_gradient_is_exact(seed, hidden, n_in, activation):
+    net = random_net((n_in, *hidden, 1), seed, activation)
     x = np.random.default_rng(seed + 1).normal(size=(5, n_in))
     y, g = net.value_and_gradient(x)
     np.testing.assert_allclose(y, net(x), rtol=1e-12)
