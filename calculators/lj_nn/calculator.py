@@ -6,13 +6,14 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from ase_proxima.approx import MLPWeights, parse_topology
 
 from .kernel import accumulate, analytic_pairs, network_pairs_one_hidden, network_terms, pairs_within
 from .neighbours import VerletList
+from .reference import lj_pair_energy, sample_pair_distances
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
@@ -72,9 +73,11 @@ class LennardJonesNN(Calculator):
                 raise ValueError(f"rc = {rc / sigma:.3g} sigma is beyond the network's training range "
                                  f"({lo:.3g}-{hi:.3g} sigma); train one for it with LennardJonesNN.train")
             self._flat = _flatten(self.net)
-            self._e_ref = float(self.net(np.array([sigma / rc]))[0]) if shift else 0.0
-        if pair == "analytic":
-            self._e_ref = 4.0 * epsilon * ((sigma / rc) ** 12 - (sigma / rc) ** 6) if shift else 0.0
+            e_rc = float(self.net(np.array([sigma / rc]))[0])
+        else:
+            e_rc = float(lj_pair_energy(rc / sigma))
+        # the pair energy at rc in units of epsilon, subtracted from every pair inside rc when shifting
+        self._e_ref = e_rc if shift else 0.0
         self.neighbours = VerletList(rc, skin)
 
     @staticmethod
@@ -112,7 +115,8 @@ class LennardJonesNN(Calculator):
         pos = np.ascontiguousarray(atoms.positions, dtype=float)
         rc2 = p.rc * p.rc
         if p.pair == "analytic":
-            energy, energies, forces, virial = analytic_pairs(pos, i, j, offsets, rc2, p.sigma, p.epsilon, self._e_ref)
+            energy, energies, forces, virial = analytic_pairs(pos, i, j, offsets, rc2, p.sigma, p.epsilon,
+                                                              p.epsilon * self._e_ref)
         else:
             w, b, widths = self._flat
             scales = (float(self.net.x_shift[0]), float(self.net.x_scale[0]), float(self.net.y_shift),
@@ -130,8 +134,6 @@ class LennardJonesNN(Calculator):
         if atoms.cell.rank == 3 and atoms.pbc.all():
             self.results["stress"] = full_3x3_to_voigt_6_stress(-virial / atoms.get_volume())
         elif "stress" in properties:
-            from ase.calculators.calculator import PropertyNotImplementedError
-
             raise PropertyNotImplementedError("stress needs a periodic cell with three lattice vectors")
 
     def todict(self) -> dict:
@@ -150,8 +152,6 @@ class LennardJonesNN(Calculator):
         of pairs in a homogeneous fluid; the target is the unshifted 12-6 pair energy / epsilon.
         """
         from ase_proxima.approx import train_mlp
-
-        from .reference import lj_pair_energy, sample_pair_distances
 
         r = sample_pair_distances(np.random.default_rng(seed), n_samples, *r_range)
         net, info = train_mlp(1.0 / r, lj_pair_energy(r), topology, steps=steps, learning_rate=learning_rate,

@@ -16,6 +16,17 @@ import numba
 import numpy as np
 
 
+@numba.njit(cache=True, inline="always")
+def _pair_vector(pos, i_idx, j_idx, offsets, p):
+    """Atoms of list entry ``p``, the vector from i to j's image, and its squared length."""
+    i = i_idx[p]
+    j = j_idx[p]
+    dx = pos[j, 0] - pos[i, 0] + offsets[p, 0]
+    dy = pos[j, 1] - pos[i, 1] + offsets[p, 1]
+    dz = pos[j, 2] - pos[i, 2] + offsets[p, 2]
+    return i, j, dx, dy, dz, dx * dx + dy * dy + dz * dz
+
+
 @numba.njit(cache=True)
 def pairs_within(pos, i_idx, j_idx, offsets, rc2):
     """Indices into the list of the pairs closer than the cut-off, their vectors and squared lengths."""
@@ -25,12 +36,7 @@ def pairs_within(pos, i_idx, j_idx, offsets, rc2):
     rsq = np.empty(m)
     k = 0
     for p in range(m):
-        i = i_idx[p]
-        j = j_idx[p]
-        dx = pos[j, 0] - pos[i, 0] + offsets[p, 0]
-        dy = pos[j, 1] - pos[i, 1] + offsets[p, 1]
-        dz = pos[j, 2] - pos[i, 2] + offsets[p, 2]
-        r2 = dx * dx + dy * dy + dz * dz
+        i, j, dx, dy, dz, r2 = _pair_vector(pos, i_idx, j_idx, offsets, p)
         if r2 < rc2:
             sel[k] = p
             d[k, 0] = dx
@@ -86,12 +92,7 @@ def network_pairs_one_hidden(pos, i_idx, j_idx, offsets, rc2, sigma, epsilon, we
         a[o] = 2.0 * weights[o] * sigma / x_scale
         c[o] = 2.0 * (biases[o] - weights[o] * x_shift / x_scale)
     for p in range(i_idx.shape[0]):
-        i = i_idx[p]
-        j = j_idx[p]
-        dx = pos[j, 0] - pos[i, 0] + offsets[p, 0]
-        dy = pos[j, 1] - pos[i, 1] + offsets[p, 1]
-        dz = pos[j, 2] - pos[i, 2] + offsets[p, 2]
-        r2 = dx * dx + dy * dy + dz * dz
+        i, j, dx, dy, dz, r2 = _pair_vector(pos, i_idx, j_idx, offsets, p)
         if r2 >= rc2:
             continue
         rinv = 1.0 / math.sqrt(r2)
@@ -121,12 +122,7 @@ def analytic_pairs(pos, i_idx, j_idx, offsets, rc2, sigma, epsilon, e_ref):
     energy = 0.0
     s2 = sigma * sigma
     for p in range(i_idx.shape[0]):
-        i = i_idx[p]
-        j = j_idx[p]
-        dx = pos[j, 0] - pos[i, 0] + offsets[p, 0]
-        dy = pos[j, 1] - pos[i, 1] + offsets[p, 1]
-        dz = pos[j, 2] - pos[i, 2] + offsets[p, 2]
-        r2 = dx * dx + dy * dy + dz * dz
+        i, j, dx, dy, dz, r2 = _pair_vector(pos, i_idx, j_idx, offsets, p)
         if r2 >= rc2:
             continue
         r2inv = s2 / r2
