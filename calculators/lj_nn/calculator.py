@@ -128,6 +128,8 @@ class LennardJonesNN(Calculator):
                 sel, d, rsq = pairs_within(pos, i, j, offsets, rc2)
                 e, fpair = network_terms(rsq, p.sigma, p.epsilon, w, b, widths, *scales)
                 energy, energies, forces, virial = accumulate(len(atoms), i, j, sel, d, e, fpair)
+        if not np.isfinite(forces).all():
+            raise ValueError("non-finite forces: two atoms sit on top of each other")
         self.results["energy"] = self.results["free_energy"] = float(energy)
         self.results["energies"] = energies
         self.results["forces"] = forces
