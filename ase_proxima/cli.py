@@ -95,6 +95,7 @@ def _demo(args: argparse.Namespace) -> int:
         "served_error_true": true_mae,
         "served_steps_checked": len(true_errors),
         "stats": stats,
+        "perf_prediction": _perf_prediction(calc),
     }
     (out / "stats.json").write_text(json.dumps(report, indent=2, default=float))
     plot_run(calc.log, args.error_bound, out / "run.png",
@@ -108,6 +109,29 @@ def _demo(args: argparse.Namespace) -> int:
         f"threshold {stats['threshold']:.4g}, alpha {stats['alpha']:.4g}, oscillations {stats['oscillations']}\n"
         f"wrote {out}/stats.json, {out}/run.png, {out}/store/"
     )
+    return 0
+
+
+def _perf_prediction(calc) -> dict:
+    """The run's GPU-able parts predicted on other devices (``ase_proxima.perf.annotate``)."""
+    from .perf.annotate import annotate_calculator
+
+    try:
+        return annotate_calculator(calc)
+    except ValueError as err:  # nothing computed yet
+        return {"note": str(err)}
+
+
+def _perf(args: argparse.Namespace) -> int:
+    from .perf.annotate import annotate_run, format_annotation
+
+    devices = args.device or ["cpu", "A100", "H100", "H200"]
+    try:
+        ann = annotate_run(args.run, devices)
+    except (FileNotFoundError, ValueError, KeyError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(ann, indent=1, default=float) if args.json else format_annotation(ann))
     return 0
 
 
@@ -184,6 +208,7 @@ def _mc(args: argparse.Namespace) -> int:
     if args.method != "baseline":
         stats = calc.stats
         report["stats"] = stats
+        report["perf_prediction"] = _perf_prediction(calc)
         plot_run(calc.log, args.error_bound, out / "run.png",
                  title=f"{args.molecule} MC, {args.target}, {args.temperature} K, bound {args.error_bound} eV")
         line += (f"\ntarget {stats['target_calls']} calls (audits {stats['audits']}), surrogate "
@@ -299,6 +324,15 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("--resume", action="store_true", help="continue the runs already in --out")
     sl.add_argument("--quiet", action="store_true", help="no progress bars")
     sl.set_defaults(func=_sluschi)
+
+    perf = sub.add_parser("perf", help="performance prediction for a finished run")
+    perf_sub = perf.add_subparsers(dest="perf_command", required=True)
+    ann = perf_sub.add_parser("annotate", help="predicted time of a run's GPU-able parts on other devices")
+    ann.add_argument("run", help="a run directory written by demo, mc or sluschi (stats.json and store/)")
+    ann.add_argument("--device", action="append",
+                     help="P100, V100, A100, H100, H200, cpu or cpu-<N>t (repeatable; default cpu A100 H100 H200)")
+    ann.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ann.set_defaults(func=_perf)
     return parser
 
 

@@ -43,6 +43,15 @@ def test_cli_demo_writes_a_run_directory(tmp_path):
     assert (out / "run.png").stat().st_size > 10_000
     assert (out / "store" / "training.db").exists()
     assert "served forces_max error" in proc.stdout
+    # the report carries the predicted time of the surrogate's work on GPUs, marked as a prediction
+    perf = report["perf_prediction"]
+    assert "PREDICTION" in perf["note"]
+    part = perf["parts"]["surrogate: Bayesian posterior"]
+    assert part["calls"] == 61 and part["devices"]["H100"]["expected_s"] > part["devices"]["H100"]["roofline_s"] > 0
+    ann = subprocess.run([sys.executable, "-m", "ase_proxima.cli", "perf", "annotate", str(out), "--device", "H100"],
+                         capture_output=True, text=True, timeout=300)
+    assert ann.returncode == 0, ann.stderr
+    assert "PREDICTION" in ann.stdout and "H100" in ann.stdout and "SOAP features" in ann.stdout
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert again.returncode == 2 and "--overwrite" in again.stderr
 

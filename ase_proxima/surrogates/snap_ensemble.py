@@ -21,7 +21,14 @@ from ase import Atoms
 from .base import Prediction, Surrogate, check_training_set, structure_key
 from .snap_descriptors import DesignMatrix, SNAPDescriptor
 
-__all__ = ["SNAPEnsemble", "default_cutoff", "nearest_neighbour_distance"]
+__all__ = ["SNAPEnsemble", "default_cutoff", "ensemble_forces", "nearest_neighbour_distance"]
+
+
+def ensemble_forces(rows: np.ndarray, coef: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Forces of the all-data fit and the members' spread: descriptor derivatives ``rows``
+    (N, 3, p) times coefficients ``coef`` (1 + members, p), the all-data fit first."""
+    f = np.einsum("nkp,mp->mnk", rows, coef)
+    return f[0], np.std(f[1:], axis=0)
 
 
 def nearest_neighbour_distance(atoms: Atoms) -> float:
@@ -209,8 +216,7 @@ class SNAPEnsemble(Surrogate):
         e = coef @ rows.energy
         results["energy"], spread["energy"] = float(e[0]), float(np.std(e[1:]))
         if "forces" in wanted:
-            f = np.einsum("nkp,mp->mnk", rows.forces, coef)
-            results["forces"], spread["forces"] = f[0], np.std(f[1:], axis=0)
+            results["forces"], spread["forces"] = ensemble_forces(rows.forces, coef)
         if "stress" in wanted and rows.stress is not None:
             s = coef @ rows.stress.T
             results["stress"], spread["stress"] = s[0], np.std(s[1:], axis=0)

@@ -40,7 +40,13 @@ from sklearn.linear_model import BayesianRidge
 
 from .base import Prediction, Surrogate, check_training_set, structure_key
 
-__all__ = ["SOAPBayesianRidge"]
+__all__ = ["SOAPBayesianRidge", "posterior"]
+
+
+def posterior(row: np.ndarray, w: np.ndarray, cov: np.ndarray) -> tuple[float, float]:
+    """Posterior mean ``row . w`` and standard deviation ``sqrt(row Sigma row)`` of a Bayesian
+    linear model at one feature row."""
+    return float(row @ w), float(np.sqrt(max(row @ cov @ row, 0.0)))
 
 
 class SOAPBayesianRidge(Surrogate):
@@ -244,9 +250,9 @@ class SOAPBayesianRidge(Surrogate):
         w = self._model.coef_
         cov = self._model.sigma_
         row = np.append((x - self._mu) / self._scale, 1.0)
-        energy = float(self._counts(atoms) @ self._e_ref + self._y_mean + row @ w)
-        results: dict[str, Any] = {"energy": energy}
-        spread: dict[str, Any] = {"energy": float(np.sqrt(max(row @ cov @ row, 0.0)))}
+        mean, std = posterior(row, w, cov)
+        results: dict[str, Any] = {"energy": float(self._counts(atoms) @ self._e_ref + self._y_mean + mean)}
+        spread: dict[str, Any] = {"energy": std}
         if dx is not None:
             n = len(atoms)
             g = -dx.reshape(3 * n, -1) / self._scale
