@@ -83,8 +83,9 @@ class ProximaCalculator(Calculator):
         ``'all'``: on the mean over all returned answers, target answers counting
         zero (the thesis's definition).
     store:
-        Directory for the training database, the per-call log and the state
-        (:class:`~ase_proxima.store.RunStore`).  A store holding a saved state
+        Directory for the training database, the per-call log and the state, or a
+        :class:`~ase_proxima.store.RunStore` (e.g. one whose training data live on a
+        PostgreSQL server).  A store holding a saved state
         resumes that run; one holding only training data warm-starts from it.
     seed:
         Seed of the audit draws.
@@ -125,7 +126,7 @@ class ProximaCalculator(Calculator):
         retrain: str | int = "lazy",
         audit_fraction: float = 0.05,
         bound_on: str = "served",
-        store: str | os.PathLike | None = None,
+        store: str | os.PathLike | RunStore | None = None,
         seed: int | None = None,
         max_training: int | None = None,
         train_properties: tuple[str, ...] | None = None,
@@ -192,7 +193,7 @@ class ProximaCalculator(Calculator):
             "retrain": retrain,
             "audit_fraction": self.audit_fraction,
             "bound_on": bound_on,
-            "store": None if store is None else str(store),
+            "store": None if store is None else str(store.path if isinstance(store, RunStore) else store),
             "seed": seed,
             "max_training": max_training,
             "adaptive": self.adaptive,
@@ -212,7 +213,7 @@ class ProximaCalculator(Calculator):
         self._audit_errors: list[float] = []
         self._recent_kinds: deque[str] = deque(maxlen=max(100, 10 * int(window)))
 
-        self.store = RunStore(store) if store is not None else None
+        self.store = store if isinstance(store, RunStore) or store is None else RunStore(store)
         if self.store is not None:
             self._load_from_store()
 

@@ -135,6 +135,51 @@ def _perf(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from .workflows.mc_job import MCJob
+    from .workflows.sweep import grid, local_executor, parsl_executor, run_sweep
+
+    axes = {"temperature": args.temperature, "seed": args.seed, "method": args.method,
+            "error_bound": args.error_bound, "target": args.target, "molecule": args.molecule,
+            "steps": args.steps, "step_size": args.step_size}
+    if args.threshold is not None:
+        axes["threshold"] = args.threshold
+    try:
+        tasks = grid("mc", **axes)
+        for t in tasks:
+            MCJob(**t.params)  # refuse bad parameters before anything runs
+        MCJob(**tasks[0].params).check()
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    executor = (parsl_executor(args.workers, run_dir=out / "parsl") if args.executor == "parsl"
+                else local_executor(args.workers))
+    with executor:
+        rows = run_sweep(tasks, out, executor=executor, progress=not args.quiet)
+    failed = [r for r in rows if r.get("status") != "ok"]
+    print(f"{len(rows) - len(failed)} of {len(tasks)} tasks finished, {len(failed)} failed; "
+          f"table {out / 'results.csv'}")
+    for r in failed:
+        print(f"  failed: {r['key']}: {r.get('error')}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .reports import report
+
+    code = 0
+    for run in args.dirs:
+        try:
+            files = report(run)
+        except (FileNotFoundError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            code = 2
+            continue
+        print("wrote " + ", ".join(str(f) for f in files))
+    return code
+
+
 def _prepare_out(out: Path, overwrite: bool) -> bool:
     """Create the run directory; refuse to mix with an earlier run unless told to replace it."""
     if out.exists() and any(out.iterdir()):
@@ -147,74 +192,32 @@ def _prepare_out(out: Path, overwrite: bool) -> bool:
 
 
 def _mc(args: argparse.Namespace) -> int:
-    from ase.build import molecule
-
-    from .calculator import ProximaCalculator
-    from .plots import plot_run
-    from .targets import make_target
-    from .uncertainty import DistanceUncertainty
-    from .workflows.mc import MonteCarlo
+    from .workflows.mc_job import MCJob
 
     try:
-        atoms = molecule(args.molecule)
-    except KeyError:
-        print(f"error: unknown molecule {args.molecule!r} (any name of ase.build.molecule)", file=sys.stderr)
-        return 2
-    try:
-        target = make_target(args.target)
+        job = MCJob(molecule=args.molecule, target=args.target, method=args.method, temperature=args.temperature,
+                    steps=args.steps, step_size=args.step_size, error_bound=args.error_bound,
+                    threshold=args.threshold, retrain=args.retrain, uncertainty=args.uncertainty,
+                    audit_fraction=args.audit_fraction, train_forces=args.train_forces, seed=args.seed)
+        job.check()  # refuse a bad molecule or target before touching the run directory
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     out = Path(args.out)
     if not _prepare_out(out, args.overwrite):
         return 2
-
-    if args.method == "baseline":
-        calc = target
-    else:
-        calc = ProximaCalculator(
-            target=target,
-            error_bound=args.error_bound,
-            uncertainty=DistanceUncertainty() if args.uncertainty == "distance" else None,
-            threshold=args.threshold,
-            adaptive=args.method == "proxima",
-            retrain=args.retrain if args.retrain is not None else "lazy",
-            audit_fraction=args.audit_fraction,
-            train_properties=("energy", "forces") if args.train_forces else None,
-            store=out / "store",
-            seed=args.seed,
-        )
-    mc = MonteCarlo(atoms, calc, temperature_K=args.temperature, step_size=args.step_size, seed=args.seed,
-                    trajectory=out / "mc.traj")
-    result = mc.run(args.steps, progress=not args.quiet)
-    report = {
-        "command": " ".join(sys.argv),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": platform.platform(),
-        "molecule": args.molecule,
-        "target": args.target,
-        "method": args.method,
-        "temperature_K": args.temperature,
-        "step_size_A": args.step_size,
-        "steps": args.steps,
-        "seed": args.seed,
-        "wall_time_s": result.wall_time,
-        "acceptance_ratio": result.acceptance_ratio,
-        "mean_rog_A": result.mean_rog,
-        "rog_kind": "mass-weighted",
-    }
-    line = (f"{args.steps} MC steps at {args.temperature} K: acceptance {result.acceptance_ratio:.2f}, "
-            f"mean radius of gyration {result.mean_rog:.4f} A, wall {result.wall_time:.1f} s")
-    if args.method != "baseline":
-        stats = calc.stats
-        report["stats"] = stats
-        report["perf_prediction"] = _perf_prediction(calc)
-        plot_run(calc.log, args.error_bound, out / "run.png",
-                 title=f"{args.molecule} MC, {args.target}, {args.temperature} K, bound {args.error_bound} eV")
+    try:
+        report = job.run(out, progress=not args.quiet)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    line = (f"{args.steps} MC steps at {args.temperature} K: acceptance {report['acceptance_ratio']:.2f}, "
+            f"mean radius of gyration {report['mean_rog_A']:.4f} A, wall {report['wall_time_s']:.1f} s")
+    if "stats" in report:
+        stats = report["stats"]
         line += (f"\ntarget {stats['target_calls']} calls (audits {stats['audits']}), surrogate "
                  f"{stats['surrogate_calls']} ({stats['served_fraction']:.1%}); served error (audited) "
                  f"{stats['served_error']:.5f} +- {stats['served_error_se']:.5f} eV, bound {args.error_bound} eV")
-    (out / "stats.json").write_text(json.dumps(report, indent=2, default=float))
     print(line + f"\nwrote {out}/")
     return 0
 
@@ -325,6 +328,29 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("--quiet", action="store_true", help="no progress bars")
     sl.set_defaults(func=_sluschi)
 
+    sw = sub.add_parser("sweep", help="a grid of MC runs (temperatures x seeds x methods x bounds) on a process "
+                                      "pool or Parsl; re-running skips finished tasks")
+    sw.add_argument("workflow", choices=("mc",))
+    sw.add_argument("--temperature", type=float, nargs="+", default=[300.0, 500.0], help="K")
+    sw.add_argument("--seed", type=int, nargs="+", default=[0, 1])
+    sw.add_argument("--method", nargs="+", choices=("proxima", "fixed", "baseline"), default=["proxima"])
+    sw.add_argument("--error-bound", type=float, nargs="+", default=[0.002], help="eV")
+    sw.add_argument("--threshold", type=float, default=None, help="the fixed T (method fixed) or initial T")
+    sw.add_argument("--target", default="pyscf:hf/6-31g*")
+    sw.add_argument("--molecule", default="CH4")
+    sw.add_argument("--steps", type=int, default=1000)
+    sw.add_argument("--step-size", type=float, default=0.003, help="A")
+    sw.add_argument("--executor", choices=("local", "parsl"), default="local",
+                    help="local process pool, or Parsl's HighThroughputExecutor (local workers)")
+    sw.add_argument("--workers", type=int, default=2)
+    sw.add_argument("--out", default="runs/sweep")
+    sw.add_argument("--quiet", action="store_true", help="no progress bar")
+    sw.set_defaults(func=_sweep)
+
+    rep = sub.add_parser("report", help="report.png and report.html for run or sweep directories")
+    rep.add_argument("dirs", nargs="+", metavar="DIR", help="run directories (stats.json, store/) or sweep directories (results.csv)")
+    rep.set_defaults(func=_report)
+
     perf = sub.add_parser("perf", help="performance prediction for a finished run")
     perf_sub = perf.add_subparsers(dest="perf_command", required=True)
     ann = perf_sub.add_parser("annotate", help="predicted time of a run's GPU-able parts on other devices")
@@ -341,10 +367,12 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "steps", 1) < 1 or getattr(args, "runs", 1) < 1:
         print("error: --steps and --runs must be >= 1", file=sys.stderr)
         return 2
-    if getattr(args, "error_bound", 1.0) <= 0:
+    bounds = getattr(args, "error_bound", 1.0)
+    if any(b <= 0 for b in (bounds if isinstance(bounds, list) else [bounds])):
         print("error: --error-bound must be > 0", file=sys.stderr)
         return 2
-    if getattr(args, "method", None) == "fixed" and args.threshold is None:
+    methods = getattr(args, "method", None)
+    if "fixed" in (methods if isinstance(methods, list) else [methods]) and args.threshold is None:
         print("error: --method fixed needs --threshold", file=sys.stderr)
         return 2
     return args.func(args)

@@ -126,37 +126,55 @@ def training_row(atoms: Atoms, results: Mapping[str, Any]) -> Atoms:
 
 
 class RunStore:
-    """A run directory holding training data (ase.db), the call log (CSV) and the state (JSON)."""
+    """A run directory holding training data (ase.db), the call log (CSV) and the state (JSON).
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    ``database``: an ase.db URL for the training data instead of the run's own SQLite file,
+    e.g. ``postgresql://user:password@host:5432/proxima``, so that many runs and workers write
+    to one server.  Rows then carry ``run=<run>`` (default: the directory's name) and
+    :meth:`training` reads this run's rows, or every run's with ``shared=True``.
+    """
+
+    def __init__(self, path: str | os.PathLike, database: str | None = None, run: str | None = None) -> None:
         import ase.db
 
         self.path = Path(path)
         if self.path.exists() and not self.path.is_dir():
             raise ValueError(f"store must be a directory, {self.path} is a file")
         self.path.mkdir(parents=True, exist_ok=True)
-        self.db_path = self.path / "training.db"
         self.log_path = self.path / "calls.csv"
         self.state_path = self.path / "state.json"
         self.models_path = self.path / "models.pkl"
-        self.db = ase.db.connect(str(self.db_path), type="db", append=True)
+        self.database = database
+        if database is None:
+            self.db_path: Path | None = self.path / "training.db"
+            self.run = run
+            self.db = ase.db.connect(str(self.db_path), type="db", append=True)
+        else:
+            if not database.startswith(("postgresql://", "postgres://")):
+                raise ValueError(f"database must be a postgresql:// URL, got {database!r}")
+            self.db_path = None
+            self.run = run if run is not None else self.path.resolve().name
+            self.db = ase.db.connect(database, type="postgresql", append=True)
 
     # ------------------------------------------------------------- training
     def add_training(self, atoms: Atoms, results: Mapping[str, Any], **keys: Any) -> int:
         """Persist one target result; returns its row id."""
+        if self.run is not None:
+            keys = {**keys, "run": self.run}
         return self.db.write(training_row(atoms, results), key_value_pairs=keys)
 
-    def training(self) -> list[tuple[Atoms, dict[str, Any]]]:
-        """All stored target results in insertion order."""
+    def training(self, shared: bool = False) -> list[tuple[Atoms, dict[str, Any]]]:
+        """This run's stored target results in insertion order (every run's with ``shared``)."""
         out = []
-        for row in self.db.select(sort="id"):
+        query = {} if shared or self.run is None else {"run": self.run}
+        for row in self.db.select(sort="id", **query):
             atoms = row.toatoms()
             res = {k: row.get(k) for k in _STORED_PROPERTIES if row.get(k) is not None}
             out.append((atoms, res))
         return out
 
-    def training_count(self) -> int:
-        return self.db.count()
+    def training_count(self, shared: bool = False) -> int:
+        return self.db.count() if shared or self.run is None else self.db.count(run=self.run)
 
     # ------------------------------------------------------------------- log
     def append_log(self, record: Mapping[str, Any]) -> None:

@@ -15,7 +15,7 @@ PY=${PYTHON:-python3}
 # (about 4 minutes the first time; pip caches the wheel)
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
 DP_ENABLE_TENSORFLOW=0 DP_ENABLE_PYTORCH=1 DP_VARIANT=cpu \
-    .venv/bin/python -m pip install --quiet --no-binary deepmd-kit -e ".[plots,qc,test,asap,nn,deepmd]"
+    .venv/bin/python -m pip install --quiet --no-binary deepmd-kit -e ".[plots,qc,test,asap,nn,deepmd,cluster]"
 
 debian_psi4() {
     /usr/bin/python3 -c "import sys; sys.path.append('/usr/lib/x86_64-linux-gnu'); import psi4, scipy" 2>/dev/null

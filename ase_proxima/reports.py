@@ -1,0 +1,178 @@
+"""``ase-proxima report``: a PNG and a small HTML page for a run directory or a sweep.
+
+A run directory (``stats.json`` and ``store/`` of demo / mc / a sweep task) gets the run's
+panels (threshold and alpha, error against the bound, surrogate usage, time breakdown) and its
+statistics.  A sweep directory (``results.csv``) gets the thesis's figures: speed-up per
+temperature with the harmonic mean over temperatures, achieved error over bound against the
+bound, and radius of gyration per temperature with error bars, per method.
+"""
+from __future__ import annotations
+
+import csv
+import html
+import json
+import math
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+__all__ = ["report", "report_run", "report_sweep"]
+
+
+def report(path: str | os.PathLike) -> list[Path]:
+    """Write the report of ``path`` (a run or a sweep directory); returns the files written."""
+    path = Path(path)
+    if (path / "results.csv").exists():
+        return report_sweep(path)
+    if (path / "stats.json").exists():
+        return report_run(path)
+    raise FileNotFoundError(f"{path} holds neither a run (stats.json) nor a sweep (results.csv)")
+
+
+def _html(path: Path, title: str, image: str, table: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> None:
+    rows = []
+    if isinstance(table, Mapping):
+        rows.append("<table>" + "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_cell(v))}</td></tr>"
+                                        for k, v in table.items()) + "</table>")
+    else:
+        cols = list(table[0]) if table else []
+        rows.append("<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr>"
+                    + "".join("<tr>" + "".join(f"<td>{html.escape(_cell(r.get(c)))}</td>" for c in cols) + "</tr>"
+                              for r in table) + "</table>")
+    path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+                    "<style>body{font-family:sans-serif;margin:2em} table{border-collapse:collapse;font-size:90%}"
+                    "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}</style></head><body>"
+                    f"<h1>{html.escape(title)}</h1><img src='{html.escape(image)}' style='max-width:100%'>"
+                    + "".join(rows) + "</body></html>")
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return "" if v is None else str(v)
+
+
+def report_run(run: str | os.PathLike) -> list[Path]:
+    """``report.png`` and ``report.html`` in the run directory."""
+    from .plots import plot_run
+    from .store import CallLog
+
+    run = Path(run)
+    rep = json.loads((run / "stats.json").read_text())
+    stats = rep.get("stats")
+    log_path = run / "store" / "calls.csv"
+    if stats is None or not log_path.exists():
+        raise ValueError(f"{run} has no Proxima statistics or call log (a baseline run has nothing to report)")
+    log = CallLog.read_csv(log_path)
+    title = f"{run.name}: {stats['calls']} calls, {stats['served_fraction']:.0%} served, bound {stats['error_bound']}"
+    png = run / "report.png"
+    plot_run(log, float(stats["error_bound"]), png, title=title, stats=stats)
+    page = run / "report.html"
+    table = {k: v for k, v in rep.items() if k not in ("stats", "perf_prediction", "job")}
+    table.update({f"stats.{k}": v for k, v in stats.items()})
+    _html(page, title, png.name, table)
+    return [png, page]
+
+
+def _read_rows(root: Path) -> list[dict[str, Any]]:
+    with open(root / "results.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for r in rows:
+        for k, v in r.items():
+            try:
+                r[k] = float(v) if v not in ("", None) else None
+            except ValueError:
+                pass
+    return [r for r in rows if r.get("status") == "ok"]
+
+
+def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    a = np.asarray([v for v in values if v is not None and math.isfinite(v)], float)
+    if not a.size:
+        return math.nan, math.nan
+    return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0
+
+
+def sweep_tables(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Per-temperature speed-ups, achieved/bound per bound and ROG per temperature and method."""
+    baseline = {(r["temperature"], r["seed"]): r for r in rows if r.get("method") == "baseline"}
+    speed = defaultdict(lambda: defaultdict(list))  # kind -> T -> values
+    for r in rows:
+        if r.get("method") == "baseline" or not r.get("target_calls"):
+            continue
+        speed["target calls saved (calls / target calls)"][r["temperature"]].append(r["calls"] / r["target_calls"])
+        b = baseline.get((r["temperature"], r["seed"]))
+        if b is not None and r.get("wall_time_s"):
+            speed["wall time (baseline / this)"][r["temperature"]].append(b["wall_time_s"] / r["wall_time_s"])
+    achieved = defaultdict(list)
+    for r in rows:
+        if r.get("method") != "baseline" and r.get("served_error") is not None and r.get("error_bound"):
+            achieved[r["error_bound"]].append(r["served_error"] / r["error_bound"])
+    rog = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        rog[r.get("method") or "proxima"][r["temperature"]].append(r["mean_rog_A"])
+    return {"speedup": speed, "achieved_over_bound": achieved, "rog": rog}
+
+
+def report_sweep(root: str | os.PathLike) -> list[Path]:
+    """``report.png`` and ``report.html`` in the sweep directory."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    root = Path(root)
+    rows = _read_rows(root)
+    if not rows:
+        raise ValueError(f"{root}/results.csv has no finished task")
+    t = sweep_tables(rows)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), constrained_layout=True)
+    ax = axes[0]
+    for label, per_t in t["speedup"].items():
+        temps = sorted(per_t)
+        ms = [_mean_sd(per_t[x]) for x in temps]
+        ax.errorbar(temps, [m for m, _ in ms], yerr=[s for _, s in ms], fmt="o-", capsize=3, label=label)
+        means = [m for m, _ in ms if m > 0]
+        if means:
+            hm = len(means) / sum(1 / m for m in means)
+            ax.axhline(hm, ls="--", lw=1, color=ax.lines[-1].get_color(), label=f"harmonic mean {hm:.2f}")
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set_xlabel("temperature (K)")
+    ax.set_ylabel("speed-up")
+    ax.set_title("speed-up per temperature (mean +- sd over seeds)")
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    bounds = sorted(t["achieved_over_bound"])
+    for b in bounds:
+        vals = t["achieved_over_bound"][b]
+        ax.scatter([b] * len(vals), vals, s=12, color="tab:blue", alpha=0.6)
+    if bounds:
+        ms = [_mean_sd(t["achieved_over_bound"][b]) for b in bounds]
+        ax.errorbar(bounds, [m for m, _ in ms], yerr=[s for _, s in ms], fmt="o-", color="tab:blue", capsize=3,
+                    label="served error / bound (audited)")
+        if len(bounds) > 1 and bounds[-1] / bounds[0] > 20:
+            ax.set_xscale("log")
+    ax.axhline(1.0, color="k", ls=":", label="bound")
+    ax.set_xlabel("error bound")
+    ax.set_ylabel("achieved / bound")
+    ax.set_title("achieved error over bound")
+    ax.legend(fontsize=8)
+    ax = axes[2]
+    for method, per_t in sorted(t["rog"].items()):
+        temps = sorted(per_t)
+        ms = [_mean_sd(per_t[x]) for x in temps]
+        ax.errorbar(temps, [m for m, _ in ms], yerr=[s for _, s in ms], fmt="o-", capsize=3, label=method)
+    ax.set_xlabel("temperature (K)")
+    ax.set_ylabel("mean radius of gyration (A)")
+    ax.set_title("ROG per temperature (mean +- sd over seeds)")
+    ax.legend(fontsize=8)
+    fig.suptitle(f"{root.name}: {len(rows)} finished tasks")
+    png = root / "report.png"
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    page = root / "report.html"
+    _html(page, f"sweep {root.name}", png.name, rows)
+    return [png, page]

@@ -1,0 +1,221 @@
+"""Parameter sweeps (temperature x seed x bound x method) on any ``concurrent.futures.Executor``.
+
+Each task runs one workflow job into its own run directory ``ROOT/<task key>/`` and, when it
+finishes, writes ``result.json`` there (atomically).  The sweep gathers every ``result.json``
+into ``ROOT/results.csv`` after each completion, so finished tasks survive a failing or killed
+sweep; running the sweep again skips tasks whose ``result.json`` exists and reruns the rest
+from a clean directory.  A task that raises writes ``error.json`` (with the traceback) instead
+and the sweep goes on.
+
+Executors: a local process pool by default (:func:`local_executor`); Parsl's
+``ParslPoolExecutor`` over a ``HighThroughputExecutor`` for clusters (:func:`parsl_executor`,
+local workers by default, any Parsl provider -- Slurm, PBS -- for a cluster).
+"""
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import os
+import shutil
+import sys
+import time
+import traceback
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+__all__ = ["SweepTask", "grid", "run_task", "run_sweep", "gather", "local_executor", "parsl_executor",
+           "RESULT_COLUMNS"]
+
+WORKFLOWS = ("mc",)
+#: columns of results.csv after the task parameters
+RESULT_COLUMNS = ("status", "acceptance_ratio", "mean_rog_A", "served_fraction", "calls", "target_calls",
+                  "surrogate_calls", "audits", "served_error", "served_error_se", "wall_time_s", "target_time_s",
+                  "finished", "pid", "error")
+
+
+@dataclass(frozen=True)
+class SweepTask:
+    """One grid point: a workflow name and its job parameters."""
+
+    workflow: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.workflow not in WORKFLOWS:
+            raise ValueError(f"unknown workflow {self.workflow!r}; known: {WORKFLOWS}")
+
+    @property
+    def key(self) -> str:
+        """A directory name that says what the task is (sorted ``name=value`` pairs)."""
+        parts = [self.workflow] + [f"{k}={_fmt(v)}" for k, v in sorted(self.params.items())]
+        return "_".join(parts).replace("/", "-").replace(" ", "")
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def grid(workflow: str = "mc", **axes: Any) -> list[SweepTask]:
+    """The Cartesian product of the list-valued ``axes`` (scalars are fixed for every task)::
+
+        grid("mc", temperature=[300, 500], seed=[0, 1], target="emt", steps=200)
+    """
+    names = sorted(axes)
+    values = [v if isinstance(v, (list, tuple)) else [v] for v in (axes[n] for n in names)]
+    if any(len(v) == 0 for v in values):
+        raise ValueError("every swept axis needs at least one value")
+    tasks = [SweepTask(workflow, dict(zip(names, combo))) for combo in itertools.product(*values)]
+    keys = [t.key for t in tasks]
+    if len(set(keys)) != len(keys):
+        raise ValueError("the grid repeats a task")
+    return tasks
+
+
+def _job(task: SweepTask):
+    from .mc_job import MCJob
+
+    return MCJob(**task.params)
+
+
+def _write_json(path: Path, payload: Mapping[str, Any]) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    with open(tmp, "w") as fh:
+        json.dump(payload, fh, indent=1, default=float)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _summary(report: Mapping[str, Any]) -> dict[str, Any]:
+    stats = report.get("stats", {})
+    row = {k: report.get(k) for k in ("acceptance_ratio", "mean_rog_A", "wall_time_s", "target_time_s")}
+    for k in ("served_fraction", "calls", "target_calls", "surrogate_calls", "audits", "served_error",
+              "served_error_se"):
+        row[k] = stats.get(k)
+    return row
+
+
+def run_task(workflow: str, params: Mapping[str, Any], root: str) -> dict[str, Any]:
+    """Run one task into ``root/<key>`` unless its ``result.json`` exists; returns its result row.
+
+    A module-level function of plain arguments, so process pools and Parsl can ship it."""
+    task = SweepTask(workflow, dict(params))
+    out = Path(root) / task.key
+    done = out / "result.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    if out.exists():  # a task killed half way: start it again from nothing
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    row: dict[str, Any] = {"key": task.key, "workflow": workflow, **task.params}
+    try:
+        report = _job(task).run(out, progress=False)
+    except Exception as err:  # the sweep goes on; the error is kept with the task
+        _write_json(out / "error.json", {**row, "error": repr(err), "traceback": traceback.format_exc()})
+        return {**row, "status": "failed", "error": repr(err)}
+    row.update(_summary(report), status="ok", finished=time.time(), pid=os.getpid())
+    _write_json(done, row)
+    return row
+
+
+def gather(root: str | os.PathLike, tasks: Iterable[SweepTask] | None = None) -> list[dict[str, Any]]:
+    """Result rows of every finished (or failed) task under ``root``, written to ``results.csv``."""
+    root = Path(root)
+    rows = []
+    dirs = [root / t.key for t in tasks] if tasks is not None else sorted(p for p in root.iterdir() if p.is_dir())
+    for d in dirs:
+        for name in ("result.json", "error.json"):
+            f = d / name
+            if f.exists():
+                r = json.loads(f.read_text())
+                r.pop("traceback", None)
+                if name == "error.json":
+                    r["status"] = "failed"
+                rows.append(r)
+                break
+    _write_csv(root / "results.csv", rows)
+    return rows
+
+
+def _write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    params = sorted({k for r in rows for k in r} - set(RESULT_COLUMNS) - {"key", "workflow"})
+    columns = ["key", "workflow", *params, *RESULT_COLUMNS]
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow(r)
+    os.replace(tmp, path)
+
+
+def run_sweep(tasks: Sequence[SweepTask], root: str | os.PathLike, executor: Executor | None = None,
+              progress: bool = True) -> list[dict[str, Any]]:
+    """Run the tasks not finished yet on ``executor`` (default: :func:`local_executor`) and return
+    every task's row.  ``results.csv`` is rewritten after each completion."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "sweep.json").write_text(json.dumps(
+        {"tasks": [{"workflow": t.workflow, "params": dict(t.params)} for t in tasks], "command": " ".join(sys.argv)},
+        indent=1, default=float))
+    todo = [t for t in tasks if not (root / t.key / "result.json").exists()]
+    own = executor is None
+    if own:
+        executor = local_executor()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc="sweep", unit="task")
+    try:
+        futures = {executor.submit(run_task, t.workflow, dict(t.params), str(root)): t for t in todo}
+        for fut in as_completed(futures):
+            task = futures[fut]
+            try:
+                fut.result()
+            except Exception as err:  # the worker itself died (killed, out of memory)
+                _write_json(root / task.key / "error.json" if (root / task.key).is_dir() else root / f"{task.key}.error.json",
+                            {"key": task.key, "workflow": task.workflow, **task.params, "error": repr(err)})
+            gather(root, tasks)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+        if own:
+            executor.shutdown()
+    return gather(root, tasks)
+
+
+def local_executor(max_workers: int | None = None) -> ProcessPoolExecutor:
+    """A process pool on this machine (fresh interpreters: no inherited thread pools)."""
+    import multiprocessing
+
+    return ProcessPoolExecutor(max_workers=max_workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def parsl_executor(max_workers: int = 2, provider: Any = None, run_dir: str | os.PathLike | None = None):
+    """Parsl's ``ParslPoolExecutor`` on a ``HighThroughputExecutor``.
+
+    ``provider`` defaults to a ``LocalProvider`` (workers on this machine, started from this
+    Python's environment).  For a cluster pass e.g. ``parsl.providers.SlurmProvider(partition=...,
+    nodes_per_block=1, worker_init="source /path/to/.venv/bin/activate")``.  Shut it down (or use
+    it in a ``with`` block) to stop the workers."""
+    from parsl.concurrent import ParslPoolExecutor
+    from parsl.config import Config
+    from parsl.executors import HighThroughputExecutor
+    from parsl.providers import LocalProvider
+
+    bindir = Path(sys.executable).parent  # Parsl's interchange and worker scripts live beside this Python
+    if provider is None:
+        provider = LocalProvider(init_blocks=1, max_blocks=1, min_blocks=0, worker_init=f"export PATH={bindir}:$PATH")
+    extra = {}
+    if (bindir / "interchange.py").exists():
+        extra["interchange_launch_cmd"] = [sys.executable, str(bindir / "interchange.py")]
+    config = Config(executors=[HighThroughputExecutor(label="proxima", max_workers_per_node=max_workers,
+                                                      provider=provider, encrypted=False, **extra)],
+                    run_dir=str(run_dir) if run_dir is not None else "runinfo", initialize_logging=False)
+    return ParslPoolExecutor(config)
