@@ -223,43 +223,30 @@ def _mc(args: argparse.Namespace) -> int:
 
 
 def _sluschi(args: argparse.Namespace) -> int:
-    from .calculator import ProximaCalculator
-    from .plots import plot_run
-    from .targets import make_target
-    from .workflows.sluschi import Coexistence, CoexistenceConfig
+    from .workflows.sluschi_job import SluschiJob
 
     try:
-        target = make_target(args.target)
-        config = CoexistenceConfig(
+        job = SluschiJob(
+            target=args.target, method=args.method, error_bound=args.error_bound, metric=args.metric,
+            threshold=args.threshold, audit_fraction=args.audit_fraction,
             element=args.element, lattice_constant=args.lattice_constant, size=tuple(args.size),
             temperature=args.temperature, melt_temperature=args.melt_temperature, timestep=args.timestep,
             equilibrate_steps=args.equilibrate_steps, melt_steps=args.melt_steps, run_steps=args.run_steps,
             runs=args.runs, average_steps=args.average_steps, seed=args.seed)
+        job.check()
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     out = Path(args.out)
     if not args.resume and not _prepare_out(out, args.overwrite):
         return 2
-    if args.method == "baseline":
-        calc = target
-    else:
-        calc = ProximaCalculator(target=target, error_bound=args.error_bound, error_metric=args.metric,
-                                 threshold=args.threshold, adaptive=args.method == "proxima",
-                                 audit_fraction=args.audit_fraction, store=out / "store", seed=args.seed)
-    flow = Coexistence(config, calc, out, progress=not args.quiet)
-    t0 = time.perf_counter()
-    outcomes = flow.run()
-    summary = json.loads((out / "summary.json").read_text())
-    line = (f"{len(outcomes)} coexistence runs at {config.temperature} K ({2 * len(flow.crystal())} atoms): "
-            f"{summary['liquid']} liquid, {summary['solid']} solid, {summary['undecided']} undecided; "
-            f"liquid ratio {summary['liquid_ratio']:.2f} +- {summary['liquid_ratio_se']:.2f} "
-            f"(structure: {summary['structure_liquid_ratio']:.2f}); wall {time.perf_counter() - t0:.0f} s")
-    if args.method != "baseline":
-        stats = calc.stats
-        plot_run(calc.log, args.error_bound, out / "run.png",
-                 title=f"SLUSCHI {args.element}, {args.target}, {config.temperature} K, "
-                       f"{args.metric} bound {args.error_bound} eV/A")
+    rep = job.run(out, progress=not args.quiet)
+    line = (f"{rep['runs']} coexistence runs at {rep['temperature_K']} K ({rep['atoms']} atoms): "
+            f"{rep['liquid']} liquid, {rep['solid']} solid, {rep['undecided']} undecided; "
+            f"liquid ratio {rep['liquid_ratio']:.2f} +- {rep['liquid_ratio_se']:.2f} "
+            f"(structure: {rep['structure_liquid_ratio']:.2f}); wall {rep['wall_time_s']:.0f} s")
+    if "stats" in rep:
+        stats = rep["stats"]
         line += (f"\ntarget {stats['target_calls']} calls, surrogate {stats['surrogate_calls']} "
                  f"({stats['served_fraction']:.1%}); served force error (audited) {stats['served_error']:.4f} "
                  f"+- {stats['served_error_se']:.4f} eV/A, bound {args.error_bound}")

@@ -4,7 +4,8 @@ A run directory (``stats.json`` and ``store/`` of demo / mc / a sweep task) gets
 panels (threshold and alpha, error against the bound, surrogate usage, time breakdown) and its
 statistics.  A sweep directory (``results.csv``) gets the thesis's figures: speed-up per
 temperature with the harmonic mean over temperatures, achieved error over bound against the
-bound, and radius of gyration per temperature with error bars, per method.
+bound, and per method the radius of gyration (Monte Carlo) or the liquid ratio (SLUSCHI) per
+temperature with error bars.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import html
 import json
 import math
 import os
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -67,7 +69,8 @@ def report_run(run: str | os.PathLike) -> list[Path]:
     if stats is None or not log_path.exists():
         raise ValueError(f"{run} has no Proxima statistics or call log (a baseline run has nothing to report)")
     log = CallLog.read_csv(log_path)
-    title = f"{run.name}: {stats['calls']} calls, {stats['served_fraction']:.0%} served, bound {stats['error_bound']}"
+    title = textwrap.fill(f"{run.name}: {stats['calls']} calls, {stats['served_fraction']:.0%} served, "
+                          f"bound {stats['error_bound']}", 100)
     png = run / "report.png"
     plot_run(log, float(stats["error_bound"]), png, title=title, stats=stats)
     page = run / "report.html"
@@ -98,6 +101,8 @@ def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
 
 def sweep_tables(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Per-temperature speed-ups, achieved/bound per bound and ROG per temperature and method."""
+    rows = [{**r, "temperature": r.get("temperature") or r.get("temperature_K"), "seed": r.get("seed", 0)}
+            for r in rows]
     baseline = {(r["temperature"], r["seed"]): r for r in rows if r.get("method") == "baseline"}
     speed = defaultdict(lambda: defaultdict(list))  # kind -> T -> values
     for r in rows:
@@ -112,9 +117,13 @@ def sweep_tables(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         if r.get("method") != "baseline" and r.get("served_error") is not None and r.get("error_bound"):
             achieved[r["error_bound"]].append(r["served_error"] / r["error_bound"])
     rog = defaultdict(lambda: defaultdict(list))
+    liquid = defaultdict(lambda: defaultdict(list))
     for r in rows:
-        rog[r.get("method") or "proxima"][r["temperature"]].append(r["mean_rog_A"])
-    return {"speedup": speed, "achieved_over_bound": achieved, "rog": rog}
+        if r.get("mean_rog_A") is not None:
+            rog[r.get("method") or "proxima"][r["temperature"]].append(r["mean_rog_A"])
+        if r.get("liquid_ratio") is not None:
+            liquid[r.get("method") or "proxima"][r["temperature"]].append(r["liquid_ratio"])
+    return {"speedup": speed, "achieved_over_bound": achieved, "rog": rog, "liquid_ratio": liquid}
 
 
 def report_sweep(root: str | os.PathLike) -> list[Path]:
@@ -129,7 +138,11 @@ def report_sweep(root: str | os.PathLike) -> list[Path]:
     if not rows:
         raise ValueError(f"{root}/results.csv has no finished task")
     t = sweep_tables(rows)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), constrained_layout=True)
+    observables = [(k, label) for k, label in (("rog", "mean radius of gyration (A)"),
+                                                ("liquid_ratio", "liquid ratio (SLUSCHI runs ending liquid)"))
+                   if t[k]]
+    fig, axes = plt.subplots(1, 2 + len(observables), figsize=(5 * (2 + len(observables)), 4.5),
+                             constrained_layout=True)
     ax = axes[0]
     for label, per_t in t["speedup"].items():
         temps = sorted(per_t)
@@ -160,15 +173,17 @@ def report_sweep(root: str | os.PathLike) -> list[Path]:
     ax.set_ylabel("achieved / bound")
     ax.set_title("achieved error over bound")
     ax.legend(fontsize=8)
-    ax = axes[2]
-    for method, per_t in sorted(t["rog"].items()):
-        temps = sorted(per_t)
-        ms = [_mean_sd(per_t[x]) for x in temps]
-        ax.errorbar(temps, [m for m, _ in ms], yerr=[s for _, s in ms], fmt="o-", capsize=3, label=method)
-    ax.set_xlabel("temperature (K)")
-    ax.set_ylabel("mean radius of gyration (A)")
-    ax.set_title("ROG per temperature (mean +- sd over seeds)")
-    ax.legend(fontsize=8)
+    for ax, (key, label) in zip(axes[2:], observables):
+        for method, per_t in sorted(t[key].items()):
+            temps = sorted(per_t)
+            ms = [_mean_sd(per_t[x]) for x in temps]
+            ax.errorbar(temps, [m for m, _ in ms], yerr=[s for _, s in ms], fmt="o-", capsize=3, label=method)
+        ax.set_xlabel("temperature (K)")
+        ax.set_ylabel(label)
+        ax.set_title(f"{label.split(' (')[0]} per method (mean +- sd over seeds)")
+        if key == "liquid_ratio":
+            ax.set_ylim(-0.05, 1.05)
+        ax.legend(fontsize=8)
     fig.suptitle(f"{root.name}: {len(rows)} finished tasks")
     png = root / "report.png"
     fig.savefig(png, dpi=110)

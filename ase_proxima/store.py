@@ -112,6 +112,36 @@ class CallLog:
         return cls(out)
 
 
+class _DatabaseLock:
+    """A PostgreSQL advisory lock held around ase.db's table creation and row writes.
+
+    Two processes writing to one server through ase.db's PostgreSQL backend collide without it:
+    both create the tables on an empty database (one fails), and concurrent writes break a
+    foreign key between rows and their species (both seen in the tests).  One lock per write
+    is cheap next to a target call."""
+
+    KEY = 0x50524F58  # any fixed number, the same in every process
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def __enter__(self) -> _DatabaseLock:
+        import psycopg2
+
+        self.con = psycopg2.connect(self.url)
+        self.con.autocommit = True
+        with self.con.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(%s)", (self.KEY,))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            with self.con.cursor() as cur:
+                cur.execute("SELECT pg_advisory_unlock(%s)", (self.KEY,))
+        finally:
+            self.con.close()
+
+
 def _as_float(v: Any) -> float:
     if v is None or v == "":
         return float("nan")
@@ -155,13 +185,18 @@ class RunStore:
             self.db_path = None
             self.run = run if run is not None else self.path.resolve().name
             self.db = ase.db.connect(database, type="postgresql", append=True)
+            with _DatabaseLock(database):
+                self.db.count()  # ase.db creates its tables on first use
 
     # ------------------------------------------------------------- training
     def add_training(self, atoms: Atoms, results: Mapping[str, Any], **keys: Any) -> int:
         """Persist one target result; returns its row id."""
         if self.run is not None:
             keys = {**keys, "run": self.run}
-        return self.db.write(training_row(atoms, results), key_value_pairs=keys)
+        if self.database is None:
+            return self.db.write(training_row(atoms, results), key_value_pairs=keys)
+        with _DatabaseLock(self.database):
+            return self.db.write(training_row(atoms, results), key_value_pairs=keys)
 
     def training(self, shared: bool = False) -> list[tuple[Atoms, dict[str, Any]]]:
         """This run's stored target results in insertion order (every run's with ``shared``)."""

@@ -4,6 +4,8 @@
 #                and the test tools
 #   .venv-psi4   Debian's Python with Debian's psi4 and ASE: the interpreter of the Psi4 bridge
 #                (Psi4 is not on PyPI; Debian's build imports only under Debian's Python and numpy 1.x)
+#   postgresql   Debian's PostgreSQL server binaries, for the shared-store tests (the tests start
+#                and stop their own throw-away server)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -33,5 +35,14 @@ if [ ! -x .venv-psi4/bin/python ]; then
         .venv-psi4/bin/python -m pip install --quiet --no-deps "ase==$ase_version"
     else
         echo "note: no Psi4 bridge (it needs Debian's apt-get as root); Psi4 tests will be skipped" >&2
+    fi
+fi
+
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+    else
+        echo "note: no PostgreSQL server binaries (they need Debian's apt-get as root); its tests will be skipped" >&2
     fi
 fi

@@ -17,6 +17,7 @@ import csv
 import itertools
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -29,9 +30,10 @@ from typing import Any, Iterable, Mapping, Sequence
 __all__ = ["SweepTask", "grid", "run_task", "run_sweep", "gather", "local_executor", "parsl_executor",
            "RESULT_COLUMNS"]
 
-WORKFLOWS = ("mc",)
+WORKFLOWS = ("mc", "sluschi")
 #: columns of results.csv after the task parameters
-RESULT_COLUMNS = ("status", "acceptance_ratio", "mean_rog_A", "served_fraction", "calls", "target_calls",
+RESULT_COLUMNS = ("status", "temperature_K", "acceptance_ratio", "mean_rog_A", "liquid_ratio", "liquid_ratio_se",
+                  "served_fraction", "calls", "target_calls",
                   "surrogate_calls", "audits", "served_error", "served_error_se", "wall_time_s", "target_time_s",
                   "finished", "pid", "error")
 
@@ -51,7 +53,7 @@ class SweepTask:
     def key(self) -> str:
         """A directory name that says what the task is (sorted ``name=value`` pairs)."""
         parts = [self.workflow] + [f"{k}={_fmt(v)}" for k, v in sorted(self.params.items())]
-        return "_".join(parts).replace("/", "-").replace(" ", "")
+        return re.sub(r"[^A-Za-z0-9._=+-]", "-", "_".join(parts))
 
 
 def _fmt(v: Any) -> str:
@@ -59,7 +61,8 @@ def _fmt(v: Any) -> str:
 
 
 def grid(workflow: str = "mc", **axes: Any) -> list[SweepTask]:
-    """The Cartesian product of the list-valued ``axes`` (scalars are fixed for every task)::
+    """The Cartesian product of the list- or tuple-valued ``axes`` (scalars are fixed for every
+    task; wrap a tuple-valued parameter in a list: ``size=[(2, 2, 2)]``)::
 
         grid("mc", temperature=[300, 500], seed=[0, 1], target="emt", steps=200)
     """
@@ -75,6 +78,10 @@ def grid(workflow: str = "mc", **axes: Any) -> list[SweepTask]:
 
 
 def _job(task: SweepTask):
+    if task.workflow == "sluschi":
+        from .sluschi_job import SluschiJob
+
+        return SluschiJob(**task.params)
     from .mc_job import MCJob
 
     return MCJob(**task.params)
@@ -91,10 +98,13 @@ def _write_json(path: Path, payload: Mapping[str, Any]) -> None:
 
 def _summary(report: Mapping[str, Any]) -> dict[str, Any]:
     stats = report.get("stats", {})
-    row = {k: report.get(k) for k in ("acceptance_ratio", "mean_rog_A", "wall_time_s", "target_time_s")}
+    row = {k: report.get(k) for k in ("temperature_K", "acceptance_ratio", "mean_rog_A", "liquid_ratio",
+                                      "liquid_ratio_se", "wall_time_s", "target_time_s")}
     for k in ("served_fraction", "calls", "target_calls", "surrogate_calls", "audits", "served_error",
               "served_error_se"):
         row[k] = stats.get(k)
+    if "error_bound" in stats:  # also when the task kept the job's default bound
+        row["error_bound"] = stats["error_bound"]
     return row
 
 
@@ -177,7 +187,8 @@ def run_sweep(tasks: Sequence[SweepTask], root: str | os.PathLike, executor: Exe
             try:
                 fut.result()
             except Exception as err:  # the worker itself died (killed, out of memory)
-                _write_json(root / task.key / "error.json" if (root / task.key).is_dir() else root / f"{task.key}.error.json",
+                (root / task.key).mkdir(exist_ok=True)
+                _write_json(root / task.key / "error.json",
                             {"key": task.key, "workflow": task.workflow, **task.params, "error": repr(err)})
             gather(root, tasks)
             if bar is not None:
