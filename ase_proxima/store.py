@@ -161,10 +161,13 @@ class RunStore:
     ``database``: an ase.db URL for the training data instead of the run's own SQLite file,
     e.g. ``postgresql://user:password@host:5432/proxima``, so that many runs and workers write
     to one server.  Rows then carry ``run=<run>`` (default: the directory's name) and
-    :meth:`training` reads this run's rows, or every run's with ``shared=True``.
+    :meth:`training` reads this run's rows, or every run's with ``shared=True``: a
+    ProximaCalculator opened on a ``shared`` store warm-starts from every worker's target
+    results (resuming such a run refits on them, so its decisions are not bit-identical).
     """
 
-    def __init__(self, path: str | os.PathLike, database: str | None = None, run: str | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, database: str | None = None, run: str | None = None,
+                 shared: bool = False) -> None:
         import ase.db
 
         self.path = Path(path)
@@ -175,6 +178,7 @@ class RunStore:
         self.state_path = self.path / "state.json"
         self.models_path = self.path / "models.pkl"
         self.database = database
+        self.shared = bool(shared)
         if database is None:
             self.db_path: Path | None = self.path / "training.db"
             self.run = run
@@ -198,9 +202,11 @@ class RunStore:
         with _DatabaseLock(self.database):
             return self.db.write(training_row(atoms, results), key_value_pairs=keys)
 
-    def training(self, shared: bool = False) -> list[tuple[Atoms, dict[str, Any]]]:
-        """This run's stored target results in insertion order (every run's with ``shared``)."""
+    def training(self, shared: bool | None = None) -> list[tuple[Atoms, dict[str, Any]]]:
+        """This run's stored target results in insertion order; every run's with ``shared``
+        (default: the store's ``shared`` flag)."""
         out = []
+        shared = self.shared if shared is None else shared
         query = {} if shared or self.run is None else {"run": self.run}
         for row in self.db.select(sort="id", **query):
             atoms = row.toatoms()
@@ -208,7 +214,8 @@ class RunStore:
             out.append((atoms, res))
         return out
 
-    def training_count(self, shared: bool = False) -> int:
+    def training_count(self, shared: bool | None = None) -> int:
+        shared = self.shared if shared is None else shared
         return self.db.count() if shared or self.run is None else self.db.count(run=self.run)
 
     # ------------------------------------------------------------------- log

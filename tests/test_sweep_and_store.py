@@ -187,6 +187,12 @@ def test_proxima_run_on_a_postgres_store_resumes(postgres_url, tmp_path):
     again = ProximaCalculator(target=EMT(), error_bound=0.01, store=RunStore(tmp_path / "run", database=postgres_url))
     assert again.store.training_count() == n_target
     assert again.stats["calls"] == 15
+    # a new run on a shared store warm-starts from every run's target results
+    other = RunStore(tmp_path / "other", database=postgres_url)
+    other.add_training(atoms, {"energy": EMT().get_potential_energy(atoms)})
+    newcomer = ProximaCalculator(target=EMT(), error_bound=0.01,
+                                 store=RunStore(tmp_path / "new", database=postgres_url, shared=True))
+    assert newcomer.stats["training_size"] == newcomer.store.training_count() >= n_target + 1
     with pytest.raises(ValueError):
         RunStore(tmp_path / "x", database="mysql://nope")
 

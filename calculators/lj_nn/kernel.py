@@ -149,6 +149,13 @@ def _scatter(k, bi, bj, bd, e, fpair, energies, forces, virial):
     return total
 
 
+@numba.njit(cache=True, inline="always")
+def _block_buffers():
+    """Scratch arrays of one block: atoms i and j, pair vectors, and three per-pair values."""
+    return (np.empty(BLOCK, np.int64), np.empty(BLOCK, np.int64), np.empty((BLOCK, 3)), np.empty(BLOCK),
+            np.empty(BLOCK), np.empty(BLOCK))
+
+
 @numba.njit(cache=True, error_model="numpy")
 def network_pairs_one_hidden(pos, i_idx, j_idx, offsets, rc2, sigma, epsilon, weights, biases, hid,
                              x_shift, x_scale, y_shift, y_scale, e_ref):
@@ -166,12 +173,7 @@ def network_pairs_one_hidden(pos, i_idx, j_idx, offsets, rc2, sigma, epsilon, we
         a[o] = 2.0 * weights[o] * sigma / x_scale
         c[o] = 2.0 * (biases[o] - weights[o] * x_shift / x_scale)
     w2 = weights[hid:2 * hid].copy()
-    bi = np.empty(BLOCK, np.int64)
-    bj = np.empty(BLOCK, np.int64)
-    bd = np.empty((BLOCK, 3))
-    s = np.empty(BLOCK)
-    y = np.empty(BLOCK)
-    dy = np.empty(BLOCK)
+    bi, bj, bd, s, y, dy = _block_buffers()
     p = 0
     while p < i_idx.shape[0]:
         p, k = _gather(pos, i_idx, j_idx, offsets, rc2, p, bi, bj, bd, s)
@@ -197,12 +199,7 @@ def analytic_pairs(pos, i_idx, j_idx, offsets, rc2, sigma, epsilon, e_ref):
     virial = np.zeros((3, 3))
     energy = 0.0
     s2 = sigma * sigma
-    bi = np.empty(BLOCK, np.int64)
-    bj = np.empty(BLOCK, np.int64)
-    bd = np.empty((BLOCK, 3))
-    r2 = np.empty(BLOCK)
-    e = np.empty(BLOCK)
-    fpair = np.empty(BLOCK)
+    bi, bj, bd, r2, e, fpair = _block_buffers()
     p = 0
     while p < i_idx.shape[0]:
         p, k = _gather(pos, i_idx, j_idx, offsets, rc2, p, bi, bj, bd, r2)
