@@ -26,6 +26,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 
 from .control import ThresholdController
 from .metrics import compute_error, metric_properties
+from .faults import TargetError, TrainingRange, call_with_timeout, implausible, non_finite
 from .store import CallLog, RunStore
 from .surrogates import Prediction, Surrogate, default_surrogate
 from .uncertainty import EnsembleUncertainty, Uncertainty
@@ -105,6 +106,14 @@ class ProximaCalculator(Calculator):
         ``False`` freezes T at ``threshold`` (the thesis's *Fixed* strategy, for
         comparisons): the gate, audits and statistics work as usual, the
         controller only watches.
+    target_retries:
+        Further attempts when the target raises, times out or returns NaN/inf
+        (default 0: the first failure reaches the caller).  Failures are counted
+        in ``stats['target_failures']``; nothing of a failed call is stored.
+    target_timeout:
+        Seconds a target call may take (``None``: no limit); a late call raises
+        :class:`~ase_proxima.faults.TargetTimeout` (main thread only; see
+        :mod:`ase_proxima.faults`).
     """
 
     name = "proxima"
@@ -131,6 +140,8 @@ class ProximaCalculator(Calculator):
         max_training: int | None = None,
         train_properties: tuple[str, ...] | None = None,
         adaptive: bool = True,
+        target_retries: int = 0,
+        target_timeout: float | None = None,
     ) -> None:
         super().__init__()
         if target is None or not hasattr(target, "get_property"):
@@ -152,6 +163,10 @@ class ProximaCalculator(Calculator):
             raise ValueError("max_training must be >= min_training")
         if not adaptive and threshold is None:
             raise ValueError("adaptive=False needs a threshold to hold fixed")
+        if not isinstance(target_retries, (int, np.integer)) or target_retries < 0:
+            raise ValueError(f"target_retries must be an integer >= 0, got {target_retries!r}")
+        if target_timeout is not None and not (math.isfinite(target_timeout) and target_timeout > 0):
+            raise ValueError(f"target_timeout must be > 0 seconds or None, got {target_timeout!r}")
         if surrogate is not None and not isinstance(surrogate, Surrogate):
             raise TypeError("surrogate must be an ase_proxima.surrogates.Surrogate")
         if uncertainty is not None and not isinstance(uncertainty, Uncertainty):
@@ -178,6 +193,9 @@ class ProximaCalculator(Calculator):
         self.max_training = max_training
         self._train_props_arg = train_properties
         self.adaptive = bool(adaptive)
+        self.target_retries = int(target_retries)
+        self.target_timeout = None if target_timeout is None else float(target_timeout)
+        self._seen = TrainingRange()
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.parameters = {
@@ -198,6 +216,8 @@ class ProximaCalculator(Calculator):
             "max_training": max_training,
             "adaptive": self.adaptive,
             "train_properties": None if train_properties is None else list(train_properties),
+            "target_retries": self.target_retries,
+            "target_timeout": self.target_timeout,
         }
 
         self.log = CallLog()
@@ -208,7 +228,7 @@ class ProximaCalculator(Calculator):
         self._fit_failures = 0
         self._fit_error: str | None = None
         self._step = 0
-        self._counts = {"target_calls": 0, "surrogate_calls": 0, "audits": 0, "refusals": 0}
+        self._counts = {"target_calls": 0, "surrogate_calls": 0, "audits": 0, "refusals": 0, "target_failures": 0}
         self._times = dict.fromkeys(_TIMERS, 0.0)
         self._audit_errors: list[float] = []
         self._recent_kinds: deque[str] = deque(maxlen=max(100, 10 * int(window)))
@@ -359,6 +379,11 @@ class ProximaCalculator(Calculator):
         if not math.isfinite(u):
             self._counts["refusals"] += 1
             return "non-finite uncertainty"
+        if prediction is not None:
+            why = implausible(prediction.results, len(self.atoms), self._seen)
+            if why is not None:
+                self._counts["refusals"] += 1
+                return f"implausible surrogate prediction: {why}"
         if not self.controller.allows(u):
             return "uncertain"
         return None
@@ -394,6 +419,25 @@ class ProximaCalculator(Calculator):
         return results
 
     def _run_target(self, atoms: Atoms, properties: list[str], timers: dict[str, float]) -> dict[str, Any]:
+        """The target's results for this call, after up to ``target_retries`` further attempts
+        when it raises, times out or returns NaN/inf; the last failure propagates."""
+        for attempt in range(self.target_retries + 1):
+            try:
+                results = call_with_timeout(lambda: self._ask_target(atoms, properties, timers), self.target_timeout)
+                bad = non_finite(results, [*properties, *self.train_properties, "stress"])
+                if bad:
+                    raise TargetError(f"the target returned non-finite {', '.join(bad)}")
+            except Exception:
+                self._counts["target_failures"] += 1
+                self.target.reset()  # no half-computed results may survive into the next attempt
+                if attempt == self.target_retries:
+                    raise
+                continue
+            self._counts["target_calls"] += 1
+            return results
+        raise AssertionError("unreachable")
+
+    def _ask_target(self, atoms: Atoms, properties: list[str], timers: dict[str, float]) -> dict[str, Any]:
         t = time.perf_counter()
         try:
             for name in properties:
@@ -411,7 +455,6 @@ class ProximaCalculator(Calculator):
                         pass  # a training extra the target could not give this time
         finally:
             timers["target"] += time.perf_counter() - t
-        self._counts["target_calls"] += 1
         return {k: (np.array(v) if isinstance(v, np.ndarray) else v) for k, v in self.target.results.items()}
 
     def _compare(self, prediction: Prediction, exact: Mapping[str, Any], natoms: int, timers: dict[str, float]) -> float:
@@ -432,6 +475,7 @@ class ProximaCalculator(Calculator):
     def _add_training(self, atoms: Atoms, results: Mapping[str, Any], kind: str) -> None:
         self._train_atoms.append(atoms.copy())
         self._train_results.append(dict(results))
+        self._seen.add(results, len(atoms))
         if self.store is not None:
             self.store.add_training(atoms, results, step=self._step, kind=kind)
 
@@ -546,7 +590,7 @@ class ProximaCalculator(Calculator):
                 f"state needs {state['n_training']} training points, only {len(self._train_atoms)} are available"
             )
         self._step = state["step"]
-        self._counts = dict(state["counts"])
+        self._counts = {**dict.fromkeys(self._counts, 0), **state["counts"]}
         self._times = dict(state["times"])
         self.controller.load_state(state["controller"])
         self.rng.bit_generator.state = state["rng"]
@@ -588,6 +632,9 @@ class ProximaCalculator(Calculator):
             payload = pickle.load(fh)
         self._train_atoms = [a.copy() for a, _ in payload["training"]]
         self._train_results = [dict(r) for _, r in payload["training"]]
+        self._seen = TrainingRange()
+        for a, r in zip(self._train_atoms, self._train_results):
+            self._seen.add(r, len(a))
         self.log = CallLog(payload["log"])
         self._restore_state_dict(payload["state"], payload.get("models"))
 
@@ -596,6 +643,7 @@ class ProximaCalculator(Calculator):
         for atoms, res in self.store.training():
             self._train_atoms.append(atoms)
             self._train_results.append(res)
+            self._seen.add(res, len(atoms))
         state = self.store.read_state()
         if state is not None:
             self.log = CallLog(self.store.read_log().records[: state["step"]])
