@@ -173,3 +173,31 @@ def test_sigkill_mid_run_loses_at_most_the_last_call(tmp_path):
     for f in frames:
         assert math.isfinite(calc.get_potential_energy(f))
     assert calc.stats["calls"] == s["calls"] + 20
+
+
+def test_non_finite_surrogate_prediction_is_never_served():
+    from ase_proxima.surrogates import SOAPBayesianRidge
+    from ase_proxima.surrogates.base import Prediction
+
+    class Broken(SOAPBayesianRidge):
+        def predict(self, atoms, properties=None):
+            p = super().predict(atoms, properties)
+            return Prediction({**p.results, "energy": math.nan}, p.spread)
+
+    calc = ProximaCalculator(target=EMT(), error_bound=0.05, surrogate=Broken(), threshold=1e9, seed=0)
+    for f in _frames(30):
+        assert math.isfinite(calc.get_potential_energy(f))
+    assert calc.stats["surrogate_calls"] == 0 and calc.stats["refusals"] > 0
+    assert any(r.get("reason") == "non-finite surrogate prediction" for r in calc.log)
+
+
+def test_changed_periodicity_goes_to_the_target_with_its_reason():
+    calc = ProximaCalculator(target=EMT(), error_bound=0.05, threshold=1e9, seed=0)
+    for f in _frames(25):
+        calc.get_potential_energy(f)
+    boxed = _frames(1, seed=9)[0]
+    boxed.center(vacuum=6.0)
+    boxed.pbc = True
+    e = calc.get_potential_energy(boxed)
+    assert e == pytest.approx(EMT().get_potential_energy(boxed))
+    assert "periodicity differs" in calc.log[-1]["reason"]

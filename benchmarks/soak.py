@@ -1,0 +1,99 @@
+"""Soak run: 100,000 calls of ASE's EMT on a 13-atom copper cluster through ProximaCalculator,
+with faults injected into 1% of target calls (the target raises, or returns NaN).
+
+Pass criteria (written to ``--out``/``soak.json`` with machine and date): the run finishes, no
+served or returned value is NaN, and the store's training rows equal the target calls that
+succeeded (failed calls store nothing).  The driver is a Metropolis walk; the calculator retries
+a failed target call twice (``target_retries=2``), and a call whose retries all fail is counted
+and skipped by the driver.
+
+Run: ``.venv/bin/python benchmarks/soak.py`` (``--calls 2000`` for a short check).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from ase.calculators.emt import EMT
+from ase.cluster import Icosahedron
+from ase.units import kB
+from tqdm import tqdm
+
+from ase_proxima import ProximaCalculator
+from ase_proxima.faults import FaultInjector
+from ase_proxima.store import RunStore
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "soak"))
+    p.add_argument("--calls", type=int, default=100_000)
+    p.add_argument("--fault-rate", type=float, default=0.01)
+    p.add_argument("--error-bound", type=float, default=0.01, help="eV")
+    p.add_argument("--temperature", type=float, default=300.0)
+    p.add_argument("--step-size", type=float, default=0.02)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    out = Path(args.out)
+    store_dir = out / "store"
+    if store_dir.exists():
+        shutil.rmtree(store_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    target = FaultInjector(EMT(), rate=args.fault_rate, kinds=("raise", "nan"), seed=args.seed)
+    calc = ProximaCalculator(target=target, error_bound=args.error_bound, store=store_dir, seed=args.seed,
+                             target_retries=2, max_training=2000)
+    rng = np.random.default_rng(args.seed)
+    current = Icosahedron("Cu", noshells=2, latticeconstant=3.61)
+    current.calc = calc
+    e_cur = current.get_potential_energy()
+    unanswered, non_finite = 0, 0
+    t0 = time.perf_counter()
+    bar = tqdm(range(args.calls - 1), desc="soak", unit="call", mininterval=5)
+    for _ in bar:
+        trial = current.copy()
+        trial.positions += rng.uniform(-args.step_size, args.step_size, trial.positions.shape)
+        trial.calc = calc
+        try:
+            e = trial.get_potential_energy()
+        except Exception:  # all retries failed: the driver skips this trial move
+            unanswered += 1
+            continue
+        if not math.isfinite(e):
+            non_finite += 1
+            continue
+        if e <= e_cur or rng.random() < math.exp(-(e - e_cur) / (kB * args.temperature)):
+            current, e_cur = trial, e
+    wall = time.perf_counter() - t0
+    s = calc.stats
+    rows = RunStore(store_dir).training_count()
+    result = {
+        "command": " ".join(sys.argv), "machine": platform.platform(), "cpus": os.cpu_count(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "wall_s": wall,
+        "calls_attempted": args.calls, "calls_answered": s["calls"], "unanswered_after_retries": unanswered,
+        "non_finite_returned": non_finite, "faults_injected": target.injected,
+        "target_failures": s["target_failures"], "target_calls": s["target_calls"],
+        "surrogate_calls": s["surrogate_calls"], "served_fraction": s["served_fraction"],
+        "served_error": s["served_error"], "served_error_se": s["served_error_se"],
+        "error_bound": args.error_bound, "refusals": s["refusals"], "store_training_rows": rows,
+        "pass": bool(non_finite == 0 and rows == s["target_calls"]
+                     and s["calls"] + unanswered == args.calls),
+    }
+    (out / "soak.json").write_text(json.dumps(result, indent=1, default=float))
+    shutil.rmtree(store_dir)  # tens of MB of rows; the JSON keeps the counts
+    print(json.dumps(result, indent=1, default=float))
+    return 0 if result["pass"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
