@@ -25,8 +25,8 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from .control import ThresholdController
-from .metrics import compute_error, metric_properties
 from .faults import TargetError, TrainingRange, call_with_timeout, implausible, non_finite
+from .metrics import compute_error, metric_properties
 from .store import CallLog, RunStore
 from .surrogates import Prediction, Surrogate, default_surrogate
 from .uncertainty import EnsembleUncertainty, Uncertainty

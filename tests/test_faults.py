@@ -201,3 +201,24 @@ def test_changed_periodicity_goes_to_the_target_with_its_reason():
     e = calc.get_potential_energy(boxed)
     assert e == pytest.approx(EMT().get_potential_energy(boxed))
     assert "periodicity differs" in calc.log[-1]["reason"]
+
+
+def test_lammps_faults_reach_the_user_and_store_nothing(tmp_path):
+    """Real LAMMPS (lj/cut through LAMMPSlib): coinciding atoms give inf/NaN, which Proxima
+    refuses; a free cluster without a box gets a clear ValueError."""
+    from ase import Atoms
+
+    from ase_proxima.targets.lammps_lj import LammpsLJ
+
+    calc = ProximaCalculator(target=LammpsLJ("Ar", 0.0104, 3.4, 8.5), error_bound=0.01, store=tmp_path / "s",
+                             error_metric="energy", seed=0)
+    ok = Atoms("Ar2", positions=[[0, 0, 0], [0, 0, 3.8]], cell=[20, 20, 20], pbc=True)
+    calc.get_potential_energy(ok)
+    twins = Atoms("Ar2", positions=[[0, 0, 0], [0, 0, 0]], cell=[20, 20, 20], pbc=True)
+    with pytest.raises(TargetError, match="non-finite energy"):
+        calc.get_potential_energy(twins)
+    free = Atoms("Ar2", positions=[[0, 0, 0], [0, 0, 3.8]])
+    with pytest.raises(ValueError, match="three cell vectors"):
+        calc.get_potential_energy(free)
+    assert calc.stats["target_failures"] == 2 and calc.store.training_count() == 1
+    assert math.isfinite(calc.get_potential_energy(ok.copy()))

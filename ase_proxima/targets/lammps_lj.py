@@ -33,6 +33,16 @@ class LammpsLJ(LAMMPSlib):
         super().__init__(lmpcmds=cmds, atom_types={element: 1}, log_file=None, **kwargs)
         self.lj = {"element": element, "epsilon": epsilon, "sigma": sigma, "rc": rc, "shift": shift}
 
+    def calculate(self, atoms=None, properties=("energy",), system_changes=None) -> None:
+        from ase.calculators.calculator import all_changes
+
+        a = atoms if atoms is not None else self.atoms
+        if a is not None and a.cell.rank < 3:
+            # LAMMPSlib would fail with numpy's "Singular matrix"
+            raise ValueError("LAMMPS needs three cell vectors: give a free cluster a box "
+                             "(atoms.center(vacuum=10.0)); periodicity may stay off")
+        super().calculate(atoms, properties, all_changes if system_changes is None else system_changes)
+
     def start_lammps(self) -> None:
         with quiet_stderr():
             super().start_lammps()
