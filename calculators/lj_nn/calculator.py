@@ -11,7 +11,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 
 from ase_proxima.approx import MLPWeights, parse_topology
 
-from .kernel import accumulate, analytic_pairs, network_pairs_one_hidden, network_terms, pairs_within
+from .kernel import analytic_pairs, network_pairs_deep, network_pairs_one_hidden
 from .neighbours import VerletList
 from .reference import lj_pair_energy, sample_pair_distances
 
@@ -125,9 +125,8 @@ class LennardJonesNN(Calculator):
                 energy, energies, forces, virial = network_pairs_one_hidden(
                     pos, i, j, offsets, rc2, p.sigma, p.epsilon, w, b, int(widths[1]), *scales)
             else:
-                sel, d, rsq = pairs_within(pos, i, j, offsets, rc2)
-                e, fpair = network_terms(rsq, p.sigma, p.epsilon, w, b, widths, *scales)
-                energy, energies, forces, virial = accumulate(len(atoms), i, j, sel, d, e, fpair)
+                energy, energies, forces, virial = network_pairs_deep(
+                    pos, i, j, offsets, rc2, p.sigma, p.epsilon, w, b, widths, *scales)
         if not np.isfinite(forces).all():
             raise ValueError("non-finite forces: two atoms sit on top of each other")
         self.results["energy"] = self.results["free_energy"] = float(energy)

@@ -5,12 +5,12 @@ skips pairs beyond the cut-off (the paper's branch stays in the loop: the networ
 arithmetic, not the list), evaluates the pair term and adds energy, per-atom energies, forces
 and the virial (one shared inline routine).
 
-1xHx1 networks run in blocks of pairs: a scalar pass gathers the pairs inside the cut-off,
-a branch-free pass evaluates the network on the whole block (so the compiler can use the
+Every loop runs in blocks of pairs: a scalar pass gathers the pairs inside the cut-off,
+a branch-free pass evaluates the pair term on the whole block (so the compiler can use the
 CPU's vector units), and a scalar pass scatters the forces.  tanh is written with an exp by
 scaling and squaring (plain multiplies and adds, about 5e-14 relative error) because libm's exp
 cannot be vectorised here (llvmlite is built without SVML).  Deeper networks go layer by layer
-over all pairs.  The network's exact derivative is carried through the layers, so forces are
+over each block.  The network's exact derivative is carried through the layers, so forces are
 minus the gradient of the energy the network defines.
 """
 from __future__ import annotations
@@ -30,26 +30,6 @@ def _pair_vector(pos, i_idx, j_idx, offsets, p):
     dy = pos[j, 1] - pos[i, 1] + offsets[p, 1]
     dz = pos[j, 2] - pos[i, 2] + offsets[p, 2]
     return i, j, dx, dy, dz, dx * dx + dy * dy + dz * dz
-
-
-@numba.njit(cache=True)
-def pairs_within(pos, i_idx, j_idx, offsets, rc2):
-    """Indices into the list of the pairs closer than the cut-off, their vectors and squared lengths."""
-    m = i_idx.shape[0]
-    sel = np.empty(m, np.int64)
-    d = np.empty((m, 3))
-    rsq = np.empty(m)
-    k = 0
-    for p in range(m):
-        i, j, dx, dy, dz, r2 = _pair_vector(pos, i_idx, j_idx, offsets, p)
-        if r2 < rc2:
-            sel[k] = p
-            d[k, 0] = dx
-            d[k, 1] = dy
-            d[k, 2] = dz
-            rsq[k] = r2
-            k += 1
-    return sel[:k], d[:k], rsq[:k]
 
 
 @numba.njit(cache=True, inline="always")
@@ -160,7 +140,7 @@ def _block_buffers():
 def network_pairs_one_hidden(pos, i_idx, j_idx, offsets, rc2, sigma, epsilon, weights, biases, hid,
                              x_shift, x_scale, y_shift, y_scale, e_ref):
     """A 1xHx1 network over the list in blocks (the common case): energy, per-atom energies,
-    forces and the virial, as :func:`accumulate` returns them."""
+    forces and the virial."""
     n = pos.shape[0]
     forces = np.zeros((n, 3))
     energies = np.zeros(n)
@@ -289,15 +269,22 @@ def network_terms(rsq, sigma, epsilon, weights, biases, widths, x_shift, x_scale
     return e, fpair
 
 
-@numba.njit(cache=True)
-def accumulate(n, i_idx, j_idx, sel, d, e, fpair):
-    """Total energy, per-atom energies, forces and the 3x3 virial from per-pair terms."""
+@numba.njit(cache=True, error_model="numpy")
+def network_pairs_deep(pos, i_idx, j_idx, offsets, rc2, sigma, epsilon, weights, biases, widths,
+                       x_shift, x_scale, y_shift, y_scale, e_ref):
+    """Any network depth over the list in blocks (:func:`network_terms` per block): energy,
+    per-atom energies, forces and the virial."""
+    n = pos.shape[0]
     forces = np.zeros((n, 3))
     energies = np.zeros(n)
     virial = np.zeros((3, 3))
     energy = 0.0
-    for k in range(sel.shape[0]):
-        energy += e[k]
-        _add_pair(i_idx[sel[k]], j_idx[sel[k]], d[k, 0], d[k, 1], d[k, 2], e[k], fpair[k], energies, forces, virial)
+    bi, bj, bd, r2, _, _ = _block_buffers()
+    p = 0
+    while p < i_idx.shape[0]:
+        p, k = _gather(pos, i_idx, j_idx, offsets, rc2, p, bi, bj, bd, r2)
+        e, fpair = network_terms(r2[:k], sigma, epsilon, weights, biases, widths, x_shift, x_scale, y_shift,
+                                 y_scale, e_ref)
+        energy += _scatter(k, bi, bj, bd, e, fpair, energies, forces, virial)
     _symmetrise(virial)
     return energy, energies, forces, virial
