@@ -188,7 +188,11 @@ class RunStore:
                 raise ValueError(f"database must be a postgresql:// URL, got {database!r}")
             self.db_path = None
             self.run = run if run is not None else self.path.resolve().name
-            self.db = ase.db.connect(database, type="postgresql", append=True)
+            try:
+                self.db = ase.db.connect(database, type="postgresql", append=True)
+            except ImportError as err:
+                raise ImportError(f"a PostgreSQL store needs the 'cluster' extra (pip install "
+                                  f"'ase-proxima[cluster]'): {err}") from err
             with _DatabaseLock(database):
                 self.db.count()  # ase.db creates its tables on first use
 
