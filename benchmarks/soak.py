@@ -6,7 +6,8 @@ served or returned value is NaN, and the store's training rows equal the target 
 succeeded (failed calls store nothing).  The driver is a Metropolis walk; the calculator retries
 a failed target call twice (``target_retries=2``), and a call whose retries all fail is counted
 and skipped by the driver.  The surrogate refits every 200 new target results on the newest 1000
-(lazy refits on an ever-growing set made the run slow down fivefold by 8,000 calls).
+(with lazy refits every 10 new points on up to 2000 structures, a first attempt fell to a
+quarter of its starting rate by 8,000 calls, with another benchmark on the second core).
 
 Run: ``.venv/bin/python benchmarks/soak.py`` (``--calls 2000`` for a short check).
 """
