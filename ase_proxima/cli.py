@@ -135,21 +135,45 @@ def _perf(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sweep(args: argparse.Namespace) -> int:
-    from .workflows.mc_job import MCJob
-    from .workflows.sweep import grid, local_executor, parsl_executor, run_sweep
+_SWEEP_DEFAULTS = {"mc": {"temperature": [300.0, 500.0], "error_bound": [0.002], "target": "pyscf:hf/6-31g*"},
+                   "sluschi": {"temperature": [950.0], "error_bound": [0.05], "target": "emt"}}
 
-    axes = {"temperature": args.temperature, "seed": args.seed, "method": args.method,
-            "error_bound": args.error_bound, "target": args.target, "molecule": args.molecule,
-            "steps": args.steps, "step_size": args.step_size}
+
+def _parse_setting(text: str) -> tuple[str, object]:
+    """``key=value`` of ``sweep --set``: an int, a float, a comma-separated tuple of ints, or text."""
+    if "=" not in text:
+        raise ValueError(f"--set needs KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    for cast in (int, float):
+        try:
+            return key.replace("-", "_"), cast(value)
+        except ValueError:
+            pass
+    if "," in value:
+        try:
+            return key.replace("-", "_"), [tuple(int(v) for v in value.split(","))]
+        except ValueError:
+            pass
+    return key.replace("-", "_"), value
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from .workflows.sweep import grid, local_executor, make_job, parsl_executor, run_sweep
+
+    defaults = _SWEEP_DEFAULTS[args.workflow]
+    axes = {"temperature": args.temperature or defaults["temperature"], "seed": args.seed, "method": args.method,
+            "error_bound": args.error_bound or defaults["error_bound"], "target": args.target or defaults["target"]}
+    if args.workflow == "mc":
+        axes.update(molecule=args.molecule, steps=args.steps, step_size=args.step_size)
     if args.threshold is not None:
         axes["threshold"] = args.threshold
     try:
-        tasks = grid("mc", **axes)
+        axes.update(dict(_parse_setting(t) for t in args.set))
+        tasks = grid(args.workflow, **axes)
         for t in tasks:
-            MCJob(**t.params)  # refuse bad parameters before anything runs
-        MCJob(**tasks[0].params).check()
-    except ValueError as err:
+            make_job(t)  # refuse bad parameters before anything runs
+        make_job(tasks[0]).check()
+    except (ValueError, TypeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     out = Path(args.out)
@@ -315,18 +339,21 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("--quiet", action="store_true", help="no progress bars")
     sl.set_defaults(func=_sluschi)
 
-    sw = sub.add_parser("sweep", help="a grid of MC runs (temperatures x seeds x methods x bounds) on a process "
-                                      "pool or Parsl; re-running skips finished tasks")
-    sw.add_argument("workflow", choices=("mc",))
-    sw.add_argument("--temperature", type=float, nargs="+", default=[300.0, 500.0], help="K")
+    sw = sub.add_parser("sweep", help="a grid of MC or SLUSCHI runs (temperatures x seeds x methods x bounds) on "
+                                      "a process pool or Parsl; re-running skips finished tasks")
+    sw.add_argument("workflow", choices=("mc", "sluschi"))
+    sw.add_argument("--temperature", type=float, nargs="+", help="K (default: mc 300 500, sluschi 950)")
     sw.add_argument("--seed", type=int, nargs="+", default=[0, 1])
     sw.add_argument("--method", nargs="+", choices=("proxima", "fixed", "baseline"), default=["proxima"])
-    sw.add_argument("--error-bound", type=float, nargs="+", default=[0.002], help="eV")
+    sw.add_argument("--error-bound", type=float, nargs="+", help="eV (mc, default 0.002) or eV/A (sluschi, 0.05)")
     sw.add_argument("--threshold", type=float, default=None, help="the fixed T (method fixed) or initial T")
-    sw.add_argument("--target", default="pyscf:hf/6-31g*")
-    sw.add_argument("--molecule", default="CH4")
-    sw.add_argument("--steps", type=int, default=1000)
-    sw.add_argument("--step-size", type=float, default=0.003, help="A")
+    sw.add_argument("--target", help="default: mc pyscf:hf/6-31g*, sluschi emt")
+    sw.add_argument("--molecule", default="CH4", help="mc only")
+    sw.add_argument("--steps", type=int, default=1000, help="mc only")
+    sw.add_argument("--step-size", type=float, default=0.003, help="A, mc only")
+    sw.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="any other job parameter, fixed for every task (repeatable), e.g. runs=20 "
+                         "size=4,4,4 run_steps=3000 audit_fraction=0.1")
     sw.add_argument("--executor", choices=("local", "parsl"), default="local",
                     help="local process pool, or Parsl's HighThroughputExecutor (local workers)")
     sw.add_argument("--workers", type=int, default=2)
@@ -355,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --steps and --runs must be >= 1", file=sys.stderr)
         return 2
     bounds = getattr(args, "error_bound", 1.0)
-    if any(b <= 0 for b in (bounds if isinstance(bounds, list) else [bounds])):
+    if any(b is not None and b <= 0 for b in (bounds if isinstance(bounds, list) else [bounds])):
         print("error: --error-bound must be > 0", file=sys.stderr)
         return 2
     methods = getattr(args, "method", None)

@@ -198,13 +198,22 @@ def test_proxima_run_on_a_postgres_store_resumes(postgres_url, tmp_path):
 
 
 def test_sluschi_sweep_and_its_liquid_ratio_report(tmp_path):
-    """Two methods of a tiny coexistence study through the sweep; the report draws the liquid
+    """Two methods of a tiny coexistence study through the CLI sweep; the report draws the liquid
     ratio per method."""
+    from ase_proxima.cli import main
     from ase_proxima.reports import report, sweep_tables
 
+    fixed = ["--set", "size=2,2,2", "--set", "equilibrate_steps=20", "--set", "melt_steps=100", "--set",
+             "melt_temperature=3000", "--set", "run_steps=100", "--set", "average_steps=25", "--set", "runs=1"]
+    assert main(["sweep", "sluschi", "--method", "proxima", "baseline", "--seed", "0", *fixed, "--out",
+                 str(tmp_path), "--quiet"]) == 0
+    assert main(["sweep", "sluschi", "--set", "nonsense=3", "--out", str(tmp_path / "bad"), "--quiet"]) == 2
+    assert not (tmp_path / "bad" / "results.csv").exists()
     tasks = grid("sluschi", method=["proxima", "baseline"], target="emt", size=[(2, 2, 2)], equilibrate_steps=20,
-                 melt_steps=100, melt_temperature=3000.0, run_steps=100, average_steps=25, runs=1, seed=0)
-    rows = run_sweep(tasks, tmp_path, executor=local_executor(2), progress=False)
+                 melt_steps=100, melt_temperature=3000.0, run_steps=100, average_steps=25, runs=1, seed=0,
+                 error_bound=0.05, temperature=950.0)
+    assert {t.key for t in tasks} == {p.name for p in tmp_path.iterdir() if p.is_dir()}
+    rows = gather(tmp_path)
     assert all(r["status"] == "ok" for r in rows), [r.get("error") for r in rows]
     assert all(0.0 <= r["liquid_ratio"] <= 1.0 for r in rows)
     files = report(tmp_path)

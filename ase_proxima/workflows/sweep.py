@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-__all__ = ["SweepTask", "grid", "run_task", "run_sweep", "gather", "local_executor", "parsl_executor",
+__all__ = ["SweepTask", "grid", "make_job", "run_task", "run_sweep", "gather", "local_executor", "parsl_executor",
            "RESULT_COLUMNS"]
 
 WORKFLOWS = ("mc", "sluschi")
@@ -57,6 +57,8 @@ class SweepTask:
 
 
 def _fmt(v: Any) -> str:
+    if isinstance(v, (tuple, list)):
+        return "x".join(_fmt(x) for x in v)
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
@@ -77,7 +79,9 @@ def grid(workflow: str = "mc", **axes: Any) -> list[SweepTask]:
     return tasks
 
 
-def _job(task: SweepTask):
+def make_job(task: SweepTask):
+    """The task's job object (:class:`.mc_job.MCJob` or :class:`.sluschi_job.SluschiJob`);
+    raises ``ValueError`` for bad parameters."""
     if task.workflow == "sluschi":
         from .sluschi_job import SluschiJob
 
@@ -122,7 +126,7 @@ def run_task(workflow: str, params: Mapping[str, Any], root: str) -> dict[str, A
     out.mkdir(parents=True)
     row: dict[str, Any] = {"key": task.key, "workflow": workflow, **task.params}
     try:
-        report = _job(task).run(out, progress=False)
+        report = make_job(task).run(out, progress=False)
     except Exception as err:  # the sweep goes on; the error is kept with the task
         _write_json(out / "error.json", {**row, "error": repr(err), "traceback": traceback.format_exc()})
         return {**row, "status": "failed", "error": repr(err)}
