@@ -34,21 +34,34 @@ def report(path: str | os.PathLike) -> list[Path]:
     raise FileNotFoundError(f"{path} holds neither a run (stats.json) nor a sweep (results.csv)")
 
 
-def _html(path: Path, title: str, image: str, table: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> None:
-    rows = []
+def _table(table: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> str:
     if isinstance(table, Mapping):
-        rows.append("<table>" + "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_cell(v))}</td></tr>"
-                                        for k, v in table.items()) + "</table>")
-    else:
-        cols = list(table[0]) if table else []
-        rows.append("<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr>"
-                    + "".join("<tr>" + "".join(f"<td>{html.escape(_cell(r.get(c)))}</td>" for c in cols) + "</tr>"
-                              for r in table) + "</table>")
+        return "<table>" + "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_cell(v))}</td></tr>"
+                                   for k, v in table.items()) + "</table>"
+    cols = list(table[0]) if table else []
+    return ("<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr>"
+            + "".join("<tr>" + "".join(f"<td>{html.escape(_cell(r.get(c)))}</td>" for c in cols) + "</tr>"
+                      for r in table) + "</table>")
+
+
+def _html(path: Path, title: str, image: str,
+          sections: Sequence[tuple[str, Mapping[str, Any] | Sequence[Mapping[str, Any]]]]) -> None:
+    body = "".join((f"<h2>{html.escape(h)}</h2>" if h else "") + _table(t) for h, t in sections)
     path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
                     "<style>body{font-family:sans-serif;margin:2em} table{border-collapse:collapse;font-size:90%}"
                     "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}</style></head><body>"
                     f"<h1>{html.escape(title)}</h1><img src='{html.escape(image)}' style='max-width:100%'>"
-                    + "".join(rows) + "</body></html>")
+                    + body + "</body></html>")
+
+
+def _perf_rows(perf: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per (part, device) of a run's ``perf_prediction``."""
+    rows = []
+    for part, entry in perf.get("parts", {}).items():
+        for dev, d in entry["devices"].items():
+            rows.append({"part": part, "device": dev, "calls": entry["calls"], "roofline_s": d["roofline_s"],
+                         "expected_s": d.get("expected_s"), "bound": d["bound"], "run_total_s": d["run_total_s"]})
+    return rows
 
 
 def _cell(v: Any) -> str:
@@ -74,9 +87,13 @@ def report_run(run: str | os.PathLike) -> list[Path]:
     png = run / "report.png"
     plot_run(log, float(stats["error_bound"]), png, title=title, stats=stats)
     page = run / "report.html"
-    table = {k: v for k, v in rep.items() if k not in ("stats", "perf_prediction", "job")}
+    table = {k: v for k, v in rep.items() if k not in ("stats", "perf_prediction", "job", "config")}
     table.update({f"stats.{k}": v for k, v in stats.items()})
-    _html(page, title, png.name, table)
+    sections: list[tuple[str, Any]] = [("", table)]
+    perf = _perf_rows(rep.get("perf_prediction", {}))
+    if perf:
+        sections.append((f"Predicted time of the GPU-able parts: {rep['perf_prediction']['note']}", perf))
+    _html(page, title, png.name, sections)
     return [png, page]
 
 
@@ -189,5 +206,5 @@ def report_sweep(root: str | os.PathLike) -> list[Path]:
     fig.savefig(png, dpi=110)
     plt.close(fig)
     page = root / "report.html"
-    _html(page, f"sweep {root.name}", png.name, rows)
+    _html(page, f"sweep {root.name}", png.name, [("finished tasks", rows)])
     return [png, page]

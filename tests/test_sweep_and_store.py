@@ -93,6 +93,9 @@ def test_report_pngs_for_a_sweep_and_a_run(tmp_path):
     for d in (tmp_path, run):
         assert (d / "report.png").stat().st_size > 20_000
         assert "<img src='report.png'" in (d / "report.html").read_text()
+    # the run's page carries the GPU prediction, marked as one
+    page = (run / "report.html").read_text()
+    assert "Predicted time of the GPU-able parts: PREDICTION" in page and "H100" in page
     baseline = tmp_path / [t.key for t in tasks if "baseline" in t.key][0]
     assert main(["report", str(baseline)]) == 2  # nothing to report on a target-only run
 
