@@ -75,14 +75,11 @@ def parts_of(surrogate: Any, atoms: Atoms, target: Any = None) -> dict[str, tupl
         for _ in range(surrogate.members - 1):
             total = total + one
         parts["surrogate: deepmd ensemble inference"] = ("deepmd", total)
-    try:
-        from lj_nn import LennardJonesNN
-    except ImportError:  # pragma: no cover - lj_nn ships with the package
-        LennardJonesNN = None
-    if LennardJonesNN is not None and isinstance(target, LennardJonesNN) and target.net is not None:
-        i, j, off = target.neighbours.pairs(atoms)
-        d = atoms.positions[j] - atoms.positions[i] + off
-        cut = int((np.einsum("ij,ij->i", d, d) < target.parameters.rc ** 2).sum())
+    from lj_nn import LennardJonesNN
+
+    if isinstance(target, LennardJonesNN) and target.net is not None:
+        i, _, _ = target.neighbours.pairs(atoms)
+        cut = target.neighbours.count_within_cutoff(atoms.positions)
         parts["target: lj_nn pair network"] = (
             "lj_nn_pairs", costs.lj_nn_pairs(n, len(i), cut, int(target.net.topology[1])))
     return parts

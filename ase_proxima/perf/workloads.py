@@ -72,7 +72,6 @@ def lj_nn_case(cells: int, hidden: int = 3, seed: int = 0) -> Case:
     from ase.build import bulk
 
     from lj_nn import LennardJonesNN
-    from lj_nn.kernel import network_pairs_one_hidden
 
     a = (4.0 / 0.8442) ** (1.0 / 3.0)
     atoms = bulk("Ar", "fcc", a=a, cubic=True).repeat(cells)
@@ -80,14 +79,9 @@ def lj_nn_case(cells: int, hidden: int = 3, seed: int = 0) -> Case:
     calc = LennardJonesNN(epsilon=1.0, sigma=1.0, rc=2.5, topology=f"1x{hidden}x1")
     i, j, off = calc.neighbours.pairs(atoms)
     pos = np.ascontiguousarray(atoms.positions)
-    d = pos[j] - pos[i] + off
-    cut = int((np.einsum("ij,ij->i", d, d) < 2.5 ** 2).sum())
-    w, b, widths = calc._flat
-    net = calc.net
-    args = (pos, i, j, off, 2.5 ** 2, 1.0, 1.0, w, b, hidden, float(net.x_shift[0]), float(net.x_scale[0]),
-            float(net.y_shift), float(net.y_scale), calc._e_ref)
+    cut = calc.neighbours.count_within_cutoff(pos)
     return Case("lj_nn_pairs", {"atoms": len(atoms), "list_pairs": len(i), "cut_pairs": cut, "hidden": hidden},
-                costs.lj_nn_pairs(len(atoms), len(i), cut, hidden), lambda: network_pairs_one_hidden(*args))
+                costs.lj_nn_pairs(len(atoms), len(i), cut, hidden), lambda: calc.pair_terms(pos, i, j, off))
 
 
 def ensemble_case(n_atoms: int, n_coef: int, members: int) -> Case:

@@ -1,4 +1,4 @@
-"""A Verlet neighbour list (cut-off plus skin) built by matscipy and reused while atoms move little."""
+"""A Verlet neighbour list (cut-off plus skin), reused while atoms move little."""
 from __future__ import annotations
 
 import numpy as np
@@ -30,6 +30,11 @@ class VerletList:
         if self._stale(atoms):
             self._build(atoms)
         return self.i, self.j, self.offsets
+
+    def count_within_cutoff(self, positions: np.ndarray) -> int:
+        """How many list pairs are closer than the cut-off (the pairs a force call evaluates)."""
+        d = positions[self.j] - positions[self.i] + self.offsets
+        return int((np.einsum("ij,ij->i", d, d) < self.cutoff * self.cutoff).sum())
 
     def _stale(self, atoms: Atoms) -> bool:
         if self._ref is None or len(atoms) != len(self._ref):
