@@ -68,13 +68,10 @@ def parts_of(surrogate: Any, atoms: Atoms, target: Any = None) -> dict[str, tupl
             "bayesian_posterior", costs.bayesian_ridge_predict(int(surrogate._model.coef_.shape[0])))
     elif isinstance(surrogate, DeePMDEnsemble):
         sel = surrogate.sel or int(np.ceil(_neighbours(atoms, surrogate.rcut) * 1.2))
-        widths = 1.0 / np.linalg.norm(np.linalg.inv(atoms.cell.array), axis=0) if atoms.pbc.all() else None
-        one = costs.deepmd_se_e2_a(n, sel, surrogate.neuron, surrogate.axis_neuron, surrogate.fitting_neuron,
-                                   costs.extended_atoms(n, widths, surrogate.rcut))
-        total = one
-        for _ in range(surrogate.members - 1):
-            total = total + one
-        parts["surrogate: deepmd ensemble inference"] = ("deepmd", total)
+        cell = atoms.cell.array if atoms.pbc.all() else None
+        parts["surrogate: deepmd ensemble inference"] = (
+            "deepmd", costs.deepmd_se_e2_a(n, sel, surrogate.neuron, surrogate.axis_neuron, surrogate.fitting_neuron,
+                                           costs.extended_atoms(n, cell, surrogate.rcut), members=surrogate.members))
     from lj_nn import LennardJonesNN
 
     if isinstance(target, LennardJonesNN) and target.net is not None:

@@ -9,8 +9,10 @@ They are what a roofline needs; how close real code comes to that roofline is me
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Sequence
+
+import numpy as np
 
 F64 = 8
 
@@ -36,12 +38,6 @@ class Cost:
     def intensity(self) -> float:
         """Arithmetic intensity, FLOPs per byte."""
         return self.flops / self.bytes if self.bytes else float("inf")
-
-    def __add__(self, other: Cost) -> Cost:
-        if other.precision != self.precision:
-            raise ValueError("cannot add costs of different precision")
-        return replace(self, flops=self.flops + other.flops, bytes=self.bytes + other.bytes,
-                       kernels=self.kernels + other.kernels, dense=self.dense and other.dense)
 
 
 # ---------------------------------------------------------------- reference kernels
@@ -109,26 +105,27 @@ def soap_features(n_centres: int, n_neighbours: float, n_max: int, l_max: int, n
     return Cost(flops, float(moved), kernels=4)
 
 
-def extended_atoms(n_atoms: int, cell_widths: Sequence[float] | None, cutoff: float) -> float:
+def extended_atoms(n_atoms: int, cell: Sequence[Sequence[float]] | None, cutoff: float) -> float:
     """Atoms plus the periodic copies deepmd-kit's PyTorch backend builds its neighbour list over:
     it replicates the whole cell ``ceil(rc / w)`` times on each side along each lattice direction
-    (``w`` the face-to-face widths), so ``N * prod(2 ceil(rc / w) + 1)``; ``N`` for a free
-    cluster (``cell_widths`` None)."""
-    if cell_widths is None:
+    (``w`` the face-to-face widths of ``cell``), so ``N * prod(2 ceil(rc / w) + 1)``; ``N`` for a
+    free cluster (``cell`` None)."""
+    if cell is None:
         return float(n_atoms)
+    widths = 1.0 / np.linalg.norm(np.linalg.inv(np.asarray(cell, float)), axis=0)
     f = 1.0
-    for w in cell_widths:
+    for w in widths:
         f *= 2 * math.ceil(cutoff / w) + 1
     return n_atoms * f
 
 
 def deepmd_se_e2_a(n_atoms: int, sel: int, neuron: Sequence[int] = (8, 16, 32), axis_neuron: int = 4,
                    fitting: Sequence[int] = (32, 32), n_extended: float | None = None,
-                   precision: str = "fp64") -> Cost:
-    """deepmd-kit se_e2_a energy and forces: the neighbour list (deepmd-kit's PyTorch backend
-    forms the full distance matrix between the atoms and their extended copies), the embedding
-    net on every neighbour slot, the descriptor contraction per atom, the fitting net, and a
-    backward pass for forces (counted as twice the forward work)."""
+                   precision: str = "fp64", members: int = 1) -> Cost:
+    """deepmd-kit se_e2_a energy and forces for an ensemble of ``members`` models: the neighbour
+    list (deepmd-kit's PyTorch backend forms the full distance matrix between the atoms and their
+    extended copies), the embedding net on every neighbour slot, the descriptor contraction per
+    atom, the fitting net, and a backward pass for forces (counted as twice the forward work)."""
     n_ext = float(n_atoms if n_extended is None else n_extended)
     widths = [1, *neuron]
     emb = sum(2.0 * a * b for a, b in zip(widths[:-1], widths[1:]))
@@ -143,5 +140,5 @@ def deepmd_se_e2_a(n_atoms: int, sel: int, neuron: Sequence[int] = (8, 16, 32), 
     # written, read by the norm), the distance (written, read by top-k): 8 FLOPs, 9 values moved
     nlist_flops = 8.0 * n_atoms * n_ext
     nlist_bytes = 9.0 * size * n_atoms * n_ext
-    return Cost(3.0 * forward + nlist_flops, float(2 * moved + nlist_bytes), kernels=40, precision=precision,
-                dense=True)
+    return Cost(members * (3.0 * forward + nlist_flops), float(members * (2 * moved + nlist_bytes)),
+                kernels=40 * members, precision=precision, dense=True)

@@ -149,13 +149,10 @@ def deepmd_case(repeat: int) -> Case:
     model = _trained_deepmd()
     atoms = bulk("Al", "fcc", a=4.05, cubic=True).repeat(repeat)
     atoms.rattle(0.05, seed=repeat)
-    widths = 1.0 / np.linalg.norm(np.linalg.inv(atoms.cell.array), axis=0)
-    one = costs.deepmd_se_e2_a(len(atoms), model.sel, model.neuron, model.axis_neuron, model.fitting_neuron,
-                               costs.extended_atoms(len(atoms), widths, model.rcut))
-    total = one
-    for _ in range(model.members - 1):
-        total = total + one
-    return Case("deepmd", {"atoms": len(atoms), "sel": model.sel, "members": model.members}, total,
+    cost = costs.deepmd_se_e2_a(len(atoms), model.sel, model.neuron, model.axis_neuron, model.fitting_neuron,
+                                costs.extended_atoms(len(atoms), atoms.cell.array, model.rcut),
+                                members=model.members)
+    return Case("deepmd", {"atoms": len(atoms), "sel": model.sel, "members": model.members}, cost,
                 lambda: model.predict(atoms))
 
 
