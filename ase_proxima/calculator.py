@@ -421,7 +421,8 @@ class ProximaCalculator(Calculator):
     def _run_target(self, atoms: Atoms, properties: list[str], timers: dict[str, float]) -> dict[str, Any]:
         """The target's results for this call, after up to ``target_retries`` further attempts
         when it raises, times out or returns NaN/inf; the last failure propagates."""
-        for attempt in range(self.target_retries + 1):
+        attempt = 0
+        while True:
             try:
                 results = call_with_timeout(lambda: self._ask_target(atoms, properties, timers), self.target_timeout)
                 bad = non_finite(results, [*properties, *self.train_properties, "stress"])
@@ -432,10 +433,10 @@ class ProximaCalculator(Calculator):
                 self.target.reset()  # no half-computed results may survive into the next attempt
                 if attempt == self.target_retries:
                     raise
+                attempt += 1
                 continue
             self._counts["target_calls"] += 1
             return results
-        raise AssertionError("unreachable")
 
     def _ask_target(self, atoms: Atoms, properties: list[str], timers: dict[str, float]) -> dict[str, Any]:
         t = time.perf_counter()
