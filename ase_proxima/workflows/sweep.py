@@ -135,21 +135,24 @@ def run_task(workflow: str, params: Mapping[str, Any], root: str) -> dict[str, A
     return row
 
 
+def _task_row(task_dir: Path) -> dict[str, Any] | None:
+    """A task directory's result row (``result.json``, or ``error.json`` marked failed), if any."""
+    for name in ("result.json", "error.json"):
+        f = task_dir / name
+        if f.exists():
+            r = json.loads(f.read_text())
+            r.pop("traceback", None)
+            if name == "error.json":
+                r["status"] = "failed"
+            return r
+    return None
+
+
 def gather(root: str | os.PathLike, tasks: Iterable[SweepTask] | None = None) -> list[dict[str, Any]]:
     """Result rows of every finished (or failed) task under ``root``, written to ``results.csv``."""
     root = Path(root)
-    rows = []
     dirs = [root / t.key for t in tasks] if tasks is not None else sorted(p for p in root.iterdir() if p.is_dir())
-    for d in dirs:
-        for name in ("result.json", "error.json"):
-            f = d / name
-            if f.exists():
-                r = json.loads(f.read_text())
-                r.pop("traceback", None)
-                if name == "error.json":
-                    r["status"] = "failed"
-                rows.append(r)
-                break
+    rows = [r for r in map(_task_row, dirs) if r is not None]
     _write_csv(root / "results.csv", rows)
     return rows
 
@@ -184,6 +187,7 @@ def run_sweep(tasks: Sequence[SweepTask], root: str | os.PathLike, executor: Exe
         from tqdm import tqdm
 
         bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc="sweep", unit="task")
+    rows = {t.key: _task_row(root / t.key) for t in tasks}  # re-read only the task that finishes
     try:
         futures = {executor.submit(run_task, t.workflow, dict(t.params), str(root)): t for t in todo}
         for fut in as_completed(futures):
@@ -194,7 +198,8 @@ def run_sweep(tasks: Sequence[SweepTask], root: str | os.PathLike, executor: Exe
                 (root / task.key).mkdir(exist_ok=True)
                 _write_json(root / task.key / "error.json",
                             {"key": task.key, "workflow": task.workflow, **task.params, "error": repr(err)})
-            gather(root, tasks)
+            rows[task.key] = _task_row(root / task.key)
+            _write_csv(root / "results.csv", [r for r in rows.values() if r is not None])
             if bar is not None:
                 bar.update(1)
     finally:
