@@ -10,9 +10,13 @@ calculator with ASE as ``'proxima'``.
 from ase.calculators.calculator import register_calculator_class
 
 from .calculator import ProximaCalculator
+from .calllog import CallLog
 from .control import ThresholdController
-from .store import CallLog, RunStore
-from .surrogates import Prediction, SOAPBayesianRidge, Surrogate
+from .locking import DirectoryInUse
+from .parameters import SettingsError
+from .store import RunStore, StoreMismatch
+from .surrogates import FitError, Prediction, SOAPBayesianRidge, Surrogate
+from .target_call import TargetError, TargetTimeout
 from .uncertainty import DistanceUncertainty, EnsembleUncertainty, Uncertainty
 
 __version__ = "0.1.0"
@@ -22,6 +26,12 @@ __all__ = [
     "ThresholdController",
     "CallLog",
     "RunStore",
+    "StoreMismatch",
+    "DirectoryInUse",
+    "SettingsError",
+    "FitError",
+    "TargetError",
+    "TargetTimeout",
     "Prediction",
     "Surrogate",
     "SOAPBayesianRidge",

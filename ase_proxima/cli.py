@@ -22,104 +22,36 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import platform
-import shutil
 import sys
-import time
-from datetime import datetime, timezone
 from pathlib import Path
-
-import numpy as np
 
 __all__ = ["main"]
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from ase.calculators.emt import EMT
-    from ase.cluster import Icosahedron
-    from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import thermalize_momenta
-    from ase.units import fs
-    from tqdm import tqdm
+def _run_job(job_class: type, params: dict, out: str, overwrite: bool, resume: bool, quiet: bool) -> int:
+    """Check the inputs, prepare the run directory, run the job, print its summary."""
+    from .locking import DirectoryInUse
+    from .workflows.job import prepare_run_dir
 
-    from .calculator import ProximaCalculator
-    from .plots import plot_run
-
-    out = Path(args.out)
-    if not _prepare_out(out, args.overwrite):
+    try:
+        job = job_class.from_params(**params)
+        job.check()  # refuse a bad molecule or target before touching the run directory
+        if not resume:
+            prepare_run_dir(out, overwrite)
+        report = job.run(out, progress=not quiet)
+    except (ValueError, FileExistsError, DirectoryInUse) as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
-    atoms = Icosahedron("Cu", noshells=2, latticeconstant=3.61)
-    calc = ProximaCalculator(
-        target=EMT(),
-        error_bound=args.error_bound,
-        error_metric=args.metric,
-        store=out / "store",
-        seed=args.seed,
-    )
-    atoms.calc = calc
-    thermalize_momenta(atoms, temperature_K=args.temperature, rng=np.random.default_rng(args.seed))
-    dyn = Langevin(
-        atoms, args.timestep * fs, temperature_K=args.temperature, friction=0.02, fixcm=False,
-        rng=np.random.default_rng(args.seed + 1),
-    )
-    reference = EMT()
-    true_errors: list[float] = []
-    bar = tqdm(total=args.steps, desc="MD (Cu13, EMT target)", unit="step", disable=args.quiet)
-
-    def after_step() -> None:
-        if calc.log[-1]["kind"] == "surrogate":
-            diff = atoms.get_forces() - reference.get_forces(atoms)
-            if args.metric == "forces_max":
-                true_errors.append(float(np.max(np.linalg.norm(diff, axis=1))))
-            else:
-                true_errors.append(float(np.mean(np.abs(diff))))
-        s = calc.stats
-        bar.set_postfix(served=f"{s['served_fraction']:.0%}", T=f"{s['threshold']:.3g}")
-        bar.update(1)
-
-    dyn.attach(after_step, interval=1)
-    t0 = time.perf_counter()
-    dyn.run(args.steps)
-    wall = time.perf_counter() - t0
-    bar.close()
-
-    stats = calc.stats
-    true_mae = float(np.mean(true_errors)) if true_errors else math.nan
-    report = {
-        "command": " ".join(sys.argv),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": platform.platform(),
-        "python": platform.python_version(),
-        "wall_time_s": wall,
-        "served_error_true": true_mae,
-        "served_steps_checked": len(true_errors),
-        "stats": stats,
-        "perf_prediction": _perf_prediction(calc),
-    }
-    (out / "stats.json").write_text(json.dumps(report, indent=2, default=float))
-    plot_run(calc.log, args.error_bound, out / "run.png",
-             title=f"Cu13 Langevin MD, {args.metric} bound {args.error_bound} eV/A")
-    print(
-        f"{stats['calls']} calls: target {stats['target_calls']} (audits {stats['audits']}), "
-        f"surrogate {stats['surrogate_calls']} ({stats['served_fraction']:.1%})\n"
-        f"served {args.metric} error: audited estimate {stats['served_error']:.4f} "
-        f"+- {stats['served_error_se']:.4f}, measured on every served step {true_mae:.4f}, "
-        f"bound {args.error_bound}\n"
-        f"threshold {stats['threshold']:.4g}, alpha {stats['alpha']:.4g}, oscillations {stats['oscillations']}\n"
-        f"wrote {out}/stats.json, {out}/run.png, {out}/store/"
-    )
+    print(job.summary(report, out))
     return 0
 
 
-def _perf_prediction(calc) -> dict:
-    """The run's GPU-able parts predicted on other devices (``ase_proxima.perf.annotate``)."""
-    from .perf.annotate import annotate_calculator
+def _demo(args: argparse.Namespace) -> int:
+    from .workflows.demo_job import DemoJob
 
-    try:
-        return annotate_calculator(calc)
-    except ValueError as err:  # nothing computed yet
-        return {"note": str(err)}
+    params = dict(error_bound=args.error_bound, metric=args.metric, steps=args.steps, temperature=args.temperature,
+                  timestep=args.timestep, seed=args.seed)
+    return _run_job(DemoJob, params, args.out, args.overwrite, False, args.quiet)
 
 
 def _perf(args: argparse.Namespace) -> int:
@@ -158,7 +90,8 @@ def _parse_setting(text: str) -> tuple[str, object]:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from .workflows.sweep import grid, local_executor, make_job, parsl_executor, run_sweep
+    from .locking import DirectoryInUse
+    from .workflows.sweep import grid, local_executor, make_job, parsl_executor, run_sweep, sweep_lock
 
     defaults = _SWEEP_DEFAULTS[args.workflow]
     axes = {"temperature": args.temperature or defaults["temperature"], "seed": args.seed, "method": args.method,
@@ -177,10 +110,15 @@ def _sweep(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     out = Path(args.out)
-    executor = (parsl_executor(args.workers, run_dir=out / "parsl") if args.executor == "parsl"
-                else local_executor(args.workers))
-    with executor:
-        rows = run_sweep(tasks, out, executor=executor, progress=not args.quiet)
+    try:
+        with sweep_lock(out):  # before any worker starts: a second sweep here stops at once
+            executor = (parsl_executor(args.workers, run_dir=out / "parsl") if args.executor == "parsl"
+                        else local_executor(args.workers))
+            with executor:
+                rows = run_sweep(tasks, out, executor=executor, progress=not args.quiet)
+    except DirectoryInUse as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     failed = [r for r in rows if r.get("status") != "ok"]
     print(f"{len(rows) - len(failed)} of {len(tasks)} tasks finished, {len(failed)} failed; "
           f"table {out / 'results.csv'}")
@@ -204,78 +142,26 @@ def _report(args: argparse.Namespace) -> int:
     return code
 
 
-def _prepare_out(out: Path, overwrite: bool) -> bool:
-    """Create the run directory; refuse to mix with an earlier run unless told to replace it."""
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            print(f"error: {out} is not empty; pass --overwrite or choose another --out", file=sys.stderr)
-            return False
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    return True
-
-
 def _mc(args: argparse.Namespace) -> int:
     from .workflows.mc_job import MCJob
 
-    try:
-        job = MCJob(molecule=args.molecule, target=args.target, method=args.method, temperature=args.temperature,
-                    steps=args.steps, step_size=args.step_size, error_bound=args.error_bound,
-                    threshold=args.threshold, retrain=args.retrain, uncertainty=args.uncertainty,
-                    audit_fraction=args.audit_fraction, train_forces=args.train_forces, seed=args.seed)
-        job.check()  # refuse a bad molecule or target before touching the run directory
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    out = Path(args.out)
-    if not _prepare_out(out, args.overwrite):
-        return 2
-    try:
-        report = job.run(out, progress=not args.quiet)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    line = (f"{args.steps} MC steps at {args.temperature} K: acceptance {report['acceptance_ratio']:.2f}, "
-            f"mean radius of gyration {report['mean_rog_A']:.4f} A, wall {report['wall_time_s']:.1f} s")
-    if "stats" in report:
-        stats = report["stats"]
-        line += (f"\ntarget {stats['target_calls']} calls (audits {stats['audits']}), surrogate "
-                 f"{stats['surrogate_calls']} ({stats['served_fraction']:.1%}); served error (audited) "
-                 f"{stats['served_error']:.5f} +- {stats['served_error_se']:.5f} eV, bound {args.error_bound} eV")
-    print(line + f"\nwrote {out}/")
-    return 0
+    params = dict(molecule=args.molecule, target=args.target, method=args.method, temperature=args.temperature,
+                  steps=args.steps, step_size=args.step_size, error_bound=args.error_bound, threshold=args.threshold,
+                  retrain=args.retrain, uncertainty=args.uncertainty, audit_fraction=args.audit_fraction,
+                  train_forces=args.train_forces, seed=args.seed)
+    return _run_job(MCJob, params, args.out, args.overwrite, False, args.quiet)
 
 
 def _sluschi(args: argparse.Namespace) -> int:
     from .workflows.sluschi_job import SluschiJob
 
-    try:
-        job = SluschiJob(
-            target=args.target, method=args.method, error_bound=args.error_bound, metric=args.metric,
-            threshold=args.threshold, audit_fraction=args.audit_fraction,
-            element=args.element, lattice_constant=args.lattice_constant, size=tuple(args.size),
-            temperature=args.temperature, melt_temperature=args.melt_temperature, timestep=args.timestep,
-            equilibrate_steps=args.equilibrate_steps, melt_steps=args.melt_steps, run_steps=args.run_steps,
-            runs=args.runs, average_steps=args.average_steps, seed=args.seed)
-        job.check()
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    out = Path(args.out)
-    if not args.resume and not _prepare_out(out, args.overwrite):
-        return 2
-    rep = job.run(out, progress=not args.quiet)
-    line = (f"{rep['runs']} coexistence runs at {rep['temperature_K']} K ({rep['atoms']} atoms): "
-            f"{rep['liquid']} liquid, {rep['solid']} solid, {rep['undecided']} undecided; "
-            f"liquid ratio {rep['liquid_ratio']:.2f} +- {rep['liquid_ratio_se']:.2f} "
-            f"(structure: {rep['structure_liquid_ratio']:.2f}); wall {rep['wall_time_s']:.0f} s")
-    if "stats" in rep:
-        stats = rep["stats"]
-        line += (f"\ntarget {stats['target_calls']} calls, surrogate {stats['surrogate_calls']} "
-                 f"({stats['served_fraction']:.1%}); served force error (audited) {stats['served_error']:.4f} "
-                 f"+- {stats['served_error_se']:.4f} eV/A, bound {args.error_bound}")
-    print(line + f"\nwrote {out}/")
-    return 0
+    params = dict(target=args.target, method=args.method, error_bound=args.error_bound, metric=args.metric,
+                  threshold=args.threshold, audit_fraction=args.audit_fraction, element=args.element,
+                  lattice_constant=args.lattice_constant, size=tuple(args.size), temperature=args.temperature,
+                  melt_temperature=args.melt_temperature, timestep=args.timestep,
+                  equilibrate_steps=args.equilibrate_steps, melt_steps=args.melt_steps, run_steps=args.run_steps,
+                  runs=args.runs, average_steps=args.average_steps, seed=args.seed)
+    return _run_job(SluschiJob, params, args.out, args.overwrite, args.resume, args.quiet)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -32,16 +32,23 @@ seen lately serves every call, so raising it further only delays the reaction
 when the error comes back.  An oscillation detector watches the threshold's
 swings; sustained alternation with non-shrinking amplitude halves ``gain`` and
 counts an oscillation, reported in the run statistics.
+
+What the bound is on (``bound_on``).  ``'served'``: ``eps_k`` as above, the error of
+surrogate answers.  ``'all'`` (the thesis's definition): the mean over every returned
+answer with target answers counting zero, so the law steers ``s * eps_k``, where ``s``
+is the share of the recent calls the surrogate answered (:meth:`note_answer`).
+
+Settings (bound, window, confidence, bounds, step, ``bound_on``) can change while a
+run goes on (:meth:`reconfigure`): the history is kept, trimmed to the new window.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
-
-import numpy as np
 
 __all__ = ["ThresholdController", "ControllerState"]
 
@@ -60,6 +67,7 @@ class ControllerState:
     history: list[tuple[float, float]]
     recent_u: list[float]
     steps: list[float]
+    recent_served: list[bool] = field(default_factory=list)
 
 
 class ThresholdController:
@@ -92,6 +100,8 @@ class ThresholdController:
     headroom:
         Anti-wind-up factor: T never exceeds ``headroom * max(u)`` over the
         last ``recent_calls`` calls (default ``max(50, 5 * window)``).
+    bound_on:
+        ``'served'`` (default) or ``'all'`` (see the module doc).
     """
 
     def __init__(
@@ -106,55 +116,95 @@ class ThresholdController:
         headroom: float = 1.1,
         recent_calls: int | None = None,
         confidence: float = 0.0,
+        bound_on: str = "served",
     ) -> None:
-        if not (isinstance(error_bound, (int, float)) and math.isfinite(error_bound) and error_bound > 0):
-            raise ValueError(f"error_bound must be a finite number > 0, got {error_bound!r}")
-        if not isinstance(window, (int, np.integer)) or window < 2:
-            raise ValueError(f"window must be an integer >= 2, got {window!r}")
-        if threshold_bounds is None:
-            threshold_bounds = (0.0, math.inf)
-        t_min, t_max = (float(b) for b in threshold_bounds)
-        if math.isnan(t_min) or math.isnan(t_max) or t_min < 0 or t_max <= t_min:
-            raise ValueError(f"threshold_bounds must satisfy 0 <= T_min < T_max, got {threshold_bounds!r}")
-        if threshold is not None and not (math.isfinite(threshold) and threshold >= 0):
-            raise ValueError(f"threshold must be a finite number >= 0, got {threshold!r}")
-        if max_step is not None and not (math.isfinite(max_step) and max_step > 0):
-            raise ValueError(f"max_threshold_step must be a finite number > 0, got {max_step!r}")
-        if alpha is not None and not (math.isfinite(alpha) and alpha > 0):
-            raise ValueError(f"alpha must be a finite number > 0, got {alpha!r}")
-        if not (isinstance(confidence, (int, float)) and math.isfinite(confidence) and confidence >= 0):
-            raise ValueError(f"confidence must be a finite number >= 0, got {confidence!r}")
+        threshold = _real("threshold", threshold, minimum=0.0, optional=True)
+        alpha = _real("alpha", alpha, minimum=0.0, strict=True, optional=True)
         if headroom < 1:
             raise ValueError(f"headroom must be >= 1, got {headroom!r}")
-
-        self.error_bound = float(error_bound)
-        self.window_size = int(window)
-        self.t_min, self.t_max = t_min, t_max
-        self.max_step = max_step
+        if alpha_history is not None and not (_is_int(alpha_history) and alpha_history >= 3):
+            raise ValueError(f"alpha_history must be an integer >= 3, got {alpha_history!r}")
         self.fixed_alpha = alpha
         self.headroom = float(headroom)
-        self.confidence = float(confidence)
-        n_hist = alpha_history if alpha_history is not None else max(5 * self.window_size, 20)
-        if n_hist < 3:
-            raise ValueError(f"alpha_history must be >= 3, got {alpha_history!r}")
+        self._alpha_history_arg = alpha_history
+        self._recent_calls_arg = recent_calls
+        self._window: deque[tuple[float, float]] = deque()
+        self._history: deque[tuple[float, float]] = deque()
+        self._recent_u: deque[float] = deque()
+        self._recent_served: deque[bool] = deque()
+        self._steps: deque[float] = deque(maxlen=4)
+        self.reconfigure(error_bound=error_bound, window=window, threshold_bounds=threshold_bounds,
+                         max_step=max_step, confidence=confidence, bound_on=bound_on)
 
-        self.threshold: float | None = None if threshold is None else self._clip_bounds(float(threshold))
+        self.threshold: float | None = None if threshold is None else self._clip_bounds(threshold)
         self.alpha: float | None = alpha
         self.beta = 0.0
         self.gain = 1.0
         self.oscillations = 0
         self.updates = 0
-        self._window: deque[tuple[float, float]] = deque(maxlen=self.window_size)
-        self._history: deque[tuple[float, float]] = deque(maxlen=int(n_hist))
-        n_recent = recent_calls if recent_calls is not None else max(50, 5 * self.window_size)
-        self._recent_u: deque[float] = deque(maxlen=int(n_recent))
-        self._steps: deque[float] = deque(maxlen=4)
+
+    _UNSET: Any = object()
+
+    def reconfigure(self, error_bound: float = _UNSET, window: int = _UNSET,
+                    threshold_bounds: tuple[float, float] | None = _UNSET, max_step: float | None = _UNSET,
+                    confidence: float = _UNSET, bound_on: str = _UNSET) -> None:
+        """Change settings now (all validated before any is applied).  The comparisons already
+        gathered are kept; a smaller window keeps the newest."""
+        unset = ThresholdController._UNSET
+        new = {
+            "error_bound": self.error_bound if error_bound is unset else
+            _real("error_bound", error_bound, minimum=0.0, strict=True),
+            "window": self.window_size if window is unset else window,
+            "confidence": self.confidence if confidence is unset else
+            _real("confidence", confidence, minimum=0.0),
+            "max_step": self.max_step if max_step is unset else
+            _real("max_threshold_step", max_step, minimum=0.0, strict=True, optional=True),
+            "bound_on": self.bound_on if bound_on is unset else bound_on,
+        }
+        if not (_is_int(new["window"]) and new["window"] >= 2):
+            raise ValueError(f"window must be an integer >= 2, got {new['window']!r}")
+        if new["bound_on"] not in ("served", "all"):
+            raise ValueError(f"bound_on must be 'served' or 'all', got {new['bound_on']!r}")
+        if threshold_bounds is unset:
+            t_min, t_max = self.t_min, self.t_max
+        else:
+            bounds = (0.0, math.inf) if threshold_bounds is None else tuple(threshold_bounds)
+            try:
+                t_min, t_max = (float(b) for b in bounds)
+            except (TypeError, ValueError):
+                raise ValueError(f"threshold_bounds must be two numbers (T_min, T_max), got {threshold_bounds!r}") \
+                    from None
+            if math.isnan(t_min) or math.isnan(t_max) or t_min < 0 or t_max <= t_min:
+                raise ValueError(f"threshold_bounds must satisfy 0 <= T_min < T_max, got {threshold_bounds!r}")
+
+        self.error_bound = new["error_bound"]
+        self.window_size = int(new["window"])
+        self.confidence = new["confidence"]
+        self.max_step = new["max_step"]
+        self.bound_on = new["bound_on"]
+        self.t_min, self.t_max = t_min, t_max
+        n_hist = self._alpha_history_arg if self._alpha_history_arg is not None else max(5 * self.window_size, 20)
+        n_recent = self._recent_calls_arg if self._recent_calls_arg is not None else max(50, 5 * self.window_size)
+        self._window = deque(self._window, maxlen=self.window_size)
+        self._history = deque(self._history, maxlen=int(n_hist))
+        self._recent_u = deque(self._recent_u, maxlen=int(n_recent))
+        self._recent_served = deque(self._recent_served, maxlen=max(100, 10 * self.window_size))
+        if getattr(self, "threshold", None) is not None:
+            self.threshold = self._clip_bounds(self.threshold)
 
     # ------------------------------------------------------------------ inputs
     def note_uncertainty(self, u: float) -> None:
         """Record the uncertainty of any call (served or not): feeds anti-wind-up."""
         if math.isfinite(u):
             self._recent_u.append(float(u))
+
+    def set_threshold(self, threshold: float) -> None:
+        """Put T at ``threshold`` (clipped to the bounds) now, as a user's ``set(threshold=...)`` asks."""
+        self.threshold = self._clip_bounds(_real("threshold", threshold, minimum=0.0))
+
+    def note_answer(self, served: bool) -> None:
+        """Record who answered a call (surrogate or target): ``bound_on='all'`` steers on the share."""
+        self._recent_served.append(bool(served))
 
     def observe(self, u: float, error: float) -> None:
         """Add one comparison (uncertainty, error of the surrogate against the target)."""
@@ -195,6 +245,20 @@ class ThresholdController:
         return self.window_error + self.confidence * self.window_error_se
 
     @property
+    def served_share(self) -> float:
+        """Share of the recent calls the surrogate answered (0 before any call)."""
+        n = len(self._recent_served)
+        return sum(self._recent_served) / n if n else 0.0
+
+    @property
+    def measured_error(self) -> float:
+        """``eps_k`` as the law compares it with the bound: :attr:`controlled_error`, scaled by the
+        recent served share when the bound is on all returned answers."""
+        if self.bound_on == "all":
+            return self.served_share * self.controlled_error
+        return self.controlled_error
+
+    @property
     def window_full(self) -> bool:
         return len(self._window) == self.window_size
 
@@ -206,8 +270,7 @@ class ThresholdController:
     def update(self, measured_error: float | None = None) -> float | None:
         """One control step; returns the new threshold (``None`` while starting up).
 
-        ``measured_error`` overrides :attr:`controlled_error` (the calculator
-        passes a rescaled figure when the bound is on all returned results).
+        ``measured_error`` overrides :attr:`measured_error` (for tests of the law alone).
         """
         scale = self._scale()
         self._estimate_alpha(scale)
@@ -218,7 +281,7 @@ class ThresholdController:
             self.threshold = self._clip_bounds(max(t0, 0.0))
             return self.threshold
 
-        eps = self.controlled_error if measured_error is None else float(measured_error)
+        eps = self.measured_error if measured_error is None else float(measured_error)
         if not math.isfinite(eps):
             return self.threshold
         alpha = self.alpha if self.alpha is not None else self._alpha_floor(scale)
@@ -307,6 +370,14 @@ class ThresholdController:
             self.gain = max(self.gain * 0.5, 1.0 / 64)
             self._steps.clear()
 
+    def summary(self) -> dict[str, Any]:
+        """What the run statistics show of the controller."""
+        nan = math.nan
+        return {"window_error": self.window_error, "controlled_error": self.controlled_error,
+                "threshold": nan if self.threshold is None else self.threshold,
+                "alpha": nan if self.alpha is None else self.alpha, "gain": self.gain,
+                "oscillations": self.oscillations}
+
     # ------------------------------------------------------------ persistence
     def state(self) -> ControllerState:
         return ControllerState(
@@ -320,6 +391,7 @@ class ThresholdController:
             history=list(self._history),
             recent_u=list(self._recent_u),
             steps=list(self._steps),
+            recent_served=list(self._recent_served),
         )
 
     def load_state(self, state: ControllerState | dict[str, Any]) -> None:
@@ -335,3 +407,21 @@ class ThresholdController:
         self._history = deque((tuple(p) for p in state.history), maxlen=self._history.maxlen)
         self._recent_u = deque(state.recent_u, maxlen=self._recent_u.maxlen)
         self._steps = deque(state.steps, maxlen=4)
+        self._recent_served = deque((bool(x) for x in state.recent_served), maxlen=self._recent_served.maxlen)
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+def _real(name: str, value: Any, minimum: float, strict: bool = False, optional: bool = False) -> float | None:
+    """``value`` as a finite float >= ``minimum`` (> with ``strict``); numpy scalars welcome."""
+    if value is None and optional:
+        return None
+    relation = ">" if strict else ">="
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a finite number {relation} {minimum:g}, got {value!r}")
+    v = float(value)
+    if not math.isfinite(v) or v < minimum or (strict and v == minimum):
+        raise ValueError(f"{name} must be a finite number {relation} {minimum:g}, got {value!r}")
+    return v

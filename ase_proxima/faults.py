@@ -1,132 +1,34 @@
-"""What a ProximaCalculator does when its target or surrogate misbehaves.
+"""A calculator that fails the way real targets do, on purpose: for testing a run's resilience.
 
-* The target raises: its exception reaches the user unchanged, after ``retries`` further
-  attempts if the user asked for them; nothing from the failed call is stored or logged.
-* The target returns NaN or inf: :class:`TargetError` (never stored, never returned).
-* The target hangs: with a timeout, :class:`TargetTimeout` after that many seconds.  It uses
-  ``SIGALRM``, so it needs the main thread, and it interrupts Python code only: a C extension
-  inside one long call is interrupted when it returns to Python.
-* The surrogate predicts NaN, inf, or energies or forces far outside what it was trained on:
-  the call goes to the target and ``stats['refusals']`` counts it (see
-  :func:`implausible`).
+:class:`FaultInjector` wraps any ASE calculator and, on chosen or random calls, raises (an
+SCF that does not converge), returns NaN (all of it, or only the forces), returns an absurd
+but finite energy, or hangs.  How a ProximaCalculator copes with each is in
+:mod:`ase_proxima.target_call` (the target's faults) and :mod:`ase_proxima.training`
+(absurd answers); the project's soak benchmark and fault tests use this class.
 """
 from __future__ import annotations
 
 import math
-import signal
-import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
-__all__ = ["TargetError", "TargetTimeout", "call_with_timeout", "non_finite", "TrainingRange", "implausible",
-           "FaultInjector"]
-
-T = TypeVar("T")
-
-
-class TargetError(RuntimeError):
-    """The target gave no usable answer (non-finite results, a timeout)."""
-
-
-class TargetTimeout(TargetError, TimeoutError):
-    """The target did not answer within the calculator's ``target_timeout``."""
-
-
-def call_with_timeout(fn: Callable[[], T], seconds: float | None) -> T:
-    """``fn()``, interrupted with :class:`TargetTimeout` after ``seconds`` (None: no limit)."""
-    if seconds is None:
-        return fn()
-    if threading.current_thread() is not threading.main_thread():
-        raise RuntimeError("target_timeout works in the main thread only (it uses SIGALRM)")
-
-    def expire(signum, frame):
-        raise TargetTimeout(f"the target did not answer within {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        return fn()
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-def non_finite(results: Mapping[str, Any], names: Sequence[str] | None = None) -> list[str]:
-    """Names of the numeric results (of ``names``, default all) holding NaN or inf."""
-    bad = []
-    for k in names if names is not None else list(results):
-        if k not in results:
-            continue
-        try:
-            values = np.asarray(results[k], float)
-        except (TypeError, ValueError):
-            continue  # not numeric
-        if not np.all(np.isfinite(values)):
-            bad.append(k)
-    return bad
-
-
-class TrainingRange:
-    """Per-atom energies and force magnitudes seen in training, to refuse absurd predictions."""
-
-    def __init__(self) -> None:
-        self.e_min = math.inf
-        self.e_max = -math.inf
-        self.f_max = 0.0
-        self.count = 0
-
-    def add(self, results: Mapping[str, Any], natoms: int) -> None:
-        if "energy" in results and natoms:
-            e = float(results["energy"]) / natoms
-            self.e_min, self.e_max = min(self.e_min, e), max(self.e_max, e)
-        if "forces" in results:
-            f = np.asarray(results["forces"], float)
-            if f.size:
-                self.f_max = max(self.f_max, float(np.sqrt((f ** 2).sum(axis=1)).max()))
-        self.count += 1
-
-
-#: how far outside the training range a prediction may go, in units of that range (with floors
-#: of 0.1 eV per atom and 1 eV/A so that a narrow early training set does not refuse everything)
-PLAUSIBLE_MARGIN = 1.0
-
-
-def implausible(results: Mapping[str, Any], natoms: int, seen: TrainingRange) -> str | None:
-    """Why a surrogate answer is implausible, or ``None``: an energy per atom beyond the training
-    range by more than one training spread (at least 0.1 eV), or a force larger than three
-    times the largest trained force (and 1 eV/A more)."""
-    if seen.count == 0 or not natoms:
-        return None
-    if "energy" in results and math.isfinite(seen.e_min):
-        e = float(results["energy"]) / natoms
-        margin = max(PLAUSIBLE_MARGIN * (seen.e_max - seen.e_min), 0.1)
-        if not seen.e_min - margin <= e <= seen.e_max + margin:
-            return (f"energy {e:.4g} eV/atom outside the trained {seen.e_min:.4g} .. {seen.e_max:.4g} "
-                    f"(+- {margin:.3g})")
-    if "forces" in results and seen.f_max > 0:
-        f = np.asarray(results["forces"], float)
-        if f.size:
-            fmax = float(np.sqrt((f ** 2).sum(axis=1)).max())
-            limit = 3.0 * seen.f_max + 1.0
-            if fmax > limit:
-                return f"force {fmax:.3g} eV/A above {limit:.3g} (3x the largest trained, plus 1)"
-    return None
+__all__ = ["FaultInjector"]
 
 
 class FaultInjector(Calculator):
     """An ASE calculator that passes every call to ``target`` and, on chosen or random calls,
-    fails the way real targets do: raises (an SCF that does not converge), returns NaN, or hangs.
+    fails: ``'raise'``, ``'nan'`` (energy and forces), ``'nan_forces'`` (forces only, as a
+    side result of an energy call), ``'absurd'`` (a finite energy of 1e30 eV) or ``'hang'``.
 
-    For testing a run's resilience (the project's soak benchmark uses it).  ``rate``: chance per
-    call of a fault, drawn among ``kinds``; ``on_calls``: ``{call number (1-based): kind}``.
-    ``injected`` counts the faults of each kind.
+    ``rate``: chance per call of a fault, drawn among ``kinds``; ``on_calls``:
+    ``{call number (1-based): kind}``.  ``injected`` counts the faults of each kind.  Its name
+    and parameters are the target's, so a run store sees the target it stands for.
     """
 
-    KINDS = ("raise", "nan", "hang")
+    KINDS = ("raise", "nan", "nan_forces", "absurd", "hang")
 
     def __init__(self, target: Calculator, rate: float = 0.0, kinds: Sequence[str] = ("raise", "nan"),
                  on_calls: Mapping[int, str] | None = None, hang_seconds: float = 3600.0,
@@ -163,5 +65,21 @@ class FaultInjector(Calculator):
         self.results = {k: (np.array(v) if isinstance(v, np.ndarray) else v) for k, v in self.target.results.items()}
         if kind == "nan":
             self.results["energy"] = math.nan
-            if "forces" in self.results:
-                self.results["forces"] = np.full_like(self.results["forces"], math.nan)
+        if kind == "absurd":
+            self.results["energy"] = 1e30
+        if kind in ("nan", "absurd", "nan_forces") and "free_energy" in self.results:
+            self.results["free_energy"] = self.results["energy"]
+        if kind in ("nan", "nan_forces") and "forces" in self.results:
+            self.results["forces"] = np.full_like(self.results["forces"], math.nan)
+
+    def _get_name(self) -> str:
+        return self.target.name
+
+    def todict(self, skip_default: bool = True) -> dict:
+        todict = getattr(self.target, "todict", None)
+        if todict is None:
+            return {}
+        try:
+            return todict(skip_default=skip_default)
+        except TypeError:
+            return todict()

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-__all__ = ["METRICS", "metric_properties", "compute_error", "reduce_spread"]
+__all__ = ["METRICS", "UNITS", "metric_properties", "compute_error", "reduce_spread"]
 
 
 def _energy(a: Mapping, b: Mapping, natoms: int) -> float:
@@ -43,6 +43,9 @@ METRICS: dict[str, Callable[[Mapping, Mapping, int], float]] = {
     "forces_max": _forces_max,
     "forces_mean": _forces_mean,
 }
+
+#: the unit of each metric's error
+UNITS = {"energy": "eV", "energy_per_atom": "eV/atom", "forces_max": "eV/A", "forces_mean": "eV/A"}
 
 _NEEDS = {
     "energy": ("energy",),

@@ -11,12 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from .store import CallLog
+from .calllog import CallLog
 
 __all__ = ["plot_run"]
 
 _COLOURS = {"target": "tab:red", "surrogate": "tab:green", "audit": "tab:blue"}
-_TIME_PARTS = ("target", "surrogate", "uncertainty", "training", "controller")
+_TIME_PARTS = ("target", "surrogate", "uncertainty", "training", "controller", "store")
 
 
 def plot_run(log: CallLog, error_bound: float, path: str | os.PathLike, title: str = "",
@@ -92,7 +92,8 @@ def plot_run(log: CallLog, error_bound: float, path: str | os.PathLike, title: s
     if timing:
         ax = axes[3]
         values = [float(stats.get(f"time_{k}", 0.0)) for k in _TIME_PARTS]
-        ax.barh(list(_TIME_PARTS), values, color=["tab:red", "tab:green", "tab:gray", "tab:purple", "tab:brown"])
+        ax.barh(list(_TIME_PARTS), values, color=["tab:red", "tab:green", "tab:gray", "tab:purple", "tab:brown",
+                                                  "tab:olive"])
         total = float(stats.get("time_total", 0.0)) or sum(values)
         for y, v in enumerate(values):
             ax.text(v, y, f" {v:.3g} s ({v / total:.0%})" if total else f" {v:.3g} s", va="center", fontsize=8)

@@ -72,8 +72,8 @@ def _cell(v: Any) -> str:
 
 def report_run(run: str | os.PathLike) -> list[Path]:
     """``report.png`` and ``report.html`` in the run directory."""
+    from .calllog import CallLog
     from .plots import plot_run
-    from .store import CallLog
 
     run = Path(run)
     rep = json.loads((run / "stats.json").read_text())

@@ -1,115 +1,77 @@
-"""Persistence of a Proxima run: training data, the per-call log, the controller state.
+"""Persistence of a Proxima run: a directory that loses nothing and runs nothing it finds.
 
 A store is a directory:
 
-``training.db``  every target result (structure + energy/forces/stress) in an
-                 ``ase.db`` SQLite database, written as soon as the target
-                 returns, so a crash loses no target work;
-``calls.csv``    the per-call log, one flushed line per call;
-``state.json``   controller, counters and random state after the latest call,
-                 replaced atomically, so a run can resume where it stopped;
-``models.pkl``   the fitted surrogate and uncertainty after the latest fit, so a
-                 resumed run predicts bit for bit as the original would have.
+``training.db``   every target result (structure + energy/forces/stress) in an ``ase.db``
+                  SQLite database (or rows on a PostgreSQL server), written as soon as the
+                  target returns, so a crash loses no target work;
+``calls.csv``     the per-call log, one flushed line per call, only ever appended to
+                  (:mod:`.calllog` reads it back; a torn last line is cut off on opening);
+``state.json``    the :class:`~ase_proxima.runstate.RunState` as of a recent call, written by
+                  the calculator every ``checkpoint_every`` calls (and on ``close``), atomically;
+``models.json`` + ``models.npz``  the fitted surrogate as arrays plus JSON, loaded with
+                  ``allow_pickle=False`` (a family that cannot be written so is refitted
+                  from ``training.db``);
+``store.json``    what the data mean (the fingerprint: target and its parameters, error
+                  metric, surrogate family, species), the run's key, and every change of
+                  the control settings;
+``lock``          held by the process that writes (see :mod:`.locking`).
+
+Nothing in a store is unpickled: a ``models.pkl`` left by an older version is ignored.
 """
 
 from __future__ import annotations
 
-import csv
+import hashlib
 import json
+import logging
 import os
-import pickle
+import shutil
+import tempfile
+import uuid
+import zipfile
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from ase import Atoms
+from ase.calculators.calculator import CalculatorSetupError
 from ase.calculators.singlepoint import SinglePointCalculator
 
-__all__ = ["CallLog", "RunStore", "LOG_COLUMNS", "training_row"]
+from .calllog import LOG_COLUMNS, CallLog, format_record, read_log_csv
+from .locking import DirectoryLock
+from .runstate import RunState
+from .surrogates.base import FittedState
 
-#: columns of the per-call log, in order
-LOG_COLUMNS: tuple[str, ...] = (
-    "step",
-    "kind",
-    "reason",
-    "uncertainty",
-    "threshold",
-    "alpha",
-    "error",
-    "n_fitted",
-    "t_target",
-    "t_surrogate",
-    "t_uncertainty",
-    "t_training",
-    "t_controller",
-    "t_total",
-)
+__all__ = ["RunStore", "StoreMismatch", "CallLog", "LOG_COLUMNS", "training_row", "atomic_write", "run_fingerprint"]
+
+log = logging.getLogger("ase_proxima")
 
 _STORED_PROPERTIES = ("energy", "free_energy", "forces", "stress", "dipole", "charges", "magmom", "magmoms")
+STORE_FORMAT = 2
 
 
-class CallLog:
-    """The per-call record of a run: a list of dicts with :data:`LOG_COLUMNS` keys.
+class StoreMismatch(CalculatorSetupError, ValueError):
+    """A store holds data that mean something else than this run would add (another target,
+    metric, surrogate family or set of species)."""
 
-    ``kind`` is ``target`` (the target answered), ``surrogate`` (the surrogate
-    answered) or ``audit`` (the gate allowed the surrogate, the target ran as a
-    random check and answered).  ``error`` is the surrogate-vs-target error
-    where both ran, else NaN.  ``n_fitted`` is the number of target results the
-    surrogate had been fitted on when it made this call's prediction.
-    """
 
-    def __init__(self, records: Sequence[Mapping[str, Any]] = ()) -> None:
-        self.records: list[dict[str, Any]] = [dict(r) for r in records]
-
-    def append(self, record: Mapping[str, Any]) -> None:
-        self.records.append(dict(record))
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        return iter(self.records)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        return self.records[i]
-
-    def column(self, name: str) -> np.ndarray:
-        """One column as an array (NaN where missing)."""
-        if name == "kind" or name == "reason":
-            return np.array([r.get(name) for r in self.records], dtype=object)
-        return np.array([_as_float(r.get(name)) for r in self.records], float)
-
-    def to_dataframe(self):
-        """A pandas DataFrame (pandas is an optional dependency)."""
-        import pandas as pd
-
-        return pd.DataFrame(self.records, columns=list(LOG_COLUMNS))
-
-    def to_csv(self, path: str | os.PathLike) -> None:
-        with open(path, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=LOG_COLUMNS, extrasaction="ignore")
-            writer.writeheader()
-            for r in self.records:
-                writer.writerow(r)
-
-    @classmethod
-    def read_csv(cls, path: str | os.PathLike) -> CallLog:
-        with open(path, newline="") as fh:
-            rows = list(csv.DictReader(fh))
-        out = []
-        for r in rows:
-            rec: dict[str, Any] = {}
-            for k in LOG_COLUMNS:
-                v = r.get(k, "")
-                if k in ("kind", "reason"):
-                    rec[k] = v or None
-                elif k in ("step", "n_fitted"):
-                    rec[k] = int(v)
-                else:
-                    rec[k] = _as_float(v)
-            out.append(rec)
-        return cls(out)
+def atomic_write(path: Path, data: bytes, sync: bool = True) -> None:
+    """Write ``path`` whole or not at all: a uniquely named temporary file beside it, then rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            if sync:
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 class _DatabaseLock:
@@ -142,12 +104,6 @@ class _DatabaseLock:
             self.con.close()
 
 
-def _as_float(v: Any) -> float:
-    if v is None or v == "":
-        return float("nan")
-    return float(v)
-
-
 def training_row(atoms: Atoms, results: Mapping[str, Any]) -> Atoms:
     """A copy of ``atoms`` carrying ``results`` in a SinglePointCalculator (what ase.db stores)."""
     copy = atoms.copy()
@@ -155,39 +111,102 @@ def training_row(atoms: Atoms, results: Mapping[str, Any]) -> Atoms:
     return copy
 
 
-class RunStore:
-    """A run directory holding training data (ase.db), the call log (CSV) and the state (JSON).
+def run_fingerprint(target: Any, error_metric: str, surrogate: Any = None) -> dict[str, Any]:
+    """What a run's data mean: the target (its name and every parameter), the error metric, and
+    the surrogate family once known; ``target_key`` names the target in database rows."""
+    from .surrogates.defaults import surrogate_family
+    from .training import plain
 
-    ``database``: an ase.db URL for the training data instead of the run's own SQLite file,
-    e.g. ``postgresql://user:password@host:5432/proxima``, so that many runs and workers write
-    to one server.  Rows then carry ``run=<run>`` (default: the directory's name) and
-    :meth:`training` reads this run's rows, or every run's with ``shared=True``: a
-    ProximaCalculator opened on a ``shared`` store warm-starts from every worker's target
-    results (resuming such a run refits on them, so its decisions are not bit-identical).
+    try:
+        params = target.todict(skip_default=False)
+    except TypeError:
+        params = target.todict()
+    except AttributeError:
+        params = {}
+    described = {"name": target.name, "parameters": plain(params)}
+    key = hashlib.sha1(json.dumps(described, sort_keys=True).encode()).hexdigest()[:16]
+    return {"target": described, "target_key": key, "error_metric": error_metric,
+            "surrogate": surrogate_family(surrogate) if surrogate is not None else None}
+
+
+def fingerprint_differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """What differs between two fingerprints, one phrase each (keys missing on either side are
+    not compared: a surrogate family is known only once chosen)."""
+    out = []
+    for key in ("target", "error_metric", "surrogate"):
+        a, b = stored.get(key), current.get(key)
+        if a is not None and b is not None and a != b:
+            out.append(f"{key}: the store has {_short(a)}, this run {_short(b)}")
+    return out
+
+
+def _short(v: Any) -> str:
+    text = json.dumps(v, sort_keys=True, default=str)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+class RunStore:
+    """A run directory (see the module doc).
+
+    Parameters
+    ----------
+    path:
+        The directory (created).
+    database:
+        An ase.db URL for the training data instead of the run's own SQLite file, e.g.
+        ``postgresql://user:password@host:5432/proxima``, so that many runs and workers write
+        to one server.  Rows carry ``run=<run key>``; :meth:`training` reads this run's rows,
+        or with ``shared=True`` every run's rows made with the same target.
+    run:
+        The run key of the rows.  Default: a key made when the directory is first used (the
+        directory's name and a random suffix), kept in ``store.json``, so two stores never
+        share rows unless the user names one key for both.
+    shared:
+        Warm-start from every run's rows (with the same target) on the database.
+    readonly:
+        Open for reading only: no lock, nothing written (reports, annotations, a look at a
+        running store).
     """
 
     def __init__(self, path: str | os.PathLike, database: str | None = None, run: str | None = None,
-                 shared: bool = False) -> None:
+                 shared: bool = False, readonly: bool = False) -> None:
         import ase.db
 
         self.path = Path(path)
         if self.path.exists() and not self.path.is_dir():
             raise ValueError(f"store must be a directory, {self.path} is a file")
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.log_path = self.path / "calls.csv"
-        self.state_path = self.path / "state.json"
-        self.models_path = self.path / "models.pkl"
+        if readonly and not self.path.is_dir():
+            raise FileNotFoundError(f"no store at {self.path}")
+        self.readonly = bool(readonly)
         self.database = database
         self.shared = bool(shared)
+        self.log_path = self.path / "calls.csv"
+        self.state_path = self.path / "state.json"
+        self.meta_path = self.path / "store.json"
+        self._lock: DirectoryLock | None = None
+        self._log_fh = None
+        if not readonly:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._lock = DirectoryLock(self.path, "run store")
+        self.meta = self._read_meta()
+        if (self.path / "models.pkl").exists():
+            log.warning("%s: models.pkl (an older store format) is ignored: pickles found in a store are never "
+                        "loaded; models are refitted from training.db", self.path)
+        if run is not None:
+            self.meta["run"] = run
+        elif "run" not in self.meta:
+            self.meta["run"] = f"{self.path.resolve().name}-{uuid.uuid4().hex[:12]}"
+        self.run = self.meta["run"]
         if database is None:
             self.db_path: Path | None = self.path / "training.db"
-            self.run = run
-            self.db = ase.db.connect(str(self.db_path), type="db", append=True)
+            if readonly and not self.db_path.exists():
+                self.db = None
+            else:
+                self.db = ase.db.connect(str(self.db_path), type="db", append=True)
         else:
             if not database.startswith(("postgresql://", "postgres://")):
                 raise ValueError(f"database must be a postgresql:// URL, got {database!r}")
             self.db_path = None
-            self.run = run if run is not None else self.path.resolve().name
             try:
                 self.db = ase.db.connect(database, type="postgresql", append=True)
             except ImportError as err:
@@ -195,79 +214,257 @@ class RunStore:
                                   f"'ase-proxima[cluster]'): {err}") from err
             with _DatabaseLock(database):
                 self.db.count()  # ase.db creates its tables on first use
+        if not readonly:
+            self._write_meta()
+            self._repair_log()
+
+    # ----------------------------------------------------------- lifecycle
+    def close(self) -> None:
+        """Release the directory (the lock and the log file)."""
+        if self._log_fh is not None:
+            self._log_fh.close()
+            self._log_fh = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._lock is None
+
+    def _writable(self) -> None:
+        if self.readonly:
+            raise PermissionError(f"{self.path} was opened read-only")
+        if self._lock is None:
+            raise PermissionError(f"{self.path} has been closed")
+
+    @classmethod
+    @contextmanager
+    def snapshot(cls, path: str | os.PathLike) -> Iterator[RunStore]:
+        """A new store written into a temporary directory beside ``path`` that replaces ``path``
+        (whole) when the block ends without an error."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            store = cls(tmp)
+            yield store
+            store.close()
+            if path.exists():
+                old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
+                os.replace(path, old)
+                os.replace(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    # ---------------------------------------------------------------- meta
+    def _read_meta(self) -> dict[str, Any]:
+        if not self.meta_path.exists():
+            return {}
+        meta = json.loads(self.meta_path.read_text())
+        if meta.get("format", STORE_FORMAT) > STORE_FORMAT:
+            raise ValueError(f"{self.path} was written by a newer ase-proxima (store format {meta['format']})")
+        return meta
+
+    def _write_meta(self) -> None:
+        self.meta["format"] = STORE_FORMAT
+        atomic_write(self.meta_path, json.dumps(self.meta, indent=1, sort_keys=True).encode(), sync=False)
+
+    @property
+    def fingerprint(self) -> dict[str, Any]:
+        """What the stored data mean (empty for a new store)."""
+        return dict(self.meta.get("fingerprint", {}))
+
+    def check_fingerprint(self, fingerprint: Mapping[str, Any]) -> None:
+        """Raise :class:`StoreMismatch` naming every difference between the store's data and a run
+        with ``fingerprint`` (a store without data matches anything)."""
+        diffs = fingerprint_differences(self.fingerprint, fingerprint)
+        if diffs and self.has_data():
+            raise StoreMismatch(f"{self.path} holds data of another kind of run ({'; '.join(diffs)}); "
+                                f"use another store directory")
+
+    def claim(self, fingerprint: Mapping[str, Any]) -> None:
+        """Check that this run's ``fingerprint`` matches the store's, then record it.  A store
+        with data made otherwise raises :class:`StoreMismatch` naming every difference."""
+        self._writable()
+        self.check_fingerprint(fingerprint)
+        stored = self.fingerprint
+        merged = {**stored, **{k: v for k, v in fingerprint.items() if v is not None}}
+        merged["species"] = sorted(set(stored.get("species", [])) | set(fingerprint.get("species", [])))
+        if merged != stored:
+            self.meta["fingerprint"] = merged
+            self._write_meta()
+
+    def check_species(self, symbols: Sequence[str], resuming: bool) -> None:
+        """Record a structure's elements.  On the first call of a reopened store with data
+        (``resuming``) they must be elements the data already hold, else :class:`StoreMismatch`
+        (methane data reopened for a water run); later calls may bring new ones."""
+        stored = set(self.fingerprint.get("species", []))
+        new = sorted(set(symbols) - stored)
+        if resuming and stored and new and self.has_data():
+            raise StoreMismatch(f"{self.path} holds data for species {sorted(stored)}; this run's first structure "
+                                f"has {sorted(set(symbols))}; use another store directory")
+        if new:
+            self.claim({"species": new})
+
+    def record_settings(self, settings: Mapping[str, Any], step: int) -> dict[str, tuple[Any, Any]]:
+        """Record the control settings in effect; returns (and logs) what changed since the last
+        recorded ones."""
+        self._writable()
+        settings = json.loads(json.dumps(dict(settings), default=str))
+        previous = self.meta.get("settings")
+        changed = {} if previous is None else {
+            k: (previous.get(k), v) for k, v in settings.items() if previous.get(k) != v}
+        if previous is None or changed:
+            self.meta["settings"] = settings
+            if changed:
+                self.meta.setdefault("settings_history", []).append(
+                    {"step": step, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                     "changed": {k: list(v) for k, v in changed.items()}})
+                log.warning("%s: control settings changed on reopening at step %d, now in effect: %s", self.path,
+                            step, ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()))
+            self._write_meta()
+        return changed
 
     # ------------------------------------------------------------- training
-    def add_training(self, atoms: Atoms, results: Mapping[str, Any], **keys: Any) -> int:
-        """Persist one target result; returns its row id."""
-        if self.run is not None:
-            keys = {**keys, "run": self.run}
+    def add_training(self, atoms: Atoms, results: Mapping[str, Any], absurd: bool = False, **keys: Any) -> int:
+        """Persist one target result (``absurd``: kept, but never trained on); returns its row id."""
+        self._writable()
+        keys = {**keys, "run": self.run}
+        target = self.fingerprint.get("target_key")
+        if target is not None:
+            keys["target"] = target
+        if absurd:
+            keys["absurd"] = True
+        row = training_row(atoms, results)
         if self.database is None:
-            return self.db.write(training_row(atoms, results), key_value_pairs=keys)
+            return self.db.write(row, key_value_pairs=keys)
         with _DatabaseLock(self.database):
-            return self.db.write(training_row(atoms, results), key_value_pairs=keys)
+            return self.db.write(row, key_value_pairs=keys)
 
-    def training(self, shared: bool | None = None) -> list[tuple[Atoms, dict[str, Any]]]:
-        """This run's stored target results in insertion order; every run's with ``shared``
-        (default: the store's ``shared`` flag)."""
-        out = []
+    def _rows(self, shared: bool | None, newest: int | None = None) -> Iterator[Any]:
+        """ase.db rows, oldest first: the run's own, or every run's made with this target (or by
+        code that did not say which target) when ``shared``; the newest ``newest`` rows only."""
         shared = self.shared if shared is None else shared
-        query = {} if shared or self.run is None else {"run": self.run}
-        for row in self.db.select(sort="id", **query):
-            atoms = row.toatoms()
-            res = {k: row.get(k) for k in _STORED_PROPERTIES if row.get(k) is not None}
-            out.append((atoms, res))
-        return out
+        if self.database is not None and shared:
+            mine = self.fingerprint.get("target_key")
+            rows = [r for r in self.db.select(sort="id") if r.get("target") in (None, mine)]
+            yield from (rows if newest is None else rows[len(rows) - newest:] if newest else [])
+            return
+        query = {"run": self.run} if self.database is not None else {}
+        if newest is None:
+            yield from self.db.select(sort="id", **query)
+        elif newest:
+            yield from list(self.db.select(sort="-id", limit=newest, **query))[::-1]
+
+    def training(self, shared: bool | None = None, newest: int | None = None) -> list[tuple[Atoms, dict[str, Any]]]:
+        """Stored training points (target results but absurd ones), oldest first: this run's, or
+        with ``shared`` (default: the store's flag) every run's made with this target; ``newest``:
+        only that many of the newest."""
+        if self.db is None:
+            return []
+        extra = 0 if newest is None else self.training_count(shared) - self.point_count(shared)
+        out = [(row.toatoms(), {k: row.get(k) for k in _STORED_PROPERTIES if row.get(k) is not None})
+               for row in self._rows(shared, None if newest is None else newest + extra) if not row.get("absurd")]
+        return out if newest is None else out[len(out) - newest:] if newest else []
 
     def training_count(self, shared: bool | None = None) -> int:
-        shared = self.shared if shared is None else shared
-        return self.db.count() if shared or self.run is None else self.db.count(run=self.run)
+        """Rows stored (absurd ones included: one per successful target call)."""
+        if self.db is None:
+            return 0
+        if self.database is not None and (self.shared if shared is None else shared):
+            return sum(1 for _ in self._rows(shared))
+        return self.db.count(**({"run": self.run} if self.database is not None else {}))
+
+    def point_count(self, shared: bool | None = None) -> int:
+        """Training points stored (rows but absurd ones)."""
+        if self.db is None:
+            return 0
+        if self.database is not None and (self.shared if shared is None else shared):
+            return sum(1 for r in self._rows(shared) if not r.get("absurd"))
+        absurd = self.db.count(absurd=1, **({"run": self.run} if self.database is not None else {}))
+        return self.training_count(shared) - absurd
+
+    def has_data(self) -> bool:
+        return self.training_count(shared=False) > 0 or self.state_path.exists()
 
     # ------------------------------------------------------------------- log
+    def _repair_log(self) -> None:
+        """Cut a torn last line (a writer killed mid-line) so the next record starts on its own line."""
+        if not self.log_path.exists() or self.log_path.stat().st_size == 0:
+            return
+        with open(self.log_path, "rb+") as fh:
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) == b"\n":
+                return
+            data = fh.seek(0) or fh.read()
+            keep = data.rfind(b"\n") + 1
+            log.warning("%s: dropped a torn last line of the call log: %r", self.log_path, data[keep:][:60])
+            fh.truncate(keep)
+
     def append_log(self, record: Mapping[str, Any]) -> None:
-        new = not self.log_path.exists() or self.log_path.stat().st_size == 0
-        with open(self.log_path, "a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=LOG_COLUMNS, extrasaction="ignore")
+        self._writable()
+        if self._log_fh is None:
+            new = not self.log_path.exists() or self.log_path.stat().st_size == 0
+            self._log_fh = open(self.log_path, "a", newline="")
             if new:
-                writer.writeheader()
-            writer.writerow(record)
-            fh.flush()
+                self._log_fh.write(",".join(LOG_COLUMNS) + "\n")
+        self._log_fh.write(format_record(record))
+        self._log_fh.flush()
 
-    def read_log(self) -> CallLog:
+    def read_log(self, maxlen: int | None = None) -> CallLog:
+        """The call log (the newest ``maxlen`` records, default all)."""
         if not self.log_path.exists():
-            return CallLog()
-        return CallLog.read_csv(self.log_path)
-
-    def truncate_log(self, n_records: int) -> None:
-        """Keep the first ``n_records`` log lines (drops lines written after the saved state)."""
-        log = self.read_log()
-        if len(log) > n_records:
-            CallLog(log.records[:n_records]).to_csv(self.log_path)
+            return CallLog(maxlen=maxlen)
+        return CallLog(read_log_csv(self.log_path), maxlen=maxlen)
 
     # ----------------------------------------------------------------- state
-    def write_state(self, state: Mapping[str, Any]) -> None:
-        tmp = self.state_path.with_suffix(".json.tmp")
-        with open(tmp, "w") as fh:
-            json.dump(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.state_path)
+    def write_state(self, state: RunState) -> None:
+        self._writable()
+        atomic_write(self.state_path, state.to_json().encode())
 
-    def read_state(self) -> dict[str, Any] | None:
+    def read_state(self) -> RunState | None:
         if not self.state_path.exists():
             return None
-        with open(self.state_path) as fh:
-            return json.load(fh)
+        return RunState.from_json(self.state_path.read_text())
 
     # ---------------------------------------------------------------- models
-    def write_models(self, models: Any, n_fitted: int) -> None:
-        """Persist fitted models with the training-set size they were fitted on."""
-        tmp = self.models_path.with_suffix(".pkl.tmp")
-        with open(tmp, "wb") as fh:
-            pickle.dump({"n_fitted": n_fitted, "models": models}, fh)
-        os.replace(tmp, self.models_path)
+    def write_models(self, family: str, params: Mapping[str, Any], n_fitted: int, state: FittedState) -> None:
+        """Persist a fitted surrogate as arrays (``models.npz``) and JSON (``models.json``)."""
+        self._writable()
+        import io
 
-    def read_models(self) -> dict[str, Any] | None:
-        if not self.models_path.exists():
+        buf = io.BytesIO()
+        np.savez(buf, _n_fitted=np.array(n_fitted), **{k: np.asarray(v) for k, v in state.arrays.items()})
+        atomic_write(self.path / "models.npz", buf.getvalue(), sync=False)
+        meta = {"family": family, "params": json.loads(json.dumps(dict(params), default=str)),
+                "n_fitted": n_fitted, "meta": state.meta, "arrays": sorted(state.arrays)}
+        atomic_write(self.path / "models.json", json.dumps(meta).encode())
+
+    def read_models(self) -> tuple[dict[str, Any], FittedState] | None:
+        """``(description, fitted state)`` of the last written model, or ``None``; plain data only."""
+        meta_path, npz_path = self.path / "models.json", self.path / "models.npz"
+        if not (meta_path.exists() and npz_path.exists()):
             return None
-        with open(self.models_path, "rb") as fh:
-            return pickle.load(fh)
+        try:
+            meta = json.loads(meta_path.read_text())
+            with np.load(npz_path, allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        except (ValueError, OSError, zipfile.BadZipFile) as err:  # object arrays, a torn or foreign file
+            log.warning("%s: the stored model is not plain data and is ignored (%s); it will be refitted",
+                        self.path, err)
+            return None
+        n_fitted = arrays.pop("_n_fitted", None)
+        if n_fitted is None or int(n_fitted) != meta["n_fitted"] or sorted(arrays) != meta["arrays"]:
+            return None  # the two files come from different fits (a kill in between): refit instead
+        return meta, FittedState(arrays, meta["meta"])

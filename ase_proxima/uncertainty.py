@@ -25,7 +25,7 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import RobustScaler
 
 from .metrics import metric_properties, reduce_spread
-from .surrogates.base import Prediction
+from .surrogates.base import FitError, Prediction
 
 __all__ = ["Uncertainty", "DistanceUncertainty", "EnsembleUncertainty"]
 
@@ -36,8 +36,19 @@ class Uncertainty(ABC):
     #: True when :meth:`score` reads the surrogate's prediction (so it is made first)
     needs_prediction: bool = False
 
-    def fit(self, images: Sequence[Atoms]) -> None:
-        """Refresh whatever the signal keeps of the training set (called with every refit)."""
+    def fit(self, images: Sequence[Atoms]) -> Uncertainty:
+        """Refresh whatever the signal keeps of the training set (called with every refit);
+        any failure reaches the caller as a :class:`~ase_proxima.surrogates.FitError`."""
+        try:
+            self._fit(images)
+        except FitError:
+            raise
+        except Exception as err:
+            raise FitError(f"{type(self).__name__} fit failed: {type(err).__name__}: {err}") from err
+        return self
+
+    def _fit(self, images: Sequence[Atoms]) -> None:
+        """What a signal keeps of the training set (nothing by default)."""
 
     def accepts(self, atoms: Atoms) -> str | None:
         """``None`` if the signal is defined for ``atoms``, else why not."""
@@ -75,7 +86,7 @@ class DistanceUncertainty(Uncertainty):
     def _describe(self, images: Sequence[Atoms]) -> np.ndarray:
         return np.atleast_2d(np.asarray(self._desc.create(list(images)), float))
 
-    def fit(self, images: Sequence[Atoms]) -> None:
+    def _fit(self, images: Sequence[Atoms]) -> None:
         if not images:
             raise ValueError("cannot fit DistanceUncertainty on no structures")
         periodic = {bool(a.pbc.any()) for a in images}

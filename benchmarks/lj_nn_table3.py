@@ -38,7 +38,7 @@ from ase.calculators.lj import LennardJones
 from ase.md.velocitydistribution import Stationary, thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 
-from ase_proxima.approx import approximate
+from nnapprox import approximate
 from ase_proxima.lammps_support import load_lammps, quiet_stderr
 from lj_nn import LennardJonesNN
 from lj_nn.pretrain import PAPER_TOPOLOGIES

@@ -1,6 +1,6 @@
 """The paper's Table II: a Newton-Raphson root solver for quadratics replaced by small networks.
 
-The region and its input distribution are in :mod:`ase_proxima.regions` (coefficients
+The region and its input distribution are in :mod:`nnapprox.regions` (coefficients
 ``a ~ U[0.5, 2]``, ``b ~ U[-4, 4]``, ``c ~ U[-4, 0]``; every solve starts at ``x0 = 10`` and so
 converges to the larger root).  As in the paper: 102,400 training samples, 3,072 held-out
 samples, 5,000 training steps, every topology of its table.  Columns: training time, steps, L2
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ase_proxima.approx import approximate, time_per_call
-from ase_proxima.regions import newton_raphson_quadratic, root_scores, sample_quadratics
+from nnapprox import approximate, time_per_call
+from nnapprox import newton_raphson_quadratic, root_scores, sample_quadratics
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPOLOGIES = ("3x3x1", "3x5x1", "3x8x1", "3x3x2x1", "3x5x3x1", "3x8x5x1", "3x5x3x2x1", "3x8x5x3x1", "3x11x8x5x1")

@@ -113,7 +113,7 @@ def measure_cost(target_spec: str, repeats: int = 5) -> dict:
     model = SNAPEnsemble()
     out["snap_first_fit_6_frames_s"], out["snap_predict_s"] = _fit_and_time(model, frames, results, repeats)
     out["snap_over_ase_emt"] = out["snap_predict_s"] / ase_emt
-    out["snap_cutoff"], out["snap_twojmax"] = model.cutoff, model.twojmax
+    out["snap_cutoff"], out["snap_twojmax"] = model.cutoff_, model.twojmax
     # the cheaper band limit (twojmax 6: 30 components instead of 55)
     out["snap_j6_predict_s"] = _fit_and_time(SNAPEnsemble(twojmax=6), frames, results, repeats)[1]
     out["snap_j6_over_ase_emt"] = out["snap_j6_predict_s"] / ase_emt
@@ -179,7 +179,7 @@ def measure_accuracy(target_spec: str, seed: int = 0, deepmd_steps: int = 1000) 
     model.fit([a for a, _ in train], [r for _, r in train])
     out = {"train_frames": len(train), "atoms_per_frame": len(train[0][0]), "fit_s": time.perf_counter() - t}
     out.update(_score(model, held))
-    out["twojmax"], out["cutoff"], out["stress_weight"] = model.twojmax, model.cutoff, model.stress_weight
+    out["twojmax"], out["cutoff"], out["stress_weight"] = model.twojmax, model.cutoff_, model.stress_weight
     out["energy_weight"] = model.energy_weight
     if deepmd_steps:
         # the same frames for the thesis's model: 4 DeePMD members, seeds 0-3
@@ -269,7 +269,7 @@ def measure_phase_balance(out: Path, target_spec: str, temperature: float, seed:
     for name, kw in BALANCE_VARIANTS.items():
         model = SNAPEnsemble(seed=seed, **kw)
         model.fit([a for a, _ in train], [r for _, r in train])
-        row: dict = {"cutoff": model.cutoff, "energy_weight": model.energy_weight}
+        row: dict = {"cutoff": model.cutoff_, "energy_weight": model.energy_weight}
         for phase, items in tests.items():
             e_bias, f_mae, p_bias = [], [], []
             for a, e, f, st in items:

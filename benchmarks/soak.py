@@ -2,8 +2,12 @@
 with faults injected into 1% of target calls (the target raises, or returns NaN).
 
 Pass criteria (written to ``--out``/``soak.json`` with machine and date): the run finishes, no
-served or returned value is NaN, and the store's training rows equal the target calls that
-succeeded (failed calls store nothing).  The driver is a Metropolis walk; the calculator retries
+served or returned value is NaN, the store's training rows equal the target calls that
+succeeded (failed calls store nothing), and the process's resident memory grows by less than
+10 MB after warm-up (the first fifth of the calls: the training window, the in-memory log view
+and the caches fill up in it).  The per-call cost of the store (training rows, the log line,
+the state every ``checkpoint_every`` calls) is the calculator's own ``store_seconds_per_call``,
+reported beside the per-call total.  The driver is a Metropolis walk; the calculator retries
 a failed target call twice (``target_retries=2``), and a call whose retries all fail is counted
 and skipped by the driver.  The surrogate refits every 200 new target results on the newest 1000
 (with lazy refits every 10 new points on up to 2000 structures, a first attempt fell to a
@@ -37,6 +41,30 @@ from ase_proxima.store import RunStore
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def resident_mb() -> float:
+    """Resident memory of this process (Linux ``/proc``), in MB."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def plot_memory(memory: list[tuple[int, float]], warm: int, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    calls, mb = zip(*memory)
+    fig, ax = plt.subplots(figsize=(7, 3.5), constrained_layout=True)
+    ax.plot(calls, mb, marker=".")
+    ax.axvline(warm, color="k", ls=":", label="end of warm-up")
+    ax.set_xlabel("calls")
+    ax.set_ylabel("resident memory (MB)")
+    ax.set_title("Soak run: memory of the process over 100,000 calls")
+    ax.legend()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "soak"))
@@ -60,9 +88,13 @@ def main() -> int:
     current.calc = calc
     e_cur = current.get_potential_energy()
     unanswered, non_finite = 0, 0
+    memory: list[tuple[int, float]] = []  # (call, resident MB)
+    warm = args.calls // 5
     t0 = time.perf_counter()
     bar = tqdm(range(args.calls - 1), desc="soak", unit="call", mininterval=5)
-    for _ in bar:
+    for i in bar:
+        if i % max(args.calls // 50, 1) == 0 or i == warm:
+            memory.append((i, resident_mb()))
         trial = current.copy()
         trial.positions += rng.uniform(-args.step_size, args.step_size, trial.positions.shape)
         trial.calc = calc
@@ -77,8 +109,12 @@ def main() -> int:
         if e <= e_cur or rng.random() < math.exp(-(e - e_cur) / (kB * args.temperature)):
             current, e_cur = trial, e
     wall = time.perf_counter() - t0
+    memory.append((args.calls, resident_mb()))
     s = calc.stats
-    rows = RunStore(store_dir).training_count()
+    calc.close()
+    rows = RunStore(store_dir, readonly=True).training_count()
+    at_warm = next(mb for call, mb in memory if call >= warm)
+    growth = max(mb for call, mb in memory if call >= warm) - at_warm
     result = {
         "command": " ".join(sys.argv), "machine": platform.platform(), "cpus": os.cpu_count(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "wall_s": wall,
@@ -88,10 +124,16 @@ def main() -> int:
         "surrogate_calls": s["surrogate_calls"], "served_fraction": s["served_fraction"],
         "served_error": s["served_error"], "served_error_se": s["served_error_se"],
         "error_bound": args.error_bound, "refusals": s["refusals"], "store_training_rows": rows,
+        "store_seconds_per_call": s["store_seconds_per_call"], "total_seconds_per_call": s["time_total"] / s["calls"],
+        "store_share_of_calculator_time": s["time_store"] / s["time_total"],
+        "checkpoint_every": calc.parameters["checkpoint_every"], "log_view_records": len(calc.log),
+        "warm_up_calls": warm, "resident_mb_after_warm_up": at_warm, "resident_mb_growth_after_warm_up": growth,
+        "resident_mb": memory,
         "pass": bool(non_finite == 0 and rows == s["target_calls"]
-                     and s["calls"] + unanswered == args.calls),
+                     and s["calls"] + unanswered == args.calls and growth < 10.0),
     }
     (out / "soak.json").write_text(json.dumps(result, indent=1, default=float))
+    plot_memory(memory, warm, out / "soak_memory.png")
     shutil.rmtree(store_dir)  # tens of MB of rows; the JSON keeps the counts
     print(json.dumps(result, indent=1, default=float))
     return 0 if result["pass"] else 1

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 from ase import Atoms
@@ -76,3 +83,41 @@ def finite_difference_forces(calc, atoms: Atoms, h: float) -> np.ndarray:
             minus.positions[i, k] -= h
             numeric[i, k] = -(calc.get_potential_energy(plus) - calc.get_potential_energy(minus)) / (2 * h)
     return numeric
+
+
+def _pg_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if found:
+        return found[-1].parent
+    which = shutil.which("initdb")
+    return Path(which).parent if which else None
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A throw-away PostgreSQL server (Debian's binaries, installed by scripts/setup.sh)."""
+    bindir = _pg_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL server binaries not found (scripts/setup.sh installs Debian's postgresql as root)")
+    base = Path(tempfile.mkdtemp(prefix="proxima-pg-"))
+    base.chmod(0o755)
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # the server refuses to run as root
+        prefix = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(base, "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = base / "data"
+    subprocess.run(prefix + [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "proxima"],
+                   check=True, capture_output=True)
+    subprocess.run(prefix + [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-w", "-o",
+                             f"-p {port} -k {base} -c listen_addresses=127.0.0.1", "start"],
+                   check=True, capture_output=True)
+    try:
+        subprocess.run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "proxima", "proxima"],
+                       check=True, capture_output=True)
+        yield f"postgresql://proxima@127.0.0.1:{port}/proxima"
+    finally:
+        subprocess.run(prefix + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)

@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ase_proxima.approx import MLPWeights, approximate, parse_topology, train_mlp
-from ase_proxima.regions import newton_raphson_quadratic, root_scores, sample_quadratics
+from nnapprox import MLPWeights, approximate, parse_topology, train_mlp
+from nnapprox import newton_raphson_quadratic, root_scores, sample_quadratics
 
 
 def random_net(topology, seed, activation="tanh"):

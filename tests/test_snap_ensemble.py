@@ -62,11 +62,11 @@ def test_refit_is_incremental_and_reproducible(fitted):
     np.testing.assert_allclose(again.member_coef_, model.member_coef_)
     # a sliding training window of fixed length (ProximaCalculator's max_training) refits on
     # exactly the structures now in it
-    slid = SNAPEnsemble(members=8, seed=0, cutoff=model.cutoff)
+    slid = SNAPEnsemble(members=8, seed=0, cutoff=model.cutoff_)
     slid.fit([a for a, _ in train[:20]], [r for _, r in train[:20]])
     before = slid.coef_.copy()
     slid.fit([a for a, _ in train[5:]], [r for _, r in train[5:]])
-    fresh = SNAPEnsemble(members=8, seed=0, cutoff=model.cutoff)
+    fresh = SNAPEnsemble(members=8, seed=0, cutoff=model.cutoff_)
     fresh.fit([a for a, _ in train[5:]], [r for _, r in train[5:]])
     np.testing.assert_allclose(slid.coef_, fresh.coef_)
     np.testing.assert_allclose(slid.member_coef_, fresh.member_coef_)
@@ -122,10 +122,10 @@ def test_default_cutoff_holds_24_neighbours_at_the_density():
     model = SNAPEnsemble(members=2)
     model.fit([al], [{"energy": -1.0}])
     # (3 * 24 * a^3 / 4 / (4 pi))^(1/3) = 4.50 A: past the second fcc shell (3.994 A), before the third
-    assert model.cutoff == pytest.approx(4.5)
+    assert model.cutoff_ == pytest.approx(4.5) and model.cutoff is None
     from ase.neighborlist import neighbor_list
 
-    assert np.bincount(neighbor_list("i", al, model.cutoff)).min() == 18
+    assert np.bincount(neighbor_list("i", al, model.cutoff_)).min() == 18
     # a hot, disordered cell of the same density keeps the cutoff (the nearest distance does not)
     hot = al.copy()
     hot.rattle(0.25, seed=1)

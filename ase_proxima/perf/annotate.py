@@ -13,9 +13,9 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-import numpy as np
 from ase import Atoms
 
+from ..surrogates.base import WorkloadSize
 from . import costs
 from .calibrate import Efficiency
 from .costs import Cost
@@ -38,47 +38,40 @@ def load_efficiencies(path: str | os.PathLike = EFFICIENCY_FILE) -> dict[str, Ef
             for w, e in data["workloads"].items()}
 
 
-def _neighbours(atoms: Atoms, cutoff: float) -> float:
-    from ase.neighborlist import neighbor_list
+def _deepmd(n_atoms: int, sel: int, neuron: list[int], axis_neuron: int, fitting: list[int], cell: Any,
+            cutoff: float, members: int) -> Cost:
+    return costs.deepmd_se_e2_a(n_atoms, sel, neuron, axis_neuron, fitting, costs.extended_atoms(n_atoms, cell, cutoff),
+                                members=members)
 
-    return len(neighbor_list("i", atoms, cutoff)) / max(len(atoms), 1)
+
+#: cost function of each workload a surrogate's ``call_cost`` may name
+WORKLOADS = {"ensemble_forces": costs.ensemble_forces, "bayesian_posterior": costs.bayesian_ridge_predict,
+             "soap": costs.soap_features, "deepmd": _deepmd, "lj_nn_pairs": costs.lj_nn_pairs}
+
+
+def price(part: WorkloadSize) -> Cost:
+    """The cost of one workload a surrogate described (:meth:`~ase_proxima.surrogates.Surrogate.call_cost`)."""
+    try:
+        fn = WORKLOADS[part.workload]
+    except KeyError:
+        raise ValueError(f"no cost model for workload {part.workload!r}; known: {sorted(WORKLOADS)}") from None
+    return fn(**part.sizes)
 
 
 def parts_of(surrogate: Any, atoms: Atoms, target: Any = None) -> dict[str, tuple[str, Cost]]:
     """The GPU-able parts of one call with this surrogate (and target) on ``atoms``: name ->
     (workload, cost)."""
-    from ase_proxima.surrogates.deepmd import DeePMDEnsemble
-    from ase_proxima.surrogates.snap_ensemble import SNAPEnsemble
-    from ase_proxima.surrogates.soap_ridge import SOAPBayesianRidge
-
     parts: dict[str, tuple[str, Cost]] = {}
-    n = len(atoms)
-    if isinstance(surrogate, SNAPEnsemble) and surrogate.coef_ is not None:
-        parts["surrogate: SNAP ensemble forces"] = (
-            "ensemble_forces", costs.ensemble_forces(n, int(surrogate.coef_.shape[0]), surrogate.members))
-    elif isinstance(surrogate, SOAPBayesianRidge) and surrogate.is_fitted:
-        species = len(set(atoms.get_chemical_symbols()))
-        # dscribe's SOAP derivatives (for force predictions) are not in the cost model: say so
-        label = ("surrogate: SOAP features (derivatives not modelled)"
-                 if "forces" in surrogate.properties_for(atoms) else "surrogate: SOAP features")
-        parts[label] = (
-            "soap", costs.soap_features(n, _neighbours(atoms, surrogate.r_cut), surrogate.n_max, surrogate.l_max,
-                                        species))
-        parts["surrogate: Bayesian posterior"] = (
-            "bayesian_posterior", costs.bayesian_ridge_predict(int(surrogate._model.coef_.shape[0])))
-    elif isinstance(surrogate, DeePMDEnsemble):
-        sel = surrogate.sel or int(np.ceil(_neighbours(atoms, surrogate.rcut) * 1.2))
-        cell = atoms.cell.array if atoms.pbc.all() else None
-        parts["surrogate: deepmd ensemble inference"] = (
-            "deepmd", costs.deepmd_se_e2_a(n, sel, surrogate.neuron, surrogate.axis_neuron, surrogate.fitting_neuron,
-                                           costs.extended_atoms(n, cell, surrogate.rcut), members=surrogate.members))
+    if surrogate is not None:
+        for part in surrogate.call_cost(atoms):
+            parts[f"surrogate: {part.part}"] = (part.workload, price(part))
     from lj_nn import LennardJonesNN
 
     if isinstance(target, LennardJonesNN) and target.net is not None:
         i, _, _ = target.neighbours.pairs(atoms)
         cut = target.neighbours.count_within_cutoff(atoms.positions)
         parts["target: lj_nn pair network"] = (
-            "lj_nn_pairs", costs.lj_nn_pairs(n, len(i), cut, int(target.net.topology[1])))
+            "lj_nn_pairs", costs.lj_nn_pairs(len(atoms), len(i), cut, int(target.net.topology[1])))
     return parts
 
 
@@ -121,8 +114,10 @@ def annotate_calculator(calc: Any, atoms: Atoms | None = None, devices: Iterable
 
 def annotate_run(run: str | os.PathLike, devices: Iterable[str] = DEFAULT_DEVICES) -> dict:
     """Annotation of a finished run directory (``stats.json`` and ``store/`` of ``ase-proxima``
-    demo / mc / sluschi): the stored models on the last stored structure."""
+    demo / mc / sluschi): the stored model's work on the last stored structure.  The store is
+    only read; its model is rebuilt from the settings it recorded (plain JSON), never unpickled."""
     from ase_proxima.store import RunStore
+    from ase_proxima.surrogates import FAMILIES, default_surrogate
 
     run = Path(run)
     stats_path = run / "stats.json"
@@ -130,12 +125,20 @@ def annotate_run(run: str | os.PathLike, devices: Iterable[str] = DEFAULT_DEVICE
         raise FileNotFoundError(f"{run} is not a run directory (needs stats.json and store/)")
     stats = json.loads(stats_path.read_text())
     stats = stats.get("stats", stats)
-    store = RunStore(run / "store")
+    store = RunStore(run / "store", readonly=True)
+    training = store.training(newest=1)
     models = store.read_models()
-    training = store.training()
-    if models is None or not training:
-        raise ValueError(f"{run}/store has no fitted models or training data to annotate")
-    surrogate = models["models"][0]
+    if not training:
+        raise ValueError(f"{run}/store has no training data to annotate")
+    family = models[0]["family"] if models is not None else store.fingerprint.get("surrogate")
+    if models is not None and family in FAMILIES:
+        # a path recorded in a store never chooses where this process writes
+        params = {k: v for k, v in models[0]["params"].items() if k != "workdir"}
+        surrogate = FAMILIES[family](**params)
+        surrogate.restore_fitted_state(models[1])
+    else:  # no model written (an older store): refit the default family on the newest data
+        surrogate = FAMILIES[family]() if family in FAMILIES else default_surrogate(training[-1][0])
+        surrogate.fit(*zip(*store.training(newest=50)))
     atoms = training[-1][0]
     parts = parts_of(surrogate, atoms)
     calls = {name: int(stats.get("calls", 0)) for name in parts}

@@ -149,10 +149,10 @@ def deepmd_case(repeat: int) -> Case:
     model = _trained_deepmd()
     atoms = bulk("Al", "fcc", a=4.05, cubic=True).repeat(repeat)
     atoms.rattle(0.05, seed=repeat)
-    cost = costs.deepmd_se_e2_a(len(atoms), model.sel, model.neuron, model.axis_neuron, model.fitting_neuron,
-                                costs.extended_atoms(len(atoms), atoms.cell.array, model.rcut),
-                                members=model.members)
-    return Case("deepmd", {"atoms": len(atoms), "sel": model.sel, "members": model.members}, cost,
+    from .annotate import price
+
+    (part,) = model.call_cost(atoms)
+    return Case("deepmd", {"atoms": len(atoms), "sel": model.sel_, "members": model.members}, price(part),
                 lambda: model.predict(atoms))
 
 

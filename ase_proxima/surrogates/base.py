@@ -1,15 +1,29 @@
-"""The small protocol every surrogate family implements.
+"""The contract every surrogate family keeps, so the calculator can treat them alike.
 
-A surrogate learns target results on the fly: ``fit`` on all training
-structures so far, ``predict`` one structure.  ``predict`` returns the results
-an ASE calculator would put in ``calc.results`` plus, per property, the
-standard deviation the model attaches to it (an ensemble's spread or a
-Bayesian posterior std); that spread is what :class:`EnsembleUncertainty`
-turns into the gate signal.
+A surrogate learns target results on the fly: ``fit`` on the training structures so
+far, ``predict`` one structure.  ``predict`` returns the results an ASE calculator
+would put in ``calc.results`` plus, per property, the standard deviation the model
+attaches to it (an ensemble's spread or a Bayesian posterior std); that spread is
+what :class:`~ase_proxima.uncertainty.EnsembleUncertainty` turns into the gate signal.
+
+The contract, in scikit-learn's shape:
+
+* ``fit`` returns ``self``; *any* failure inside it (singular data, LAMMPS, a
+  training subprocess that dies or times out) reaches the caller as a
+  :class:`FitError`, which the calculator turns into a target fallback.  Families
+  implement ``_fit``; the public ``fit`` wraps it.
+* Constructor arguments are stored untouched (``get_params`` reads them back);
+  what a fit learns carries a trailing underscore (``species_``, ``cutoff_``).
+* ``fitted_state`` / ``restore_fitted_state``: the fitted model as numpy arrays
+  plus JSON-able metadata, so a run store can persist it without pickle.  A family
+  that returns ``None`` is refitted from the training data on reopening.
+* ``call_cost``: what one prediction computes, as named workloads with their sizes,
+  for the performance model (``ase_proxima.perf``) to price.
 """
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,8 +31,14 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms
+from sklearn.base import BaseEstimator
 
-__all__ = ["Prediction", "Surrogate"]
+__all__ = ["FitError", "Prediction", "Surrogate", "FittedState", "WorkloadSize", "check_training_set",
+           "structure_key"]
+
+
+class FitError(RuntimeError):
+    """A surrogate (or uncertainty) fit failed; the calculator falls back to the target."""
 
 
 @dataclass
@@ -29,8 +49,26 @@ class Prediction:
     spread: dict[str, Any] = field(default_factory=dict)
 
 
-class Surrogate(ABC):
-    """Base class of on-the-fly surrogates (energies and, where possible, forces)."""
+@dataclass
+class FittedState:
+    """A fitted model without code: named arrays and JSON-able metadata."""
+
+    arrays: dict[str, np.ndarray]
+    meta: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class WorkloadSize:
+    """One part of a prediction's work: a label for people, the workload's name in
+    :mod:`ase_proxima.perf.costs`, and the keyword sizes its cost function takes."""
+
+    part: str
+    workload: str
+    sizes: dict[str, Any]
+
+
+class Surrogate(BaseEstimator, ABC):
+    """Base class of on-the-fly surrogates (energies and, where possible, forces and stress)."""
 
     #: properties the fitted model can return for a structure it accepts
     implemented_properties: tuple[str, ...] = ("energy",)
@@ -40,9 +78,22 @@ class Surrogate(ABC):
     def is_fitted(self) -> bool:
         """True once ``fit`` has succeeded."""
 
+    def fit(self, images: Sequence[Atoms], results: Sequence[Mapping[str, Any]]) -> Surrogate:
+        """(Re)train on every structure with its target results; returns ``self``.
+
+        Raises :class:`FitError` whatever went wrong inside (the original exception is its cause).
+        """
+        try:
+            self._fit(images, results)
+        except FitError:
+            raise
+        except Exception as err:
+            raise FitError(f"{type(self).__name__} fit failed: {type(err).__name__}: {err}") from err
+        return self
+
     @abstractmethod
-    def fit(self, images: Sequence[Atoms], results: Sequence[Mapping[str, Any]]) -> None:
-        """(Re)train on every structure with its target results (energy, optionally forces)."""
+    def _fit(self, images: Sequence[Atoms], results: Sequence[Mapping[str, Any]]) -> None:
+        """The family's fit; may raise anything (``fit`` turns it into a :class:`FitError`)."""
 
     @abstractmethod
     def predict(self, atoms: Atoms, properties: Sequence[str] | None = None) -> Prediction:
@@ -57,9 +108,21 @@ class Surrogate(ABC):
         """Properties the model can return for this structure (default: all it implements)."""
         return self.implemented_properties
 
+    def fitted_state(self) -> FittedState | None:
+        """The fitted model as arrays plus metadata (``None``: refit from the data instead)."""
+        return None
+
+    def restore_fitted_state(self, state: FittedState) -> None:
+        """Become the model :meth:`fitted_state` described (arrays are trusted to be plain data)."""
+        raise NotImplementedError(f"{type(self).__name__} is refitted from its training data, not restored")
+
+    def call_cost(self, atoms: Atoms) -> list[WorkloadSize]:
+        """The workloads one prediction on ``atoms`` runs (empty when unknown)."""
+        return []
+
 
 def check_training_set(images: Sequence[Atoms], results: Sequence[Mapping[str, Any]]) -> None:
-    """Shared validation of ``fit`` arguments: equal lengths, an energy per structure."""
+    """Shared validation of ``fit`` arguments: equal lengths, a finite energy per structure."""
     if len(images) != len(results):
         raise ValueError(f"{len(images)} structures but {len(results)} result sets")
     if not images:
@@ -70,7 +133,16 @@ def check_training_set(images: Sequence[Atoms], results: Sequence[Mapping[str, A
 
 
 def structure_key(atoms: Atoms) -> bytes:
-    """Identity of a structure for descriptor caches (content, not object id)."""
-    return b"".join(
-        (atoms.numbers.tobytes(), atoms.positions.tobytes(), atoms.cell.array.tobytes(), atoms.pbc.tobytes())
-    )
+    """Identity of a structure (content, not object id): a 20-byte digest of species,
+    positions, cell and periodicity."""
+    h = hashlib.sha1()
+    for part in (atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc):
+        h.update(np.ascontiguousarray(part).tobytes())
+    return h.digest()
+
+
+def mean_neighbours(atoms: Atoms, cutoff: float) -> float:
+    """Mean number of neighbours within ``cutoff`` per atom (periodic images included)."""
+    from ase.neighborlist import neighbor_list
+
+    return len(neighbor_list("i", atoms, cutoff)) / max(len(atoms), 1)

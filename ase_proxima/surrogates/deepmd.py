@@ -34,7 +34,7 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from .base import Prediction, Surrogate, check_training_set
+from .base import FittedState, Prediction, Surrogate, WorkloadSize, check_training_set, mean_neighbours
 
 __all__ = ["DeePMDEnsemble", "deepmd_available"]
 
@@ -62,12 +62,12 @@ class DeePMDEnsemble(Surrogate):
         Models in the ensemble (the thesis used 4).
     type_map:
         Element symbols in type order; ``None`` takes the sorted symbols of the
-        first training set.  Structures with other elements are refused.
+        first training set (``type_map_``).  Structures with other elements are refused.
     rcut, rcut_smth:
         Descriptor cutoff and the start of its smooth decay (Angstrom).
     sel:
         Largest neighbour count within ``rcut`` per type; ``None`` measures the
-        first training set and adds 30% headroom.
+        first training set and adds 30% headroom (``sel_``).
     neuron, axis_neuron, fitting_neuron:
         Embedding-net widths, the descriptor's axis count and fitting-net
         widths: deepmd's se_e2_a settings, kept small so CPU training takes
@@ -80,8 +80,8 @@ class DeePMDEnsemble(Surrogate):
         Final loss weights of forces and virial relative to the energy
         (deepmd ramps them from ``(1000, 0.02, virial)`` at the start).
     workdir:
-        Where data, inputs and checkpoints live; default a temporary directory
-        removed with the object.
+        Where data, inputs and checkpoints live (``workdir_``); default a temporary
+        directory made at the first fit and removed with the object.
     seed:
         Member ``m`` uses seed ``seed + m``.
     timeout:
@@ -104,35 +104,38 @@ class DeePMDEnsemble(Surrogate):
             raise ValueError("train_steps and refit_steps must be >= 1")
         if sel is not None and sel < 1:
             raise ValueError(f"sel must be >= 1, got {sel}")
-        self.members, self.rcut, self.rcut_smth = int(members), float(rcut), float(rcut_smth)
-        self.type_map = list(type_map) if type_map is not None else None
+        self.members, self.rcut, self.rcut_smth = members, rcut, rcut_smth
+        self.type_map = type_map
         self.sel = sel
-        self.neuron, self.axis_neuron, self.fitting_neuron = list(neuron), int(axis_neuron), list(fitting_neuron)
-        self.train_steps, self.refit_steps = int(train_steps), int(refit_steps)
-        self.start_lr, self.stop_lr = float(start_lr), float(stop_lr)
-        self.force_prefactor, self.virial_prefactor = float(force_prefactor), float(virial_prefactor)
-        self.seed, self.timeout = int(seed), float(timeout)
-        self._own_dir = workdir is None
-        self.workdir = Path(tempfile.mkdtemp(prefix="proxima-deepmd-") if workdir is None else workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.fits = 0
+        self.neuron, self.axis_neuron, self.fitting_neuron = neuron, axis_neuron, fitting_neuron
+        self.train_steps, self.refit_steps = train_steps, refit_steps
+        self.start_lr, self.stop_lr = start_lr, stop_lr
+        self.force_prefactor, self.virial_prefactor = force_prefactor, virial_prefactor
+        self.seed, self.timeout = seed, timeout
+        self.workdir = workdir
+        self.type_map_: list[str] | None = None
+        self.sel_: int | None = None
+        self.workdir_: Path | None = None
+        self.fits_ = 0
+        self._own_dir = False
         self._models: list[Any] | None = None
 
     # ------------------------------------------------------------------ protocol
     @property
     def is_fitted(self) -> bool:
-        return self.fits > 0 and all(self._checkpoint(m).exists() for m in range(self.members))
+        return self.fits_ > 0 and all(self._checkpoint(m).exists() for m in range(int(self.members)))
 
     def accepts(self, atoms: Atoms) -> str | None:
-        if self.type_map is None:
+        type_map = self.type_map_ or self.type_map
+        if type_map is None:
             return None
-        extra = sorted(set(atoms.get_chemical_symbols()) - set(self.type_map))
-        return f"elements {extra} are not in the model's type map {self.type_map}" if extra else None
+        extra = sorted(set(atoms.get_chemical_symbols()) - set(type_map))
+        return f"elements {extra} are not in the model's type map {list(type_map)}" if extra else None
 
     def properties_for(self, atoms: Atoms) -> tuple[str, ...]:
         return self.implemented_properties if atoms.pbc.all() else ("energy", "forces")
 
-    def fit(self, images: Sequence[Atoms], results: Sequence[Mapping[str, Any]]) -> None:
+    def _fit(self, images: Sequence[Atoms], results: Sequence[Mapping[str, Any]]) -> None:
         """Train every member on all images (warm start from the last fit when there is one)."""
         check_training_set(images, results)
         why = deepmd_available()
@@ -140,31 +143,31 @@ class DeePMDEnsemble(Surrogate):
             raise RuntimeError(why)
         if any("forces" not in r for r in results):
             raise ValueError("DeePMDEnsemble trains on forces: every training result needs 'forces'")
-        if self.type_map is None:
-            self.type_map = sorted(set(images[0].get_chemical_symbols()))
+        if self.type_map_ is None:
+            self.type_map_ = list(self.type_map or sorted(set(images[0].get_chemical_symbols())))
         for a in images:
             why = self.accepts(a)
             if why is not None:
                 raise ValueError(why)
-        if self.sel is None:
-            self.sel = _neighbour_headroom(images, self.rcut)
+        if self.sel_ is None:
+            self.sel_ = int(self.sel) if self.sel is not None else _neighbour_headroom(images, float(self.rcut))
         systems = self._write_data(images, results)
         warm = self.is_fitted
         jobs = []
-        for m in range(self.members):
-            mdir = self.workdir / f"member{m}"
+        for m in range(int(self.members)):
+            mdir = self._dir() / f"member{m}"
             mdir.mkdir(exist_ok=True)
             (mdir / "input.json").write_text(json.dumps(self._input(systems, m, warm), indent=1))
             jobs.append({"dir": str(mdir), "init_model": str(self._checkpoint(m)) if warm else None})
-        (self.workdir / "jobs.json").write_text(json.dumps(jobs))
+        (self._dir() / "jobs.json").write_text(json.dumps(jobs))
         env = dict(os.environ, DP_BACKEND="pytorch")
         env.setdefault("OMP_NUM_THREADS", "1")
         proc = subprocess.run([sys.executable, "-m", "ase_proxima.surrogates._deepmd_train",
-                               str(self.workdir / "jobs.json")], capture_output=True, text=True,
-                              timeout=self.timeout, env=env)
+                               str(self._dir() / "jobs.json")], capture_output=True, text=True,
+                              timeout=float(self.timeout), env=env)
         if proc.returncode != 0:
             raise RuntimeError(f"deepmd training failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-        self.fits += 1
+        self.fits_ += 1
         self._models = None
 
     def predict(self, atoms: Atoms, properties: Sequence[str] | None = None) -> Prediction:
@@ -177,7 +180,7 @@ class DeePMDEnsemble(Surrogate):
         periodic = bool(atoms.pbc.all())
         coords = atoms.get_positions()[None]
         cells = atoms.cell.array.reshape(1, 9) if periodic else None
-        types = [self.type_map.index(s) for s in atoms.get_chemical_symbols()]
+        types = [self.type_map_.index(s) for s in atoms.get_chemical_symbols()]
         energies, forces, virials = [], [], []
         for model in self._load():
             e, f, v = model.eval(coords, cells, types)[:3]
@@ -196,78 +199,140 @@ class DeePMDEnsemble(Surrogate):
         return Prediction(results=results, spread=spread)
 
     # ------------------------------------------------------------------ helpers
+    def _dir(self) -> Path:
+        """The working directory, made on first use (a temporary one unless ``workdir`` was given)."""
+        if self.workdir_ is None:
+            self._own_dir = self.workdir is None
+            self.workdir_ = Path(tempfile.mkdtemp(prefix="proxima-deepmd-") if self.workdir is None else self.workdir)
+            self.workdir_.mkdir(parents=True, exist_ok=True)
+        return self.workdir_
+
     def _checkpoint(self, m: int) -> Path:
-        return self.workdir / f"member{m}" / "model.ckpt.pt"
+        return self._dir() / f"member{m}" / "model.ckpt.pt"
 
     def _load(self) -> list[Any]:
         if self._models is None:
             from deepmd.infer import DeepPot
 
-            self._models = [DeepPot(str(self._checkpoint(m))) for m in range(self.members)]
+            self._models = [DeepPot(str(self._checkpoint(m))) for m in range(int(self.members))]
         return self._models
 
     def _write_data(self, images: Sequence[Atoms], results: Sequence[Mapping[str, Any]]) -> list[str]:
         """The training set in deepmd's npy format (one system per composition and size), via dpdata."""
         import dpdata
 
-        data = self.workdir / "data"
+        data = self._dir() / "data"
         if data.exists():
             shutil.rmtree(data)
-        multi = dpdata.MultiSystems(type_map=self.type_map)
+        multi = dpdata.MultiSystems(type_map=self.type_map_)
         for atoms, res in zip(images, results):
             a = atoms.copy()
             props = {k: res[k] for k in ("energy", "forces", "stress") if k in res}
             if not a.pbc.all():
                 props.pop("stress", None)
             a.calc = SinglePointCalculator(a, **props)
-            multi.append(dpdata.LabeledSystem(a, fmt="ase/structure", type_map=self.type_map))
+            multi.append(dpdata.LabeledSystem(a, fmt="ase/structure", type_map=self.type_map_))
         multi.to_deepmd_npy(str(data))
         return sorted(str(p) for p in data.iterdir() if p.is_dir())
 
     def _input(self, systems: list[str], m: int, warm: bool) -> dict[str, Any]:
         """deepmd-kit's training input for member ``m``."""
-        steps = self.refit_steps if warm else self.train_steps
-        seed = self.seed + m
+        steps = int(self.refit_steps if warm else self.train_steps)
+        seed = int(self.seed) + m
         decay = max(1, steps // 20)
         return {
             "model": {
-                "type_map": self.type_map,
-                "descriptor": {"type": "se_e2_a", "sel": [self.sel] * len(self.type_map), "rcut": self.rcut,
-                               "rcut_smth": self.rcut_smth, "neuron": self.neuron,
-                               "axis_neuron": self.axis_neuron, "seed": seed},
-                "fitting_net": {"neuron": self.fitting_neuron, "seed": seed},
+                "type_map": self.type_map_,
+                "descriptor": {"type": "se_e2_a", "sel": [self.sel_] * len(self.type_map_), "rcut": float(self.rcut),
+                               "rcut_smth": float(self.rcut_smth), "neuron": list(self.neuron),
+                               "axis_neuron": int(self.axis_neuron), "seed": seed},
+                "fitting_net": {"neuron": list(self.fitting_neuron), "seed": seed},
             },
-            "learning_rate": {"type": "exp", "start_lr": self.start_lr, "stop_lr": self.stop_lr,
+            "learning_rate": {"type": "exp", "start_lr": float(self.start_lr), "stop_lr": float(self.stop_lr),
                               "decay_steps": decay},
             "loss": {"type": "ener", "start_pref_e": 0.02, "limit_pref_e": 1.0,
-                     "start_pref_f": 1000.0, "limit_pref_f": self.force_prefactor,
-                     "start_pref_v": self.virial_prefactor, "limit_pref_v": self.virial_prefactor},
+                     "start_pref_f": 1000.0, "limit_pref_f": float(self.force_prefactor),
+                     "start_pref_v": float(self.virial_prefactor), "limit_pref_v": float(self.virial_prefactor)},
             "training": {"training_data": {"systems": systems, "batch_size": 1}, "numb_steps": steps,
                          "seed": seed, "disp_file": "lcurve.out", "disp_freq": max(1, steps // 4),
                          "save_freq": steps, "save_ckpt": "model.ckpt"},
         }
 
     def __getstate__(self) -> dict:
-        # the checkpoints travel inside the pickle (ProximaCalculator.save_state), torch modules do not
         state = dict(self.__dict__)
-        state["_models"] = None
-        state["_checkpoints"] = [self._checkpoint(m).read_bytes() if self._checkpoint(m).exists() else None
-                                 for m in range(self.members)]
+        state["_models"] = None  # torch modules are loaded again from the checkpoints
+        state["_own_dir"] = False  # a copy never deletes the original's directory
         return state
 
-    def __setstate__(self, state: dict) -> None:
-        checkpoints = state.pop("_checkpoints", [])
-        self.__dict__.update(state)
-        self._own_dir = True
-        self.workdir = Path(tempfile.mkdtemp(prefix="proxima-deepmd-"))
-        for m, blob in enumerate(checkpoints):
-            if blob is not None:
-                self._checkpoint(m).parent.mkdir(parents=True, exist_ok=True)
-                self._checkpoint(m).write_bytes(blob)
-
     def __del__(self) -> None:
-        if getattr(self, "_own_dir", False):
-            shutil.rmtree(getattr(self, "workdir", ""), ignore_errors=True)
+        if getattr(self, "_own_dir", False) and getattr(self, "workdir_", None) is not None:
+            shutil.rmtree(self.workdir_, ignore_errors=True)
+
+    # ------------------------------------------------------------ persistence
+    def fitted_state(self) -> FittedState | None:
+        """The members' checkpoints (weights, optimiser state, model settings) as arrays plus JSON.
+        deepmd-kit loads checkpoints with ``weights_only``; restoring writes them back from these,
+        so a reopened run predicts and warm-starts its next refit exactly as the original."""
+        if not self.is_fitted:
+            return None
+        import torch
+
+        arrays: dict[str, np.ndarray] = {}
+        skeletons = [_flatten(torch.load(self._checkpoint(m), map_location="cpu", weights_only=True), f"m{m}",
+                              arrays) for m in range(int(self.members))]
+        meta = {"type_map": self.type_map_, "sel": self.sel_, "fits": self.fits_, "checkpoints": skeletons}
+        return FittedState(arrays, meta)
+
+    def restore_fitted_state(self, state: FittedState) -> None:
+        import torch
+
+        for m, skeleton in enumerate(state.meta["checkpoints"]):
+            self._checkpoint(m).parent.mkdir(parents=True, exist_ok=True)
+            torch.save(_unflatten(skeleton, state.arrays), self._checkpoint(m))
+        self.type_map_, self.sel_ = list(state.meta["type_map"]), int(state.meta["sel"])
+        self.fits_ = int(state.meta["fits"])
+        self._models = None
+
+    def call_cost(self, atoms: Atoms) -> list[WorkloadSize]:
+        sel = self.sel_ or self.sel or int(np.ceil(mean_neighbours(atoms, float(self.rcut)) * 1.2))
+        return [WorkloadSize("deepmd ensemble inference", "deepmd",
+                             {"n_atoms": len(atoms), "sel": int(sel), "neuron": list(self.neuron),
+                              "axis_neuron": int(self.axis_neuron), "fitting": list(self.fitting_neuron),
+                              "cell": atoms.cell.array.tolist() if atoms.pbc.all() else None,
+                              "cutoff": float(self.rcut), "members": int(self.members)})]
+
+
+def _flatten(obj: Any, key: str, arrays: dict[str, np.ndarray]) -> Any:
+    """A checkpoint (nested dicts and lists of tensors, numbers, strings) as a JSON skeleton whose
+    tensors are moved into ``arrays`` (named by their path)."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        arrays[key] = obj.detach().cpu().numpy()
+        return {"__tensor__": key, "dtype": str(obj.dtype).removeprefix("torch.")}
+    if isinstance(obj, dict):
+        if not all(isinstance(k, (str, int)) for k in obj):
+            raise TypeError("checkpoint keys must be strings or integers")
+        return {"__dict__": [[k, _flatten(v, f"{key}/{k}", arrays)] for k, v in obj.items()]}
+    if isinstance(obj, (list, tuple)):
+        return {"__list__": [_flatten(v, f"{key}/{i}", arrays) for i, v in enumerate(obj)],
+                "tuple": isinstance(obj, tuple)}
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot store {type(obj).__name__} in a checkpoint skeleton")
+
+
+def _unflatten(skeleton: Any, arrays: Mapping[str, np.ndarray]) -> Any:
+    import torch
+
+    if isinstance(skeleton, dict) and "__tensor__" in skeleton:
+        return torch.from_numpy(np.array(arrays[skeleton["__tensor__"]])).to(getattr(torch, skeleton["dtype"]))
+    if isinstance(skeleton, dict) and "__dict__" in skeleton:
+        return {k: _unflatten(v, arrays) for k, v in skeleton["__dict__"]}
+    if isinstance(skeleton, dict) and "__list__" in skeleton:
+        items = [_unflatten(v, arrays) for v in skeleton["__list__"]]
+        return tuple(items) if skeleton["tuple"] else items
+    return skeleton
 
 
 def _neighbour_headroom(images: Sequence[Atoms], rcut: float) -> int:

@@ -1,14 +1,27 @@
-"""Which surrogate a ProximaCalculator uses when the user names none."""
+"""Which surrogate a ProximaCalculator uses when the user names none, and the families by name."""
 
 from __future__ import annotations
 
 from ase import Atoms
 
 from .base import Surrogate
+from .deepmd import DeePMDEnsemble
 from .snap_ensemble import SNAPEnsemble
 from .soap_ridge import SOAPBayesianRidge
 
-__all__ = ["default_surrogate"]
+__all__ = ["default_surrogate", "surrogate_family", "FAMILIES"]
+
+#: the families a stored model may name (a store never makes a class from any other name)
+FAMILIES: dict[str, type[Surrogate]] = {c.__name__: c for c in (SOAPBayesianRidge, SNAPEnsemble, DeePMDEnsemble)}
+
+
+def surrogate_family(surrogate: Surrogate) -> str:
+    """The family a surrogate belongs to, as stores record it: the nearest class among
+    :data:`FAMILIES` (a user's subclass counts as its parent family), else its own class name."""
+    for cls in type(surrogate).__mro__:
+        if FAMILIES.get(cls.__name__) is cls:
+            return cls.__name__
+    return type(surrogate).__name__
 
 
 def default_surrogate(atoms: Atoms) -> Surrogate:

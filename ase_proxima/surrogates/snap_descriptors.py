@@ -19,7 +19,6 @@ small structure's descriptors).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from ase import Atoms

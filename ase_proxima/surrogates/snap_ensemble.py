@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
-from .base import Prediction, Surrogate, check_training_set, structure_key
+from .base import FittedState, Prediction, Surrogate, WorkloadSize, check_training_set, structure_key
 from .snap_descriptors import DesignMatrix, SNAPDescriptor
 
 __all__ = ["SNAPEnsemble", "default_cutoff", "ensemble_forces", "nearest_neighbour_distance"]
@@ -68,12 +68,12 @@ class SNAPEnsemble(Surrogate):
     Parameters
     ----------
     elements:
-        Symbols to cover; ``None`` takes those of the first training set.
+        Symbols to cover; ``None`` takes those of the first training set (``elements_``).
     cutoff:
         Neighbour cutoff (Angstrom).  ``None`` (default):
         :func:`default_cutoff` of the first training structure, the sphere
         holding 24 neighbours (4.5-4.6 A for aluminium), just past the second
-        shell of a close-packed metal.  Measured on 930 K EMT aluminium
+        shell of a close-packed metal; the value used is ``cutoff_``.  Measured on 930 K EMT aluminium
         coexistence frames (trained on 120 frames of two short runs, tested
         on the final cells of solid and of liquid runs, twojmax 8, energy
         weight 300): 3.8 A, inside the second shell, gave force MAE
@@ -112,15 +112,17 @@ class SNAPEnsemble(Surrogate):
             raise ValueError("an ensemble needs at least 2 members")
         if ridge < 0 or energy_weight < 0 or stress_weight < 0:
             raise ValueError("ridge and the row weights must be >= 0")
-        self.elements = None if elements is None else list(elements)
         if cutoff is not None and not cutoff > 0:
             raise ValueError(f"cutoff must be > 0, got {cutoff!r}")
-        self.cutoff = None if cutoff is None else float(cutoff)
-        self.twojmax = int(twojmax)
-        self.members, self.ridge = int(members), float(ridge)
-        self.energy_weight, self.stress_weight = float(energy_weight), float(stress_weight)
+        self.elements = elements
+        self.cutoff = cutoff
+        self.twojmax = twojmax
+        self.members, self.ridge = members, ridge
+        self.energy_weight, self.stress_weight = energy_weight, stress_weight
         self.seed = seed
-        self.quadratic = bool(quadratic)
+        self.quadratic = quadratic
+        self.elements_: list[str] | None = None
+        self.cutoff_: float | None = None
         self._descriptor: SNAPDescriptor | None = None
         self._normal: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}  # per training structure
         # rows of the structure predicted last: a target call's structure is predicted (for the gate)
@@ -135,12 +137,15 @@ class SNAPEnsemble(Surrogate):
 
     def _desc(self, images: Sequence[Atoms]) -> SNAPDescriptor:
         if self._descriptor is None:
-            elements = self.elements or sorted({s for a in images for s in a.get_chemical_symbols()})
-            if self.cutoff is None:
-                self.cutoff = default_cutoff(images[0])
-            self._descriptor = SNAPDescriptor(elements, cutoff=self.cutoff, twojmax=self.twojmax,
-                                              quadratic=self.quadratic)
+            elements = list(self.elements or sorted({s for a in images for s in a.get_chemical_symbols()}))
+            cutoff = float(self.cutoff) if self.cutoff is not None else default_cutoff(images[0])
+            self._make_descriptor(elements, cutoff)
         return self._descriptor
+
+    def _make_descriptor(self, elements: list[str], cutoff: float) -> None:
+        self.elements_, self.cutoff_ = elements, cutoff
+        self._descriptor = SNAPDescriptor(elements, cutoff=cutoff, twojmax=int(self.twojmax),
+                                          quadratic=bool(self.quadratic))
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -162,8 +167,9 @@ class SNAPEnsemble(Surrogate):
 
     def _equations(self, atoms: Atoms, rows: DesignMatrix, res: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         n = len(atoms)
-        blocks = [self.energy_weight * rows.energy[None, :] / n]
-        targets = [np.array([self.energy_weight * float(res["energy"]) / n])]
+        w_e = float(self.energy_weight)
+        blocks = [w_e * rows.energy[None, :] / n]
+        targets = [np.array([w_e * float(res["energy"]) / n])]
         if "forces" in res:
             blocks.append(rows.forces.reshape(3 * n, -1))
             targets.append(np.asarray(res["forces"], float).ravel())
@@ -177,7 +183,7 @@ class SNAPEnsemble(Surrogate):
         a, y = np.vstack(blocks), np.concatenate(targets)
         return a.T @ a, a.T @ y
 
-    def fit(self, images: Sequence[Atoms], results: Sequence[Mapping[str, Any]]) -> None:
+    def _fit(self, images: Sequence[Atoms], results: Sequence[Mapping[str, Any]]) -> None:
         """Fit all members on the given training set.  Each structure's normal equations are
         cached by content, so a refit describes only structures it has not seen, whether the
         set grew or slid (``ProximaCalculator(max_training=...)``)."""
@@ -193,7 +199,7 @@ class SNAPEnsemble(Surrogate):
         p = grams.shape[1]
         rng = np.random.default_rng(self.seed + len(images))
         counts = np.vstack([np.ones(len(grams))] + [rng.multinomial(len(grams), np.full(len(grams), 1 / len(grams)))
-                                                    for _ in range(self.members)])
+                                                    for _ in range(int(self.members))])
         coefs = []
         for c in counts:
             g = np.tensordot(c, grams, axes=1)
@@ -224,3 +230,26 @@ class SNAPEnsemble(Surrogate):
 
     def properties_for(self, atoms: Atoms) -> tuple[str, ...]:
         return self.implemented_properties if atoms.pbc.all() else ("energy", "forces")
+
+    # ------------------------------------------------------------ persistence
+    def fitted_state(self) -> FittedState | None:
+        """Coefficients and the learned descriptor settings.  The per-structure normal equations
+        are not kept: the next refit recomputes them from the training data (LAMMPS gives the
+        same numbers for the same structure), so a reopened run refits exactly as the original."""
+        if not self.is_fitted:
+            return None
+        return FittedState({"coef": self.coef_, "member_coef": self.member_coef_},
+                           {"elements": list(self.elements_), "cutoff": float(self.cutoff_)})
+
+    def restore_fitted_state(self, state: FittedState) -> None:
+        self._make_descriptor(list(state.meta["elements"]), float(state.meta["cutoff"]))
+        self.coef_ = np.array(state.arrays["coef"], float)
+        self.member_coef_ = np.array(state.arrays["member_coef"], float)
+        self._normal, self._last_rows = {}, None
+
+    def call_cost(self, atoms: Atoms) -> list[WorkloadSize]:
+        if not self.is_fitted:
+            return []
+        return [WorkloadSize("SNAP ensemble forces", "ensemble_forces",
+                             {"n_atoms": len(atoms), "n_coef": int(self.coef_.shape[0]),
+                              "members": int(self.members)})]

@@ -38,7 +38,7 @@ from ase import Atoms
 from dscribe.descriptors import SOAP
 from sklearn.linear_model import BayesianRidge
 
-from .base import Prediction, Surrogate, check_training_set, structure_key
+from .base import FittedState, Prediction, Surrogate, WorkloadSize, check_training_set, mean_neighbours, structure_key
 
 __all__ = ["SOAPBayesianRidge", "posterior"]
 
@@ -63,6 +63,8 @@ class SOAPBayesianRidge(Surrogate):
         ``sqrt(3N)``, so a structure's energy counts as much as all its forces.
     """
 
+    implemented_properties = ("energy", "forces")
+
     def __init__(
         self,
         r_cut: float = 5.0,
@@ -74,28 +76,28 @@ class SOAPBayesianRidge(Surrogate):
     ) -> None:
         if r_cut <= 0 or n_max < 1 or l_max < 0 or sigma <= 0:
             raise ValueError("SOAP settings must be positive (r_cut, sigma > 0; n_max >= 1; l_max >= 0)")
-        self.r_cut, self.n_max, self.l_max, self.sigma = float(r_cut), int(n_max), int(l_max), float(sigma)
-        self.fit_forces = bool(fit_forces)
+        self.r_cut, self.n_max, self.l_max, self.sigma = r_cut, n_max, l_max, sigma
+        self.fit_forces = fit_forces
         self.energy_weight = energy_weight
-        self.species: tuple[str, ...] = ()
-        self.periodic: bool | None = None
+        self.species_: tuple[str, ...] = ()
+        self.periodic_: bool | None = None
+        self.coef_: np.ndarray | None = None  # posterior mean of the weights (features + intercept)
+        self.sigma_: np.ndarray | None = None  # posterior covariance of the weights
         self._soap: SOAP | None = None
-        self._model: BayesianRidge | None = None
         self._cache: dict[bytes, tuple[np.ndarray, np.ndarray | None]] = {}
         self._acc: np.ndarray | None = None
         self._acc_keys: list[bytes] = []
         self._n_rows = 0
         self._basis_size = 0
-        self.implemented_properties = ("energy", "forces")
 
     # ----------------------------------------------------------- descriptors
     def _make_soap(self, species: Sequence[str], periodic: bool) -> SOAP:
         return SOAP(
             species=list(species),
-            r_cut=self.r_cut,
-            n_max=self.n_max,
-            l_max=self.l_max,
-            sigma=self.sigma,
+            r_cut=float(self.r_cut),
+            n_max=int(self.n_max),
+            l_max=int(self.l_max),
+            sigma=float(self.sigma),
             periodic=periodic,
             sparse=False,
         )
@@ -110,7 +112,7 @@ class SOAPBayesianRidge(Surrogate):
             p, d = self._soap.create(atoms), None
         p = np.atleast_2d(p)
         blocks, dblocks = [], []
-        for s in self.species:
+        for s in self.species_:
             mask = np.fromiter((x == s for x in symbols), bool, len(symbols))
             blocks.append(p[mask].sum(axis=0))
             if d is not None:
@@ -121,10 +123,10 @@ class SOAPBayesianRidge(Surrogate):
 
     def _counts(self, atoms: Atoms) -> np.ndarray:
         symbols = atoms.get_chemical_symbols()
-        return np.array([symbols.count(s) for s in self.species], float)
+        return np.array([symbols.count(s) for s in self.species_], float)
 
     def __getstate__(self) -> dict[str, Any]:
-        """Pickle the fitted state, not the descriptor cache or dscribe's object (rebuilt on load)."""
+        """Copies carry the fitted state, not the descriptor cache or dscribe's object (rebuilt)."""
         state = dict(self.__dict__)
         state["_soap"] = None
         state["_cache"] = {}
@@ -132,28 +134,28 @@ class SOAPBayesianRidge(Surrogate):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        if self.species:
-            self._soap = self._make_soap(self.species, bool(self.periodic))
+        if self.species_:
+            self._soap = self._make_soap(self.species_, bool(self.periodic_))
 
     # ----------------------------------------------------------------- model
     @property
     def is_fitted(self) -> bool:
-        return self._model is not None
+        return self.coef_ is not None
 
     def accepts(self, atoms: Atoms) -> str | None:
         if not self.is_fitted:
             return "surrogate not trained"
-        unseen = sorted(set(atoms.get_chemical_symbols()) - set(self.species))
+        unseen = sorted(set(atoms.get_chemical_symbols()) - set(self.species_))
         if unseen:
             return f"species {unseen} not in the training data"
-        if bool(atoms.pbc.any()) != self.periodic:
+        if bool(atoms.pbc.any()) != self.periodic_:
             return "periodicity differs from the training data"
         return None
 
     def properties_for(self, atoms: Atoms) -> tuple[str, ...]:
         return ("energy",) if atoms.pbc.any() else ("energy", "forces")
 
-    def fit(self, images: Sequence[Atoms], results: Sequence[Mapping[str, Any]]) -> None:
+    def _fit(self, images: Sequence[Atoms], results: Sequence[Mapping[str, Any]]) -> None:
         """Fit on all structures; cost independent of the training-set size when data were appended.
 
         The least-squares problem enters only through ``A^T A``, ``A^T b``,
@@ -172,8 +174,8 @@ class SOAPBayesianRidge(Surrogate):
             raise ValueError("training set mixes periodic and non-periodic structures")
         species = tuple(sorted({s for a in images for s in a.get_chemical_symbols()}))
         periodic_flag = periodic.pop()
-        if species != self.species or periodic_flag != self.periodic or self._soap is None:
-            self.species, self.periodic = species, periodic_flag
+        if species != self.species_ or periodic_flag != self.periodic_ or self._soap is None:
+            self.species_, self.periodic_ = species, periodic_flag
             self._soap = self._make_soap(species, periodic_flag)
             self._cache.clear()
             self._acc_keys = []
@@ -191,10 +193,10 @@ class SOAPBayesianRidge(Surrogate):
         self._acc = np.linalg.qr(stacked, mode="r")
         self._n_rows += len(A)
         self._acc_keys = keys
-        self._model = self._solve()
+        self.coef_, self.sigma_ = self._solve()
 
     def _cached_features(self, atoms: Atoms, res: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
-        want_d = self.fit_forces and not self.periodic and "forces" in res
+        want_d = self.fit_forces and not self.periodic_ and "forces" in res
         key = structure_key(atoms)
         cached = self._cache.get(key)
         if cached is None or (want_d and cached[1] is None):
@@ -230,25 +232,24 @@ class SOAPBayesianRidge(Surrogate):
                 targets.extend(np.asarray(res["forces"], float).ravel())
         return np.array(rows), np.array(targets)
 
-    def _solve(self) -> BayesianRidge:
-        """BayesianRidge on the triangular factor, weighted so it sees the true row count."""
+    def _solve(self) -> tuple[np.ndarray, np.ndarray]:
+        """BayesianRidge on the triangular factor, weighted so it sees the true row count;
+        returns the posterior mean and covariance of the weights."""
         q = self._acc.shape[1]
         R = np.zeros((q, q))
         R[: len(self._acc)] = self._acc
         w = self._n_rows / q
         model = BayesianRidge(fit_intercept=False, max_iter=500)
         model.fit(R[:, :-1] / np.sqrt(w), R[:, -1] / np.sqrt(w), sample_weight=np.full(q, w))
-        return model
+        return np.array(model.coef_), np.array(model.sigma_)
 
     def predict(self, atoms: Atoms, properties: Sequence[str] | None = None) -> Prediction:
         reason = self.accepts(atoms)
         if reason is not None:
             raise ValueError(f"surrogate cannot predict this structure: {reason}")
-        assert self._model is not None
         want_f = "forces" in self.properties_for(atoms) and (properties is None or "forces" in properties)
         x, dx = self._features(atoms, want_f)
-        w = self._model.coef_
-        cov = self._model.sigma_
+        w, cov = self.coef_, self.sigma_
         row = np.append((x - self._mu) / self._scale, 1.0)
         mean, std = posterior(row, w, cov)
         results: dict[str, Any] = {"energy": float(self._counts(atoms) @ self._e_ref + self._y_mean + mean)}
@@ -260,3 +261,39 @@ class SOAPBayesianRidge(Surrogate):
             var = ((g @ cov[:-1, :-1]) * g).sum(axis=1)
             spread["forces"] = np.sqrt(np.clip(var, 0.0, None)).reshape(n, 3)
         return Prediction(results=results, spread=spread)
+
+    # ------------------------------------------------------------ persistence
+    def fitted_state(self) -> FittedState | None:
+        """Everything a refit continues from: the triangular factor, the frozen basis and the
+        posterior, so a reopened run predicts and refits exactly as the original would have."""
+        if not self.is_fitted:
+            return None
+        arrays = {"coef": self.coef_, "sigma": self.sigma_, "acc": self._acc, "e_ref": self._e_ref,
+                  "mu": self._mu, "scale": self._scale,
+                  "keys": np.frombuffer(b"".join(self._acc_keys), np.uint8).reshape(len(self._acc_keys), -1)}
+        meta = {"species": list(self.species_), "periodic": bool(self.periodic_), "y_mean": self._y_mean,
+                "n_rows": self._n_rows, "basis_size": self._basis_size}
+        return FittedState(arrays, meta)
+
+    def restore_fitted_state(self, state: FittedState) -> None:
+        a, m = state.arrays, state.meta
+        self.species_, self.periodic_ = tuple(m["species"]), bool(m["periodic"])
+        self._soap = self._make_soap(self.species_, self.periodic_)
+        self.coef_, self.sigma_ = np.array(a["coef"], float), np.array(a["sigma"], float)
+        self._acc, self._e_ref = np.array(a["acc"], float), np.array(a["e_ref"], float)
+        self._mu, self._scale = np.array(a["mu"], float), np.array(a["scale"], float)
+        self._acc_keys = [bytes(row) for row in np.asarray(a["keys"], np.uint8)]
+        self._y_mean, self._n_rows, self._basis_size = float(m["y_mean"]), int(m["n_rows"]), int(m["basis_size"])
+        self._cache = {}
+
+    def call_cost(self, atoms: Atoms) -> list[WorkloadSize]:
+        if not self.is_fitted:
+            return []
+        # dscribe's SOAP derivatives (for force predictions) are not in the cost model: say so
+        label = ("SOAP features (derivatives not modelled)" if "forces" in self.properties_for(atoms)
+                 else "SOAP features")
+        soap = {"n_centres": len(atoms), "n_neighbours": mean_neighbours(atoms, float(self.r_cut)),
+                "n_max": int(self.n_max), "l_max": int(self.l_max),
+                "n_species": len(set(atoms.get_chemical_symbols()))}
+        return [WorkloadSize(label, "soap", soap),
+                WorkloadSize("Bayesian posterior", "bayesian_posterior", {"n_features": int(self.coef_.shape[0])})]

@@ -40,6 +40,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -54,6 +55,8 @@ from ase.io import read, write
 from ase.md.langevin import Langevin
 from ase.md.nptberendsen import Inhomogeneous_NPTBerendsen, NPTBerendsen
 from ase.md.velocitydistribution import Stationary, thermalize_momenta
+
+from ..store import atomic_write
 
 __all__ = [
     "CoexistenceConfig",
@@ -263,7 +266,7 @@ class Coexistence:
         self.progress = progress
         self.on_step = on_step
         self.on_run = on_run
-        (self.out / "config.json").write_text(json.dumps(asdict(self.config), indent=1))
+        atomic_write(self.out / "config.json", json.dumps(asdict(self.config), indent=1).encode(), sync=False)
 
     # ----------------------------------------------------------- preparation
     def crystal(self) -> Atoms:
@@ -322,8 +325,15 @@ class Coexistence:
         path = self.out / "runs.jsonl"
         if not path.exists():
             return []
+        text = path.read_text()
+        if text and not text.endswith("\n"):  # a run killed while writing its line: that run is redone
+            keep = text.rfind("\n") + 1
+            warnings.warn(f"{path}: dropped a torn last line: {text[keep:][:60]!r}", stacklevel=2)
+            with open(path, "r+") as fh:
+                fh.truncate(keep)
+            text = text[:keep]
         out = []
-        for line in path.read_text().splitlines():
+        for line in text.splitlines():
             if line.strip():
                 d = json.loads(line)
                 d["movement"] = tuple(d["movement"])
@@ -415,7 +425,7 @@ class Coexistence:
             "agreement_movement_structure": float(np.mean([o.label == o.structure_label for o in outcomes])),
             "calc_stats": _jsonable(dict(getattr(self.calc, "stats", {}) or {})),
         }
-        (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
+        atomic_write(self.out / "summary.json", json.dumps(summary, indent=1).encode())
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:

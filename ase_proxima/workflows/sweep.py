@@ -1,6 +1,8 @@
 """Parameter sweeps (temperature x seed x bound x method) on any ``concurrent.futures.Executor``.
 
-Each task runs one workflow job into its own run directory ``ROOT/<task key>/`` and, when it
+One sweep at a time per directory: a sweep holds ``ROOT/lock`` (a second one is refused with
+the holder's PID, before it touches anything).  Each task runs one workflow job into its own run
+directory ``ROOT/<task key>/`` and, when it
 finishes, writes ``result.json`` there (atomically).  The sweep gathers every ``result.json``
 into ``ROOT/results.csv`` after each completion, so finished tasks survive a failing or killed
 sweep; running the sweep again skips tasks whose ``result.json`` exists and reruns the rest
@@ -14,6 +16,7 @@ local workers by default, any Parsl provider -- Slurm, PBS -- for a cluster).
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import json
 import os
@@ -23,12 +26,16 @@ import sys
 import time
 import traceback
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-__all__ = ["SweepTask", "grid", "make_job", "run_task", "run_sweep", "gather", "local_executor", "parsl_executor",
-           "RESULT_COLUMNS"]
+from ..locking import DirectoryLock
+from ..store import atomic_write
+
+__all__ = ["SweepTask", "grid", "make_job", "run_task", "run_sweep", "sweep_lock", "gather", "local_executor",
+           "parsl_executor", "RESULT_COLUMNS"]
 
 WORKFLOWS = ("mc", "sluschi")
 #: columns of results.csv after the task parameters
@@ -85,19 +92,33 @@ def make_job(task: SweepTask):
     if task.workflow == "sluschi":
         from .sluschi_job import SluschiJob
 
-        return SluschiJob(**task.params)
+        return SluschiJob.from_params(**task.params)
     from .mc_job import MCJob
 
-    return MCJob(**task.params)
+    return MCJob.from_params(**task.params)
+
+
+_HELD: dict[Path, DirectoryLock] = {}
+
+
+@contextmanager
+def sweep_lock(root: str | os.PathLike) -> Iterator[None]:
+    """Hold the sweep directory ``root`` (made if needed) for this process; re-entrant within it.
+    Another process holding it raises :class:`~ase_proxima.locking.DirectoryInUse`."""
+    root = Path(root).resolve()
+    if root in _HELD:
+        yield
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    _HELD[root] = DirectoryLock(root, "sweep directory")
+    try:
+        yield
+    finally:
+        _HELD.pop(root).release()
 
 
 def _write_json(path: Path, payload: Mapping[str, Any]) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(payload, fh, indent=1, default=float)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(payload, indent=1, default=float).encode())
 
 
 def _summary(report: Mapping[str, Any]) -> dict[str, Any]:
@@ -160,24 +181,29 @@ def gather(root: str | os.PathLike, tasks: Iterable[SweepTask] | None = None) ->
 def _write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
     params = sorted({k for r in rows for k in r} - set(RESULT_COLUMNS) - {"key", "workflow"})
     columns = ["key", "workflow", *params, *RESULT_COLUMNS]
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
-        w.writeheader()
-        for r in rows:
-            w.writerow(r)
-    os.replace(tmp, path)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow(r)
+    atomic_write(path, buf.getvalue().encode(), sync=False)
 
 
 def run_sweep(tasks: Sequence[SweepTask], root: str | os.PathLike, executor: Executor | None = None,
               progress: bool = True) -> list[dict[str, Any]]:
     """Run the tasks not finished yet on ``executor`` (default: :func:`local_executor`) and return
-    every task's row.  ``results.csv`` is rewritten after each completion."""
+    every task's row.  ``results.csv`` is rewritten after each completion.  Holds the directory
+    (:func:`sweep_lock`) while it runs."""
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "sweep.json").write_text(json.dumps(
+    with sweep_lock(root):
+        return _run_sweep(tasks, root, executor, progress)
+
+
+def _run_sweep(tasks: Sequence[SweepTask], root: Path, executor: Executor | None,
+               progress: bool) -> list[dict[str, Any]]:
+    atomic_write(root / "sweep.json", json.dumps(
         {"tasks": [{"workflow": t.workflow, "params": dict(t.params)} for t in tasks], "command": " ".join(sys.argv)},
-        indent=1, default=float))
+        indent=1, default=float).encode(), sync=False)
     todo = [t for t in tasks if not (root / t.key / "result.json").exists()]
     own = executor is None
     if own:

@@ -9,7 +9,7 @@ import numpy as np
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
-from ase_proxima.approx import MLPWeights, parse_topology
+from nnapprox import MLPWeights, parse_topology
 
 from .kernel import analytic_pairs, network_pairs_deep, network_pairs_one_hidden
 from .neighbours import VerletList
@@ -155,7 +155,7 @@ class LennardJonesNN(Calculator):
         Pair distances are drawn uniformly in volume between ``r_range`` (in sigma), the density
         of pairs in a homogeneous fluid; the target is the unshifted 12-6 pair energy / epsilon.
         """
-        from ase_proxima.approx import train_mlp
+        from nnapprox import train_mlp
 
         r = sample_pair_distances(np.random.default_rng(seed), n_samples, *r_range)
         net, info = train_mlp(1.0 / r, lj_pair_energy(r), topology, steps=steps, learning_rate=learning_rate,

@@ -1,0 +1,152 @@
+"""What a run has done so far, and the one record a resumed run continues from.
+
+:class:`RunTally` counts calls and answers, sums the time each part of a call took
+(``target``, ``surrogate``, ``uncertainty``, ``training``, ``controller``, ``store``,
+``total``) and keeps the audited errors as a running mean and variance, so its size
+does not grow with the run.
+
+:class:`RunState` is everything a run needs to continue exactly where it stopped
+(counters, controller, random state, training bookkeeping, the settings in effect):
+``ProximaCalculator.save_state`` writes it, and so does a run store.  It is plain
+JSON; older stores' state (version 1) is read and converted.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["AuditTally", "RunTally", "RunState", "TIMERS", "STATE_VERSION"]
+
+STATE_VERSION = 2
+TIMERS = ("target", "surrogate", "uncertainty", "training", "controller", "store", "total")
+
+
+@dataclass
+class AuditTally:
+    """Running mean and variance of the audited errors (Welford's update)."""
+
+    n: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+
+    def add(self, error: float) -> None:
+        self.n += 1
+        delta = error - self.mean
+        self.mean += delta / self.n
+        self.m2 += delta * (error - self.mean)
+
+    @property
+    def estimate(self) -> float:
+        return self.mean if self.n else math.nan
+
+    @property
+    def standard_error(self) -> float:
+        return math.sqrt(self.m2 / (self.n - 1) / self.n) if self.n > 1 else math.nan
+
+
+@dataclass
+class RunTally:
+    """Counters and timers of a run."""
+
+    calls: int = 0
+    surrogate_calls: int = 0
+    audits: int = 0
+    refusals: int = 0
+    times: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TIMERS, 0.0))
+    audited: AuditTally = field(default_factory=AuditTally)
+
+    def summary(self) -> dict[str, Any]:
+        """Counts, the served fraction, the audited served error, and the time per part."""
+        frac = self.surrogate_calls / self.calls if self.calls else 0.0
+        out: dict[str, Any] = {"calls": self.calls, "surrogate_calls": self.surrogate_calls, "audits": self.audits,
+                               "refusals": self.refusals, "served_fraction": frac,
+                               "served_error": self.audited.estimate, "served_error_se": self.audited.standard_error,
+                               "returned_error": frac * self.audited.estimate}
+        out.update({f"time_{k}": v for k, v in self.times.items()})
+        out["store_seconds_per_call"] = self.times["store"] / self.calls if self.calls else 0.0
+        return out
+
+    def add_times(self, per_call: Mapping[str, float]) -> None:
+        for k, v in per_call.items():
+            self.times[k] = self.times.get(k, 0.0) + v
+
+
+class Stopwatch:
+    """Per-call timers: ``with watch("target"): ...`` adds the elapsed seconds to that part."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.parts = dict.fromkeys(TIMERS, 0.0)
+
+    @contextmanager
+    def __call__(self, part: str) -> Iterator[None]:
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.parts[part] += time.perf_counter() - t
+
+    def stop(self) -> dict[str, float]:
+        self.parts["total"] = time.perf_counter() - self.start
+        return self.parts
+
+
+@dataclass
+class RunState:
+    """Everything needed to continue a run identically (plain JSON)."""
+
+    step: int = 0
+    tally: dict[str, Any] = field(default_factory=dict)
+    controller: dict[str, Any] = field(default_factory=dict)
+    rng: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    target: dict[str, int] = field(default_factory=dict)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    version: int = STATE_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), allow_nan=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunState:
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RunState:
+        version = d.get("version")
+        if version == 1:
+            return cls._from_version_1(d)
+        if version != STATE_VERSION:
+            raise ValueError(f"unsupported run state version {version!r} (this ase-proxima writes {STATE_VERSION})")
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    @classmethod
+    def _from_version_1(cls, d: Mapping[str, Any]) -> RunState:
+        """A state written before the rooms existed: audit errors as a list, recent answer kinds
+        beside the controller."""
+        audited = AuditTally()
+        for e in d.get("audit_errors", []):
+            audited.add(float(e))
+        counts = d["counts"]
+        tally = {"calls": d["step"], "surrogate_calls": counts.get("surrogate_calls", 0),
+                 "audits": counts.get("audits", 0), "refusals": counts.get("refusals", 0),
+                 "times": dict(d.get("times", {})), "audited": asdict(audited)}
+        controller = dict(d["controller"])
+        controller["recent_served"] = [k == "surrogate" for k in d.get("recent_kinds", [])]
+        training = {"total": d["n_training"], "n_fitted": d["n_fitted"], "fits": d["fits"],
+                    "fit_failures": d["fit_failures"], "absurd": 0}
+        target = {"calls": counts.get("target_calls", 0), "failures": counts.get("target_failures", 0)}
+        return cls(step=d["step"], tally=tally, controller=controller, rng=d["rng"], training=training,
+                   target=target)
+
+    def restore_tally(self) -> RunTally:
+        t = dict(self.tally)
+        audited = AuditTally(**t.pop("audited", {}))
+        times = {**dict.fromkeys(TIMERS, 0.0), **t.pop("times", {})}
+        return RunTally(**t, times=times, audited=audited)

@@ -1,0 +1,293 @@
+"""The training set of a run: the target results the surrogate learns from, and its refits.
+
+It owns
+
+* the data: every target result in arrival order, the newest ``max_training`` of them
+  kept in memory (all of them are in the store);
+* the plausible range of answers, from robust statistics of those data (median and
+  median absolute deviation), so one absurd value cannot widen it;
+* absurd target answers: one far outside that range (a finite 1e30 eV from a broken
+  SCF) is stored with the run, flagged, and kept out of fits and of the range, so a
+  single bad answer cannot switch the surrogate off for the rest of the run;
+* the refit schedule (``retrain``) and the fit itself: a failed fit, whatever raised
+  inside, is a :class:`~ase_proxima.surrogates.FitError`, counted, and leaves the
+  surrogate unusable (every call goes to the target) until a later refit succeeds.
+
+Points are numbered globally (``total``): ``n_fitted`` is the number of points the
+surrogate was last fitted on, whatever has left memory since.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+from .surrogates.base import FitError
+from .surrogates.defaults import surrogate_family
+
+log = logging.getLogger("ase_proxima")
+
+__all__ = ["TrainingSet", "PlausibleRange"]
+
+#: MADs of a normal distribution per standard deviation
+_MAD_SIGMA = 1.4826
+
+
+def _robust_window(values: np.ndarray, spread: float, floor: float) -> np.ndarray:
+    """The values within ``spread`` robust standard deviations (at least ``floor``) of the median."""
+    med = float(np.median(values))
+    sigma = _MAD_SIGMA * float(np.median(np.abs(values - med)))
+    return values[np.abs(values - med) <= max(spread * sigma, floor)]
+
+
+@dataclass(frozen=True)
+class PlausibleRange:
+    """Per-atom energies and largest per-atom forces the training data span, robustly.
+
+    A prediction is *implausible* beyond the energy range by more than one range width
+    (at least 0.1 eV per atom), or with a force over three times the largest trained force
+    plus 1 eV/A.  A target answer is *absurd* ten times further out, with floors of
+    10 eV per atom and ten times the force limit.
+    """
+
+    e_lo: float = math.inf
+    e_hi: float = -math.inf
+    f_hi: float = 0.0
+    count: int = 0
+
+    @classmethod
+    def of(cls, energies_per_atom: Sequence[float], largest_forces: Sequence[float]) -> PlausibleRange:
+        e = np.asarray([x for x in energies_per_atom if math.isfinite(x)], float)
+        f = np.asarray([x for x in largest_forces if math.isfinite(x)], float)
+        e_lo = e_hi = math.nan
+        if e.size:
+            kept = _robust_window(e, 10.0, 0.05)
+            e_lo, e_hi = float(kept.min()), float(kept.max())
+        f_hi = float(_robust_window(f, 10.0, 0.5).max()) if f.size else 0.0
+        return cls(e_lo if e.size else math.inf, e_hi if e.size else -math.inf, f_hi, int(max(e.size, f.size)))
+
+    def _margin(self) -> float:
+        return max(self.e_hi - self.e_lo, 0.1)
+
+    def implausible(self, results: Mapping[str, Any], natoms: int) -> str | None:
+        """Why a surrogate answer lies too far outside the trained range, or ``None``."""
+        return self._check(results, natoms, self._margin(), 3.0 * self.f_hi + 1.0, "trained")
+
+    def absurd(self, results: Mapping[str, Any], natoms: int) -> str | None:
+        """Why a target answer lies so far outside every earlier one that it cannot be physics."""
+        if self.count < 5:
+            return None
+        return self._check(results, natoms, max(10.0 * self._margin(), 10.0), 10.0 * (3.0 * self.f_hi + 1.0),
+                           "earlier target")
+
+    def _check(self, results: Mapping[str, Any], natoms: int, margin: float, force_limit: float,
+               what: str) -> str | None:
+        if self.count == 0 or not natoms:
+            return None
+        if "energy" in results and math.isfinite(self.e_lo):
+            e = float(results["energy"]) / natoms
+            if not self.e_lo - margin <= e <= self.e_hi + margin:
+                return (f"energy {e:.4g} eV/atom outside the {what} {self.e_lo:.4g} .. {self.e_hi:.4g} "
+                        f"(+- {margin:.3g})")
+        if "forces" in results and self.f_hi > 0:
+            fmax = largest_force(results["forces"])
+            if fmax > force_limit:
+                return f"force {fmax:.3g} eV/A above {force_limit:.3g} (from the {what} forces)"
+        return None
+
+
+def largest_force(forces: Any) -> float:
+    f = np.asarray(forces, float)
+    return float(np.sqrt((f ** 2).sum(axis=1)).max()) if f.size else 0.0
+
+
+def _summary(results: Mapping[str, Any], natoms: int) -> tuple[float, float]:
+    e = float(results["energy"]) / natoms if "energy" in results and natoms else math.nan
+    f = largest_force(results["forces"]) if "forces" in results else math.nan
+    return e, f
+
+
+class TrainingSet:
+    """The target results a surrogate learns from, their plausible range and the refit schedule.
+
+    Parameters
+    ----------
+    min_training:
+        Points needed before the first fit.
+    max_training:
+        Fit on (and keep in memory) at most this many newest points; ``None``: all.
+    retrain:
+        ``'lazy'``: refit just before the surrogate is next used after new data, and
+        whenever ``lazy_batch`` new points arrived; an int k: every k new points;
+        ``'never'``: fit once.
+    lazy_batch:
+        See ``retrain='lazy'`` (the calculator passes the controller's window).
+    store:
+        A :class:`~ase_proxima.store.RunStore` every new point is written to, or ``None``.
+    """
+
+    def __init__(self, min_training: int = 10, max_training: int | None = None, retrain: str | int = "lazy",
+                 lazy_batch: int = 10, store: Any = None) -> None:
+        self.min_training = min_training
+        self.max_training = max_training
+        self.retrain = retrain
+        self.lazy_batch = lazy_batch
+        self.store = store
+        self._atoms: deque[Atoms] = deque()
+        self._results: deque[dict[str, Any]] = deque()
+        self._summaries: deque[tuple[float, float]] = deque()
+        self.total = 0  # points ever added (the newest ``len(self)`` are in memory)
+        self.absurd = 0  # target answers kept out of the data
+        self.n_fitted = 0
+        self.fits = 0
+        self.fit_failures = 0
+        self.fit_error: str | None = None
+        self._range: PlausibleRange | None = None
+
+    def __len__(self) -> int:
+        return len(self._atoms)
+
+    @property
+    def range(self) -> PlausibleRange:
+        """The plausible range of the data in memory."""
+        if self._range is None:
+            self._range = PlausibleRange.of([s[0] for s in self._summaries], [s[1] for s in self._summaries])
+        return self._range
+
+    # ------------------------------------------------------------------- data
+    def add(self, atoms: Atoms, results: Mapping[str, Any], **keys: Any) -> str | None:
+        """Add one target result (and write it to the store); returns why it was kept out of the
+        data as absurd, or ``None``."""
+        why = self.range.absurd(results, len(atoms))
+        if self.store is not None:
+            self.store.add_training(atoms, results, absurd=why is not None, **keys)
+        if why is not None:
+            self.absurd += 1
+            return why
+        self._append(atoms.copy(), dict(results))
+        self.total += 1
+        self.trim()
+        return None
+
+    def _append(self, atoms: Atoms, results: dict[str, Any]) -> None:
+        self._atoms.append(atoms)
+        self._results.append(results)
+        self._summaries.append(_summary(results, len(atoms)))
+        self._range = None
+
+    def trim(self) -> None:
+        """Forget all but the newest ``max_training`` points (every later fit uses those only)."""
+        while self.max_training is not None and len(self._atoms) > self.max_training:
+            self._atoms.popleft()
+            self._results.popleft()
+            self._summaries.popleft()
+            self._range = None
+
+    def load(self, rows: Sequence[tuple[Atoms, Mapping[str, Any]]], total: int | None = None) -> None:
+        """Replace the data by stored ``rows`` (oldest first), the newest ``len(rows)`` of ``total``
+        points (default: ``rows`` are all there ever were)."""
+        self._atoms.clear(), self._results.clear(), self._summaries.clear()
+        for atoms, res in rows:
+            self._append(atoms, dict(res))
+        self.total = max(len(rows), total or 0)
+
+    def data(self, n: int | None = None) -> tuple[list[Atoms], list[dict[str, Any]]]:
+        """The points a fit on the first ``n`` (default all) would use: the newest ``max_training``."""
+        n = self.total if n is None else n
+        first = self.total - len(self._atoms)
+        start = max(n - self.max_training, 0) if self.max_training is not None else 0
+        if start < first:
+            raise ValueError(f"points {start}..{first} are no longer in memory")
+        a, r = list(self._atoms), list(self._results)
+        return a[start - first:n - first], r[start - first:n - first]
+
+    # ------------------------------------------------------------------ fits
+    def needs_refit(self, before_use: bool, surrogate_fitted: bool) -> bool:
+        """Is a refit due now (``before_use``: the surrogate is about to answer)?"""
+        new = self.total - self.n_fitted
+        if self.total < self.min_training or new <= 0:
+            return False
+        if not surrogate_fitted:
+            return self.n_fitted == 0 or self.retrain != "never"
+        if self.retrain == "never":
+            return False
+        if self.retrain == "lazy":
+            return before_use or new >= self.lazy_batch
+        return (not before_use) and new >= int(self.retrain)
+
+    def fit(self, surrogate: Any, uncertainty: Any, n: int | None = None) -> bool:
+        """Fit surrogate and uncertainty on the first ``n`` points (default all); ``False`` (and the
+        failure counted and kept in ``fit_error``) when the fit failed."""
+        n = self.total if n is None else n
+        images, results = self.data(n)
+        try:
+            surrogate.fit(images, results)
+            uncertainty.fit(images)
+        except FitError as err:
+            self.fit_failures += 1
+            self.fit_error = str(err)
+            return False
+        self.fit_error = None
+        self.n_fitted = n
+        self.fits += 1
+        return True
+
+    # ------------------------------------------------------------- reporting and persistence
+    def configure(self, min_training: int, max_training: int | None, retrain: str | int, lazy_batch: int) -> None:
+        """New settings, in effect now (data beyond a smaller ``max_training`` are forgotten)."""
+        self.min_training, self.max_training, self.retrain, self.lazy_batch = (min_training, max_training, retrain,
+                                                                               lazy_batch)
+        self.trim()
+
+    def summary(self) -> dict[str, Any]:
+        return {"training_size": len(self), "training_total": self.total, "absurd_target_answers": self.absurd,
+                "fits": self.fits, "fit_failures": self.fit_failures, "fit_error": self.fit_error}
+
+    def state(self) -> dict[str, Any]:
+        return {"total": self.total, "n_fitted": self.n_fitted, "fits": self.fits, "fit_failures": self.fit_failures,
+                "absurd": self.absurd, "fit_error": self.fit_error}
+
+    def restore(self, state: dict[str, Any], rows: Sequence[tuple[Atoms, Mapping[str, Any]]], total: int,
+                surrogate: Any, uncertainty: Any, model: tuple[dict[str, Any], Any] | None) -> None:
+        """Continue from ``state`` with ``rows`` (the newest of ``total`` points): the surrogate from
+        ``model`` (a store's ``read_models``) when it is the one fitted on the state's points, else
+        refitted on them."""
+        self.load(rows, total=total)
+        n_fitted = min(state["n_fitted"], self.total)
+        if n_fitted:
+            description, fitted = model if model is not None else ({}, None)
+            usable = (fitted is not None and description.get("n_fitted") == n_fitted
+                      and description.get("family") == surrogate_family(surrogate)
+                      and description.get("params") == plain(surrogate.get_params()))
+            try:
+                if usable:
+                    surrogate.restore_fitted_state(fitted)
+                    uncertainty.fit(self.data(n_fitted)[0])
+                    self.n_fitted = n_fitted
+            except Exception as err:  # arrays of the wrong shape or kind: refit from the data instead
+                log.warning("the stored model does not fit this surrogate (%s): refitting", err)
+                usable = False
+            if not usable:
+                self.fit(surrogate, uncertainty, n=n_fitted)
+        self.fits, self.fit_failures, self.absurd = state["fits"], state["fit_failures"], state["absurd"]
+        if n_fitted == self.n_fitted:
+            self.fit_error = state.get("fit_error")
+        self.trim()
+
+    def save_model(self, store: Any, surrogate: Any) -> None:
+        """Write the surrogate's fitted state to ``store`` (nothing for a family that refits)."""
+        fitted = surrogate.fitted_state() if surrogate is not None and self.n_fitted else None
+        if fitted is not None and self.fit_error is None:
+            store.write_models(surrogate_family(surrogate), plain(surrogate.get_params()), self.n_fitted, fitted)
+
+
+def plain(d: Mapping[str, Any]) -> dict[str, Any]:
+    """``d`` as JSON would give it back (numpy scalars and tuples become numbers and lists)."""
+    return json.loads(json.dumps(dict(d), default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))

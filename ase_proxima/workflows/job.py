@@ -1,0 +1,158 @@
+"""The shape every job takes: one run of a workflow written to a run directory.
+
+A job (:class:`~.demo_job.DemoJob`, :class:`~.mc_job.MCJob`,
+:class:`~.sluschi_job.SluschiJob`) is a dataclass of its inputs.  :meth:`Job.check` builds
+the target (or raises ``ValueError`` naming what is wrong) before anything is written;
+:meth:`Job.run` makes the calculator (the target alone for ``method='baseline'``, else a
+``ProximaCalculator`` whose store is ``<out>/store``), runs the workflow, and writes
+``stats.json`` (inputs, the workflow's results, Proxima's statistics and the GPU
+prediction) and ``run.png``.  The CLI and sweeps both run jobs this way;
+:meth:`Job.summary` is what the CLI prints.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import sys
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ..metrics import UNITS
+from ..store import atomic_write
+
+__all__ = ["Job", "describe_stats", "prepare_run_dir"]
+
+METHODS = ("proxima", "fixed", "baseline")
+
+
+def prepare_run_dir(out: str | os.PathLike, overwrite: bool) -> Path:
+    """Create the run directory; refuse (``FileExistsError``) to mix with an earlier run unless
+    told to replace it."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{out} is not empty; pass --overwrite or choose another --out")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def describe_stats(stats: dict[str, Any]) -> str:
+    """One line on who answered and how good the served answers were (the CLI's summary)."""
+    unit = UNITS[stats["error_metric"]]
+    return (f"target {stats['target_calls']} calls (audits {stats['audits']}), surrogate "
+            f"{stats['surrogate_calls']} ({stats['served_fraction']:.1%}); served {stats['error_metric']} error "
+            f"(audited) {stats['served_error']:.4g} +- {stats['served_error_se']:.2g} {unit}, bound "
+            f"{stats['error_bound']:g} {unit}")
+
+
+@dataclass
+class Job:
+    """Inputs every job has: how answers are computed."""
+
+    target: str = "emt"
+    method: str = "proxima"  # proxima | fixed | baseline
+    error_bound: float = 0.01
+    threshold: float | None = None
+    audit_fraction: float = 0.05
+
+    #: the error metric of the run (a field in jobs that let the user choose)
+    error_metric: ClassVar[str] = "energy"
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.method == "fixed" and self.threshold is None:
+            raise ValueError("method 'fixed' needs a threshold")
+        if not self.error_bound > 0:
+            raise ValueError(f"error_bound must be > 0, got {self.error_bound!r}")
+
+    @classmethod
+    def from_params(cls, **params: Any) -> Job:
+        """The job from flat parameters (a sweep task's, or the CLI's)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {unknown} of {cls.__name__}; known: {sorted(known)}")
+        return cls(**params)
+
+    # ------------------------------------------------------------- hooks
+    def check(self):
+        """The target calculator, or ``ValueError`` naming what is wrong."""
+        from ..targets import make_target
+
+        return make_target(self.target)
+
+    def settings(self) -> dict[str, Any]:
+        """ProximaCalculator settings beyond the common ones."""
+        return {}
+
+    def execute(self, calc: Any, out: Path, progress: bool) -> dict[str, Any]:
+        """Run the workflow with ``calc`` into ``out``; returns the report's workflow fields."""
+        raise NotImplementedError
+
+    def title(self) -> str:
+        return type(self).__name__
+
+    def headline(self, report: dict[str, Any]) -> str:
+        """The first line of :meth:`summary`: the workflow's own results."""
+        return ""
+
+    # -------------------------------------------------------------- run
+    def calculator(self, target: Any, out: Path) -> Any:
+        if self.method == "baseline":
+            return target
+        from ..calculator import ProximaCalculator
+
+        return ProximaCalculator(target=target, error_bound=self.error_bound, error_metric=self.error_metric,
+                                 threshold=self.threshold, adaptive=self.method == "proxima",
+                                 audit_fraction=self.audit_fraction, store=out / "store", **self.settings())
+
+    def run(self, out: str | os.PathLike, progress: bool = False) -> dict[str, Any]:
+        """Run into ``out`` (made if needed); returns the report written to ``stats.json``."""
+        target = self.check()
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        calc = self.calculator(target, out)
+        proxima = self.method != "baseline"
+        try:
+            fields_ = self.execute(calc, out, progress)
+            stats = calc.stats if proxima else None
+        finally:
+            if proxima:
+                calc.close()
+        report: dict[str, Any] = {
+            "command": " ".join(sys.argv),
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "machine": platform.platform(),
+            "job": asdict(self),
+            "method": self.method,
+            "target": self.target,
+            "error_bound": self.error_bound,
+            **fields_,
+        }
+        if proxima:
+            from ..perf.annotate import annotate_calculator
+            from ..plots import plot_run
+            from ..store import RunStore
+
+            report["stats"] = stats
+            try:
+                report["perf_prediction"] = annotate_calculator(calc)
+            except ValueError as err:  # nothing computed yet
+                report["perf_prediction"] = {"note": str(err)}
+            log = RunStore(out / "store", readonly=True).read_log()
+            plot_run(log, self.error_bound, out / "run.png", title=self.title())
+        atomic_write(out / "stats.json", json.dumps(report, indent=2, default=float).encode())
+        return report
+
+    def summary(self, report: dict[str, Any], out: str | os.PathLike) -> str:
+        lines = [self.headline(report)]
+        if "stats" in report:
+            lines.append(describe_stats(report["stats"]))
+        lines.append(f"wrote {out}/")
+        return "\n".join(line for line in lines if line)

@@ -1,0 +1,164 @@
+"""What the run store costs: per call while a run goes on, and once when a run is reopened.
+
+Side by side in one process, on the same work (a Metropolis walk of a Cu13 cluster with
+ASE's EMT as the target, seeds fixed):
+
+* **per call**: the calculator's own ``time_store`` (training rows, the log line, the state
+  and model every ``checkpoint_every`` calls) over the calls, for several ``checkpoint_every``
+  (1 is what earlier versions did: the state written and fsynced on every call), as a share
+  of the calculator's whole time and against the target alone on the same structures;
+* **reopening**: seconds to open a calculator on a store of N training rows (reading rows,
+  state, model and log) and answer one call, against N.
+
+Writes ``benchmarks/results/store_cost/store_cost.json`` and ``store_cost.png``.
+
+    .venv/bin/python benchmarks/store_cost.py [--calls 1000] [--rows 250 1000 1750 4000]
+
+``--only-reopen`` runs the second part alone, with code that also runs on earlier versions
+(to measure them the same way, run it with their tree first on ``PYTHONPATH``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from ase.calculators.emt import EMT
+from ase.cluster import Icosahedron
+from ase.units import kB
+
+from ase_proxima import ProximaCalculator
+
+OUT = Path(__file__).resolve().parent / "results" / "store_cost"
+
+
+def walk(calc, calls: int, seed: int, step: float = 0.02, temperature: float = 300.0) -> list:
+    """A Metropolis walk of Cu13 through ``calc``; returns the trial structures."""
+    rng = np.random.default_rng(seed)
+    current = Icosahedron("Cu", noshells=2, latticeconstant=3.61)
+    current.calc = calc
+    e_cur = current.get_potential_energy()
+    trials = []
+    for _ in range(calls - 1):
+        trial = current.copy()
+        trial.positions += rng.uniform(-step, step, trial.positions.shape)
+        trial.calc = calc
+        e = trial.get_potential_energy()
+        trials.append(trial)
+        if e <= e_cur or rng.random() < math.exp(-(e - e_cur) / (kB * temperature)):
+            current, e_cur = trial, e
+    return trials
+
+
+def per_call(calls: int, every: list[int], seed: int) -> dict:
+    rows = {}
+    for k in every:
+        folder = Path(tempfile.mkdtemp(prefix="proxima-store-cost-"))
+        try:
+            calc = ProximaCalculator(target=EMT(), error_bound=0.01, seed=seed, checkpoint_every=k,
+                                     store=folder / "store")
+            trials = walk(calc, calls, seed)
+            calc.close()
+            s = calc.stats
+            target = EMT()
+            t = time.perf_counter()
+            for a in trials:
+                target.get_potential_energy(a)
+            target_alone = (time.perf_counter() - t) / len(trials)
+            rows[k] = {"store_s_per_call": s["time_store"] / s["calls"], "total_s_per_call": s["time_total"] / s["calls"],
+                       "store_share": s["time_store"] / s["time_total"], "target_alone_s_per_call": target_alone,
+                       "store_over_target_alone": s["time_store"] / s["calls"] / target_alone,
+                       "served_fraction": s["served_fraction"], "target_calls": s["target_calls"],
+                       "state_size_bytes": (folder / "store" / "state.json").stat().st_size}
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    return rows
+
+
+def reopen(rows_wanted: list[int], seed: int) -> dict:
+    """Seconds to reopen a store of N training rows and answer a call (a tight bound makes every
+    call a target call, so N calls give N rows)."""
+    out = {}
+    for n in rows_wanted:
+        folder = Path(tempfile.mkdtemp(prefix="proxima-reopen-"))
+        try:
+            calc = ProximaCalculator(target=EMT(), error_bound=1e-9, seed=seed, store=folder / "store")
+            trials = walk(calc, n, seed)
+            if hasattr(calc, "close"):
+                calc.close()
+            del calc
+            t = time.perf_counter()
+            again = ProximaCalculator(target=EMT(), error_bound=1e-9, seed=seed, store=folder / "store")
+            opened = time.perf_counter() - t
+            again.get_potential_energy(trials[-1])
+            out[n] = {"rows": again.stats["training_size"], "open_s": opened,
+                      "open_and_first_call_s": time.perf_counter() - t}
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    return out
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    per = result.get("per_call", {})
+    if per:
+        ks = sorted(per, key=int)
+        axes[0].bar([str(k) for k in ks], [per[k]["store_over_target_alone"] for k in ks])
+        axes[0].set_xlabel("checkpoint_every (calls between state writes)")
+        axes[0].set_ylabel("store time per call / EMT call (Cu13)")
+        axes[0].set_title("run store cost per call")
+    for label, data in (("this version", result.get("reopen", {})), ("earlier version", result.get("reopen_before"))):
+        if data:
+            n = sorted(data, key=int)
+            axes[1].plot([int(x) for x in n], [data[x]["open_and_first_call_s"] for x in n], marker="o", label=label)
+    axes[1].set_xlabel("training rows in the store")
+    axes[1].set_ylabel("seconds to reopen and answer one call")
+    axes[1].set_title("reopening a store (same machine, same run)")
+    axes[1].legend()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--calls", type=int, default=1000)
+    ap.add_argument("--every", type=int, nargs="+", default=[1, 20, 100])
+    ap.add_argument("--rows", type=int, nargs="+", default=[250, 1000, 1750, 4000])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--only-reopen", action="store_true")
+    ap.add_argument("--out", default=str(OUT))
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = {"benchmark": "store_cost", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                          "python": platform.python_version()},
+              "command": " ".join(["benchmarks/store_cost.py", *os.sys.argv[1:]])}
+    if not args.only_reopen:
+        result["per_call"] = per_call(args.calls, args.every, args.seed)
+    result["reopen"] = reopen(args.rows, args.seed)
+    name = "reopen_only.json" if args.only_reopen else "store_cost.json"
+    before = out / "reopen_before.json"
+    if not args.only_reopen and before.exists():
+        result["reopen_before"] = json.loads(before.read_text())["reopen"]
+    (out / name).write_text(json.dumps(result, indent=1))
+    if not args.only_reopen:
+        plot(result, out / "store_cost.png")
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
