@@ -64,8 +64,9 @@ class PlausibleRange:
 
     @classmethod
     def of(cls, energies_per_atom: Sequence[float], largest_forces: Sequence[float]) -> PlausibleRange:
-        e = np.asarray([x for x in energies_per_atom if math.isfinite(x)], float)
-        f = np.asarray([x for x in largest_forces if math.isfinite(x)], float)
+        e = np.fromiter(energies_per_atom, float)
+        f = np.fromiter(largest_forces, float)
+        e, f = e[np.isfinite(e)], f[np.isfinite(f)]
         e_lo = e_hi = math.nan
         if e.size:
             kept = _robust_window(e, 10.0, 0.05)
@@ -142,7 +143,8 @@ class TrainingSet:
         self.store = store
         self._atoms: deque[Atoms] = deque()
         self._results: deque[dict[str, Any]] = deque()
-        self._summaries: deque[tuple[float, float]] = deque()
+        self._energies: deque[float] = deque()  # per atom, of each point
+        self._forces: deque[float] = deque()  # largest per-atom force of each point
         self.total = 0  # points ever added (the newest ``len(self)`` are in memory)
         self.absurd = 0  # target answers kept out of the data
         self.n_fitted = 0
@@ -150,15 +152,17 @@ class TrainingSet:
         self.fit_failures = 0
         self.fit_error: str | None = None
         self._range: PlausibleRange | None = None
+        self._changes = 0  # points added or forgotten since the range was computed
 
     def __len__(self) -> int:
         return len(self._atoms)
 
     @property
     def range(self) -> PlausibleRange:
-        """The plausible range of the data in memory."""
-        if self._range is None:
-            self._range = PlausibleRange.of([s[0] for s in self._summaries], [s[1] for s in self._summaries])
+        """The plausible range of the data in memory (recomputed when they changed)."""
+        if self._range is None or self._changes:
+            self._range = PlausibleRange.of(self._energies, self._forces)
+            self._changes = 0
         return self._range
 
     # ------------------------------------------------------------------- data
@@ -179,21 +183,26 @@ class TrainingSet:
     def _append(self, atoms: Atoms, results: dict[str, Any]) -> None:
         self._atoms.append(atoms)
         self._results.append(results)
-        self._summaries.append(_summary(results, len(atoms)))
-        self._range = None
+        e, f = _summary(results, len(atoms))
+        self._energies.append(e)
+        self._forces.append(f)
+        self._changes += 1
 
     def trim(self) -> None:
         """Forget all but the newest ``max_training`` points (every later fit uses those only)."""
         while self.max_training is not None and len(self._atoms) > self.max_training:
             self._atoms.popleft()
             self._results.popleft()
-            self._summaries.popleft()
-            self._range = None
+            self._energies.popleft()
+            self._forces.popleft()
+            self._changes += 1
 
     def load(self, rows: Sequence[tuple[Atoms, Mapping[str, Any]]], total: int | None = None) -> None:
         """Replace the data by stored ``rows`` (oldest first), the newest ``len(rows)`` of ``total``
         points (default: ``rows`` are all there ever were)."""
-        self._atoms.clear(), self._results.clear(), self._summaries.clear()
+        for d in (self._atoms, self._results, self._energies, self._forces):
+            d.clear()
+        self._range = None
         for atoms, res in rows:
             self._append(atoms, dict(res))
         self.total = max(len(rows), total or 0)

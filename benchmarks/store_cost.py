@@ -8,7 +8,8 @@ ASE's EMT as the target, seeds fixed):
   (1 is what earlier versions did: the state written and fsynced on every call), as a share
   of the calculator's whole time and against the target alone on the same structures;
 * **reopening**: seconds to open a calculator on a store of N training rows (reading rows,
-  state, model and log) and answer one call, against N.
+  state, model and log) and answer one call, against N; and the same for the stores of long
+  runs (most calls served: a log much longer than the training set).
 
 Writes ``benchmarks/results/store_cost/store_cost.json`` and ``store_cost.png``.
 
@@ -106,13 +107,36 @@ def reopen(rows_wanted: list[int], seed: int) -> dict:
     return out
 
 
+def reopen_long(calls_wanted: list[int], seed: int) -> dict:
+    """Seconds to reopen the store of a long run (the default bound: most calls served, a log
+    much longer than the training set) and answer a call."""
+    out = {}
+    for n in calls_wanted:
+        folder = Path(tempfile.mkdtemp(prefix="proxima-reopen-long-"))
+        try:
+            calc = ProximaCalculator(target=EMT(), error_bound=0.01, seed=seed, store=folder / "store")
+            trials = walk(calc, n, seed)
+            if hasattr(calc, "close"):
+                calc.close()
+            del calc
+            t = time.perf_counter()
+            again = ProximaCalculator(target=EMT(), error_bound=0.01, seed=seed, store=folder / "store")
+            opened = time.perf_counter() - t
+            again.get_potential_energy(trials[-1])
+            out[n] = {"calls": n, "rows": again.stats["training_size"], "open_s": opened,
+                      "open_and_first_call_s": time.perf_counter() - t}
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    return out
+
+
 def plot(result: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4), constrained_layout=True)
     per = result.get("per_call", {})
     if per:
         ks = sorted(per, key=int)
@@ -120,14 +144,16 @@ def plot(result: dict, path: Path) -> None:
         axes[0].set_xlabel("checkpoint_every (calls between state writes)")
         axes[0].set_ylabel("store time per call / EMT call (Cu13)")
         axes[0].set_title("run store cost per call")
-    for label, data in (("this version", result.get("reopen", {})), ("earlier version", result.get("reopen_before"))):
-        if data:
-            n = sorted(data, key=int)
-            axes[1].plot([int(x) for x in n], [data[x]["open_and_first_call_s"] for x in n], marker="o", label=label)
-    axes[1].set_xlabel("training rows in the store")
-    axes[1].set_ylabel("seconds to reopen and answer one call")
-    axes[1].set_title("reopening a store (same machine, same run)")
-    axes[1].legend()
+    for ax, key, xkey, xlabel in ((axes[1], "reopen", "rows", "training rows (every call a target call)"),
+                                  (axes[2], "reopen_long_run", "calls", "calls of the run (most served)")):
+        for label, data in (("this version", result.get(key)), ("earlier version", result.get(f"{key}_before"))):
+            if data:
+                n = sorted(data, key=int)
+                ax.plot([int(x) for x in n], [data[x]["open_and_first_call_s"] for x in n], marker="o", label=label)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("seconds to reopen and answer one call")
+        ax.set_title("reopening a store (same machine)")
+        ax.legend()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -137,6 +163,7 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=1000)
     ap.add_argument("--every", type=int, nargs="+", default=[1, 20, 100])
     ap.add_argument("--rows", type=int, nargs="+", default=[250, 1000, 1750, 4000])
+    ap.add_argument("--long", type=int, nargs="+", default=[5000, 20000], help="calls of the long runs reopened")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only-reopen", action="store_true")
     ap.add_argument("--out", default=str(OUT))
@@ -150,10 +177,13 @@ def main() -> None:
     if not args.only_reopen:
         result["per_call"] = per_call(args.calls, args.every, args.seed)
     result["reopen"] = reopen(args.rows, args.seed)
+    result["reopen_long_run"] = reopen_long(args.long, args.seed)
     name = "reopen_only.json" if args.only_reopen else "store_cost.json"
     before = out / "reopen_before.json"
     if not args.only_reopen and before.exists():
-        result["reopen_before"] = json.loads(before.read_text())["reopen"]
+        earlier = json.loads(before.read_text())
+        result["reopen_before"] = earlier["reopen"]
+        result["reopen_long_run_before"] = earlier.get("reopen_long_run")
     (out / name).write_text(json.dumps(result, indent=1))
     if not args.only_reopen:
         plot(result, out / "store_cost.png")

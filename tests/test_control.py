@@ -223,3 +223,31 @@ def test_any_sequence_keeps_threshold_finite_and_in_bounds(pairs, bound, t_max):
             assert math.isfinite(t)
             assert 0.0 <= t <= t_max
         assert ctrl.alpha is None or (math.isfinite(ctrl.alpha) and ctrl.alpha > 0)
+
+
+def test_reconfigure_applies_all_or_nothing_and_keeps_the_newest_comparisons():
+    ctrl = ThresholdController(error_bound=0.2, window=10)
+    for k in range(12):
+        ctrl.observe(0.1 * k, 0.01 * k)
+        ctrl.update()
+    ctrl.reconfigure(error_bound=np.float64(0.1), window=np.int64(4))
+    assert ctrl.error_bound == 0.1 and ctrl.window_size == 4
+    assert ctrl.window_error == pytest.approx(np.mean([0.08, 0.09, 0.10, 0.11]))
+    with pytest.raises(ValueError):
+        ctrl.reconfigure(error_bound=0.3, window=1)
+    assert ctrl.error_bound == 0.1 and ctrl.window_size == 4  # a refused change changes nothing
+
+
+def test_bound_on_all_steers_the_served_share_times_the_error():
+    ctrl = ThresholdController(error_bound=0.2, window=4, bound_on="all")
+    for e in (0.4, 0.4, 0.4, 0.4):
+        ctrl.observe(1.0, e)
+    for served in (True, False, False, False):
+        ctrl.note_answer(served)
+    assert ctrl.served_share == 0.25
+    assert ctrl.measured_error == pytest.approx(0.25 * ctrl.controlled_error)
+    ctrl.reconfigure(bound_on="served")
+    assert ctrl.measured_error == ctrl.controlled_error
+    restored = ThresholdController(error_bound=0.2, window=4, bound_on="all")
+    restored.load_state(ctrl.state())
+    assert restored.served_share == 0.25

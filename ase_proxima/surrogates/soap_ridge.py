@@ -217,20 +217,23 @@ class SOAPBayesianRidge(Surrogate):
         self._scale = scale
 
     def _rows(self, images: Sequence[Atoms], results: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
-        """Design rows (scaled features + intercept column) and targets, energy and force rows."""
-        rows, targets = [], []
+        """Design rows (scaled features + intercept column) and targets, energy and force rows:
+        one block per structure (no Python object per row, so a refit on a long training set
+        neither crawls nor fragments the heap)."""
+        blocks, targets = [], []
         for atoms, res in zip(images, results):
             x, dx = self._cached_features(atoms, res)
             n = len(atoms)
             k_e = self.energy_weight if self.energy_weight is not None else np.sqrt(3 * n)
             y = float(res["energy"]) - self._counts(atoms) @ self._e_ref - self._y_mean
-            rows.append(k_e * np.append((x - self._mu) / self._scale, 1.0))
-            targets.append(k_e * y)
+            blocks.append(k_e * np.append((x - self._mu) / self._scale, 1.0)[None, :])
+            targets.append(np.array([k_e * y]))
             if dx is not None:
-                g = -dx.reshape(3 * n, -1) / self._scale
-                rows.extend(np.hstack([g, np.zeros((3 * n, 1))]))
-                targets.extend(np.asarray(res["forces"], float).ravel())
-        return np.array(rows), np.array(targets)
+                block = np.zeros((3 * n, len(x) + 1))
+                block[:, :-1] = -dx.reshape(3 * n, -1) / self._scale
+                blocks.append(block)
+                targets.append(np.asarray(res["forces"], float).ravel())
+        return np.vstack(blocks), np.concatenate(targets)
 
     def _solve(self) -> tuple[np.ndarray, np.ndarray]:
         """BayesianRidge on the triangular factor, weighted so it sees the true row count;
