@@ -30,7 +30,7 @@ from . import gate, resume
 from .calllog import CallLog
 from .control import ThresholdController
 from .metrics import compute_error, metric_properties
-from .parameters import DEFAULT_PARAMETERS, FIXED_ONCE_STARTED, SettingsError, check_parameters
+from .parameters import DEFAULT_PARAMETERS, FIXED_ONCE_STARTED, SettingsError, check_parameters, setting_property
 from .runstate import RunState, RunTally, Stopwatch
 from .store import RunStore, run_fingerprint
 from .surrogates import Prediction, Surrogate, default_surrogate, surrogate_family
@@ -109,8 +109,7 @@ class ProximaCalculator(Calculator):
             self.store = store if isinstance(store, RunStore) else RunStore(store)
             self.training.store = self.store
             resume.open_store(self, self.store)
-            me = weakref.ref(self)
-            self._at_exit = atexit.register(lambda: me() is not None and me().flush())
+            self._at_exit = atexit.register(resume.flush_at_exit, weakref.ref(self))
 
     # -------------------------------------------------------------- settings
     def set(self, **kwargs: Any) -> dict[str, Any]:
@@ -194,6 +193,7 @@ class ProximaCalculator(Calculator):
         else:
             with watch("target"):
                 exact = self._target(atoms, properties, self._extras(atoms, properties))
+            self.tally.audits += kind == "audit"
             with watch("store" if self.store is not None else "training"):
                 absurd = self.training.add(atoms, exact, step=rec["step"], kind=kind)
             if absurd is not None:
@@ -208,7 +208,6 @@ class ProximaCalculator(Calculator):
                         self.controller.observe(u, err)
                     rec["error"], compared = err, True
                     if kind == "audit":
-                        self.tally.audits += 1
                         self.tally.audited.add(err)
             if self.training.needs_refit(False, self.surrogate.is_fitted):
                 self._fit(watch)
@@ -349,15 +348,5 @@ class ProximaCalculator(Calculator):
         resume.load_snapshot(self, path)
 
 
-def _setting(name: str) -> property:
-    def get(self: ProximaCalculator) -> Any:
-        return self.parameters[name]
-
-    def put(self: ProximaCalculator, value: Any) -> None:
-        self.set(**{name: value})
-
-    return property(get, put, doc=f"The ``{name}`` setting; assigning it calls ``set({name}=...)``.")
-
-
 for _name in DEFAULT_PARAMETERS:
-    setattr(ProximaCalculator, _name, _setting(_name))
+    setattr(ProximaCalculator, _name, setting_property(_name))

@@ -22,7 +22,8 @@ from ase.calculators.calculator import CalculatorSetupError
 
 from .metrics import METRICS
 
-__all__ = ["DEFAULT_PARAMETERS", "FIXED_ONCE_STARTED", "SettingsError", "check_parameters", "control_settings"]
+__all__ = ["DEFAULT_PARAMETERS", "FIXED_ONCE_STARTED", "SettingsError", "check_parameters", "control_settings",
+           "setting_property"]
 
 
 class SettingsError(CalculatorSetupError, ValueError):
@@ -57,6 +58,18 @@ FIXED_ONCE_STARTED = ("error_metric", "seed")
 def control_settings(parameters: Mapping[str, Any]) -> dict[str, Any]:
     """The settings a reopened run may change (everything but :data:`FIXED_ONCE_STARTED`)."""
     return {k: v for k, v in parameters.items() if k not in FIXED_ONCE_STARTED}
+
+
+def setting_property(name: str) -> property:
+    """An attribute that reads ``calc.parameters[name]``; assigning it calls ``calc.set(name=...)``."""
+
+    def get(calc: Any) -> Any:
+        return calc.parameters[name]
+
+    def put(calc: Any, value: Any) -> None:
+        calc.set(**{name: value})
+
+    return property(get, put, doc=f"The ``{name}`` setting; assigning it calls ``set({name}=...)``.")
 
 
 def _integer(name: str, v: Any, minimum: int) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import weakref
 from dataclasses import asdict
 from typing import Any
 
@@ -24,7 +25,7 @@ from .surrogates import default_surrogate
 from .training import plain
 from .uncertainty import EnsembleUncertainty
 
-__all__ = ["run_state", "open_store", "resume", "checkpoint", "save_snapshot", "load_snapshot"]
+__all__ = ["run_state", "open_store", "resume", "checkpoint", "save_snapshot", "load_snapshot", "flush_at_exit"]
 
 log = logging.getLogger("ase_proxima")
 
@@ -107,3 +108,15 @@ def load_snapshot(calc: Any, path: str | os.PathLike) -> None:
     if state is None:
         raise ValueError(f"{path} holds no run state")
     resume(calc, snap, state)
+
+
+def flush_at_exit(ref: weakref.ref) -> None:
+    """Write a still-open run's state when the interpreter ends (a store removed meanwhile is
+    said in one line, not a traceback)."""
+    calc = ref()
+    if calc is None:
+        return
+    try:
+        calc.flush()
+    except OSError as err:
+        log.warning("could not write the final state of the run in %s: %s", calc.store.path, err)
