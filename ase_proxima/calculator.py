@@ -16,6 +16,7 @@ the mean error of served answers stays at ``error_bound``.  Counters and timers 
 from __future__ import annotations
 
 import atexit
+import copy
 import math
 import os
 import weakref
@@ -29,7 +30,9 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from . import gate, resume
 from .calllog import CallLog
 from .control import ThresholdController
-from .metrics import compute_error, metric_properties
+from .identity import IdentityCache
+from .metrics import UNITS, compute_error, free_atoms, metric_properties
+from .notices import Notices
 from .parameters import DEFAULT_PARAMETERS, FIXED_ONCE_STARTED, SettingsError, check_parameters, setting_property
 from .runstate import RunState, RunTally, Stopwatch
 from .store import RunStore, run_fingerprint
@@ -66,7 +69,7 @@ class ProximaCalculator(Calculator):
         ``window``, ``threshold``, ``threshold_bounds``, ``max_threshold_step``, ``confidence``,
         ``min_training``, ``max_training``, ``retrain``, ``audit_fraction``, ``bound_on``,
         ``seed``, ``train_properties``, ``adaptive``, ``target_retries``, ``target_timeout``,
-        ``log_size``, ``checkpoint_every``.  ``calc.set(...)`` or ``calc.error_bound = ...``
+        ``log_size``, ``checkpoint_every``, ``cache_size``.  ``calc.set(...)`` or ``calc.error_bound = ...``
         changes a setting everywhere at once.
     """
 
@@ -98,6 +101,8 @@ class ProximaCalculator(Calculator):
                                               bound_on=p["bound_on"])
         self.training = TrainingSet(p["min_training"], p["max_training"], p["retrain"], lazy_batch=p["window"])
         self._target = TargetCall(target, p["target_retries"], p["target_timeout"])
+        self.cache = IdentityCache(p["cache_size"])
+        self.notices = Notices()
         self.tally = RunTally()
         self.log = CallLog(maxlen=p["log_size"])
         self.rng = np.random.default_rng(p["seed"])
@@ -135,6 +140,7 @@ class ProximaCalculator(Calculator):
         self._target.retries, self._target.timeout = p["target_retries"], p["target_timeout"]
         if "log_size" in changed:
             self.log = CallLog(self.log.records, maxlen=p["log_size"])
+        self.cache.maxsize = p["cache_size"]
         return changed
 
     def _check_metric(self, metric: str | None = None) -> None:
@@ -166,19 +172,34 @@ class ProximaCalculator(Calculator):
         bad = [p for p in properties if p not in self.implemented_properties]
         if bad:
             raise PropertyNotImplementedError(f"{bad} not implemented by the target {self.target.name}")
+        kept = dict(self.results) if not system_changes else {}
         Calculator.calculate(self, atoms, properties, system_changes)
         try:
             self._answer(self.atoms, properties)
         except BaseException:
-            # forget the half-done call, so ASE never pairs these atoms with the previous
-            # call's results; stored data are untouched
-            self.reset()
+            # a failed extra property of the same structure (the stress of a cluster) keeps what
+            # was computed; otherwise forget the half-done call, so ASE never pairs these atoms
+            # with the previous call's results.  Stored data are untouched either way.
+            if kept:
+                self.results = kept
+            else:
+                self.reset()
             raise
 
     def _answer(self, atoms: Atoms, properties: list[str]) -> None:
         watch = Stopwatch()
-        self._ensure_models(atoms)
         rec: dict[str, Any] = {"step": self.tally.calls, "error": math.nan}
+        known = self.cache.lookup(atoms, properties)
+        if known is not None:  # the target answered this very structure before
+            self.results = known
+            self.tally.calls += 1
+            self.tally.cached += 1
+            self.controller.note_answer(False)
+            rec.update(kind="cached", reason="the target answered this structure before", uncertainty=math.nan,
+                       threshold=math.nan, alpha=math.nan, n_fitted=self.training.n_fitted)
+            self._record(rec, watch)
+            return
+        self._ensure_models(atoms)
         prediction, u, reason = self._decide(atoms, properties, watch)
         rec.update(uncertainty=u, threshold=self.controller.summary()["threshold"],
                    alpha=self.controller.summary()["alpha"], n_fitted=self.training.n_fitted)
@@ -195,7 +216,8 @@ class ProximaCalculator(Calculator):
                 exact = self._target(atoms, properties, self._extras(atoms, properties))
             self.tally.audits += kind == "audit"
             with watch("store" if self.store is not None else "training"):
-                absurd = self.training.add(atoms, exact, step=rec["step"], kind=kind)
+                absurd = None if atoms in self.cache else self.training.add(atoms, exact, step=rec["step"], kind=kind)
+            self.cache.remember(atoms, exact)
             if absurd is not None:
                 reason = (f"{reason}; " if reason else "") + f"absurd target answer kept out of training: {absurd}"
             elif kind == "audit" or self._comparable(atoms):
@@ -204,9 +226,12 @@ class ProximaCalculator(Calculator):
                     rec["uncertainty"] = u
                 if gate.is_finite(prediction) and math.isfinite(u):
                     with watch("controller"):
-                        err = compute_error(self.parameters["error_metric"], prediction.results, exact, len(atoms))
+                        err = compute_error(self.parameters["error_metric"], prediction.results, exact, len(atoms),
+                                            free_atoms(atoms))
                         self.controller.observe(u, err)
                     rec["error"], compared = err, True
+                    formula = atoms.get_chemical_formula()
+                    self.tally.validated[formula] = self.tally.validated.get(formula, 0) + 1
                     if kind == "audit":
                         self.tally.audited.add(err)
             if self.training.needs_refit(False, self.surrogate.is_fitted):
@@ -218,7 +243,11 @@ class ProximaCalculator(Calculator):
                 self.controller.update()
         self.tally.calls += 1
         rec["kind"], rec["reason"] = kind, reason
+        if kind == "surrogate":
+            self.tally.last_served = rec["step"]
         self._record(rec, watch)
+        self.notices.after_call(rec["step"], kind, properties, self.parameters["error_metric"],
+                                self.tally.last_served, self.log, self.controller, UNITS[self.parameters["error_metric"]])
 
     # --------------------------------------------------------------- pieces
     def _ensure_models(self, atoms: Atoms) -> None:
@@ -253,7 +282,9 @@ class ProximaCalculator(Calculator):
         if reason is not None:
             self.tally.refusals += 1
             return prediction, u, reason
-        return prediction, u, gate.why_uncertain(self.controller, u)
+        formula = atoms.get_chemical_formula()
+        reason = gate.why_unvalidated(formula, self.tally.validated.get(formula, 0), self.controller.window_size)
+        return prediction, u, reason or gate.why_uncertain(self.controller, u)
 
     def _why_not(self, atoms: Atoms, properties: list[str]) -> str | None:
         t = self.training
@@ -308,10 +339,12 @@ class ProximaCalculator(Calculator):
     @property
     def stats(self) -> dict[str, Any]:
         """Run statistics: counts, served fraction, audited served error, controller, training, timers."""
-        p = self.parameters
-        return {**self.tally.summary(), "target_calls": self._target.calls,
+        p, t = self.parameters, self.tally
+        return {**t.summary(), "target_calls": self._target.calls,
                 "target_failures": self._target.failures, **self.controller.summary(), **self.training.summary(),
-                "error_bound": p["error_bound"], "error_metric": p["error_metric"], "bound_on": p["bound_on"]}
+                "error_bound": p["error_bound"], "error_metric": p["error_metric"], "bound_on": p["bound_on"],
+                "not_serving": self.notices.not_serving(t.calls, t.last_served, self.log, self.controller,
+                                                        UNITS[p["error_metric"]])}
 
     # ----------------------------------------------------------- persistence
     def state(self) -> RunState:
@@ -329,6 +362,16 @@ class ProximaCalculator(Calculator):
             self.flush()
             self.store.close()
             atexit.unregister(self._at_exit)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A copy (pickle, ``deepcopy``) carries the run but not its store: only one process ever
+        writes a store."""
+        state = dict(self.__dict__)
+        state["store"] = None
+        state.pop("_at_exit", None)
+        state["training"] = copy.copy(self.training)
+        state["training"].store = None
+        return state
 
     def __del__(self) -> None:
         try:

@@ -50,7 +50,7 @@ def _demo(args: argparse.Namespace) -> int:
     from .workflows.demo_job import DemoJob
 
     params = dict(error_bound=args.error_bound, metric=args.metric, steps=args.steps, temperature=args.temperature,
-                  timestep=args.timestep, seed=args.seed)
+                  timestep=args.timestep, seed=args.seed, threads=args.threads)
     return _run_job(DemoJob, params, args.out, args.overwrite, False, args.quiet)
 
 
@@ -100,6 +100,8 @@ def _sweep(args: argparse.Namespace) -> int:
         axes.update(molecule=args.molecule, steps=args.steps, step_size=args.step_size)
     if args.threshold is not None:
         axes["threshold"] = args.threshold
+    if args.threads != 1:
+        axes["threads"] = args.threads
     try:
         axes.update(dict(_parse_setting(t) for t in args.set))
         tasks = grid(args.workflow, **axes)
@@ -148,7 +150,7 @@ def _mc(args: argparse.Namespace) -> int:
     params = dict(molecule=args.molecule, target=args.target, method=args.method, temperature=args.temperature,
                   steps=args.steps, step_size=args.step_size, error_bound=args.error_bound, threshold=args.threshold,
                   retrain=args.retrain, uncertainty=args.uncertainty, audit_fraction=args.audit_fraction,
-                  train_forces=args.train_forces, seed=args.seed)
+                  train_forces=args.train_forces, seed=args.seed, threads=args.threads)
     return _run_job(MCJob, params, args.out, args.overwrite, False, args.quiet)
 
 
@@ -160,26 +162,33 @@ def _sluschi(args: argparse.Namespace) -> int:
                   lattice_constant=args.lattice_constant, size=tuple(args.size), temperature=args.temperature,
                   melt_temperature=args.melt_temperature, timestep=args.timestep,
                   equilibrate_steps=args.equilibrate_steps, melt_steps=args.melt_steps, run_steps=args.run_steps,
-                  runs=args.runs, average_steps=args.average_steps, seed=args.seed)
+                  runs=args.runs, average_steps=args.average_steps, seed=args.seed, threads=args.threads)
     return _run_job(SluschiJob, params, args.out, args.overwrite, args.resume, args.quiet)
 
 
+_HELP = argparse.ArgumentDefaultsHelpFormatter
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="ase-proxima", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"ase-proxima {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="short real run: Cu13 Langevin MD with an EMT target")
+    demo = sub.add_parser("demo", formatter_class=_HELP, help="short real run: Cu13 Langevin MD with an EMT target")
     demo.add_argument("--steps", type=int, default=500)
     demo.add_argument("--temperature", type=float, default=300.0, help="K")
     demo.add_argument("--timestep", type=float, default=2.0, help="fs")
     demo.add_argument("--error-bound", type=float, default=0.2, help="eV/A")
     demo.add_argument("--metric", choices=("forces_max", "forces_mean"), default="forces_max")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--threads", type=int, default=1, help="threads per process (BLAS, OpenMP, PySCF)")
     demo.add_argument("--out", default="runs/demo")
     demo.add_argument("--overwrite", action="store_true", help="replace an earlier demo run in --out")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(func=_demo)
 
-    mc = sub.add_parser("mc", help="Metropolis Monte Carlo of a molecule, target alone or through Proxima")
+    mc = sub.add_parser("mc", formatter_class=_HELP, help="Metropolis Monte Carlo of a molecule, target alone or through Proxima")
     mc.add_argument("--molecule", default="CH4", help="a name of ase.build.molecule")
     mc.add_argument("--target", default="pyscf:hf/6-31g*", help="emt | pyscf:hf/BASIS | pyscf:dft/XC/BASIS")
     mc.add_argument("--method", choices=("proxima", "fixed", "baseline"), default="proxima")
@@ -194,12 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
     mc.add_argument("--train-forces", action="store_true",
                     help="also ask the target for forces on its calls, for training (costs about 2x per HF call)")
     mc.add_argument("--seed", type=int, default=0)
+    mc.add_argument("--threads", type=int, default=1, help="threads per process (BLAS, OpenMP, PySCF)")
     mc.add_argument("--out", default="runs/mc")
     mc.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     mc.add_argument("--quiet", action="store_true", help="no progress bar")
     mc.set_defaults(func=_mc)
 
-    sl = sub.add_parser("sluschi", help="solid-liquid coexistence runs of an fcc metal (SLUSCHI method)")
+    sl = sub.add_parser("sluschi", formatter_class=_HELP, help="solid-liquid coexistence runs of an fcc metal (SLUSCHI method)")
     sl.add_argument("--element", default="Al")
     sl.add_argument("--lattice-constant", type=float, default=3.994, help="A (ASE EMT's Al)")
     sl.add_argument("--size", type=int, nargs=3, default=(4, 4, 4), help="fcc cells before doubling along z")
@@ -219,17 +229,19 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("--threshold", type=float, default=None, help="initial T (proxima) or the fixed T, eV/A")
     sl.add_argument("--audit-fraction", type=float, default=0.05)
     sl.add_argument("--seed", type=int, default=0)
+    sl.add_argument("--threads", type=int, default=1, help="threads per process (BLAS, OpenMP, PySCF)")
     sl.add_argument("--out", default="runs/sluschi")
     sl.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     sl.add_argument("--resume", action="store_true", help="continue the runs already in --out")
     sl.add_argument("--quiet", action="store_true", help="no progress bars")
     sl.set_defaults(func=_sluschi)
 
-    sw = sub.add_parser("sweep", help="a grid of MC or SLUSCHI runs (temperatures x seeds x methods x bounds) on "
+    sw = sub.add_parser("sweep", formatter_class=_HELP, help="a grid of MC or SLUSCHI runs (temperatures x seeds x methods x bounds) on "
                                       "a process pool or Parsl; re-running skips finished tasks")
     sw.add_argument("workflow", choices=("mc", "sluschi"))
     sw.add_argument("--temperature", type=float, nargs="+", help="K (default: mc 300 500, sluschi 950)")
     sw.add_argument("--seed", type=int, nargs="+", default=[0, 1])
+    sw.add_argument("--threads", type=int, default=1, help="threads per task process (BLAS, OpenMP, PySCF)")
     sw.add_argument("--method", nargs="+", choices=("proxima", "fixed", "baseline"), default=["proxima"])
     sw.add_argument("--error-bound", type=float, nargs="+", help="eV (mc, default 0.002) or eV/A (sluschi, 0.05)")
     sw.add_argument("--threshold", type=float, default=None, help="the fixed T (method fixed) or initial T")
@@ -247,13 +259,13 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--quiet", action="store_true", help="no progress bar")
     sw.set_defaults(func=_sweep)
 
-    rep = sub.add_parser("report", help="report.png and report.html for run or sweep directories")
+    rep = sub.add_parser("report", formatter_class=_HELP, help="report.png and report.html for run or sweep directories")
     rep.add_argument("dirs", nargs="+", metavar="DIR", help="run directories (stats.json, store/) or sweep directories (results.csv)")
     rep.set_defaults(func=_report)
 
-    perf = sub.add_parser("perf", help="performance prediction for a finished run")
+    perf = sub.add_parser("perf", formatter_class=_HELP, help="performance prediction for a finished run")
     perf_sub = perf.add_subparsers(dest="perf_command", required=True)
-    ann = perf_sub.add_parser("annotate", help="predicted time of a run's GPU-able parts on other devices")
+    ann = perf_sub.add_parser("annotate", formatter_class=_HELP, help="predicted time of a run's GPU-able parts on other devices")
     ann.add_argument("run", help="a run directory written by demo, mc or sluschi (stats.json and store/)")
     ann.add_argument("--device", action="append",
                      help="P100, V100, A100, H100, H200, cpu or cpu-<N>t (repeatable; default cpu A100 H100 H200)")

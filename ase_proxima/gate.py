@@ -9,7 +9,10 @@ objection.  The calculator asks them in order:
    domain (species, periodicity, size), or no quantity the error metric compares;
 3. :func:`why_refused`: a prediction that is non-finite or implausible (a *refusal*,
    counted in ``stats``: the model answered, and its answer was not believable);
-4. :func:`why_uncertain`: the controller's threshold (not started, or ``u >= T``).
+4. :func:`why_unvalidated`: a composition (a size, a stoichiometry) on which the surrogate's
+   error has not been measured ``window`` times yet: a model is never trusted on a system it
+   was not checked on;
+5. :func:`why_uncertain`: the controller's threshold (not started, or ``u >= T``).
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from .metrics import metric_properties
 from .surrogates.base import Prediction
 from .training import PlausibleRange
 
-__all__ = ["why_not_ready", "why_outside", "why_refused", "why_uncertain", "is_finite"]
+__all__ = ["why_not_ready", "why_outside", "why_refused", "why_unvalidated", "why_uncertain", "is_finite"]
 
 
 def why_not_ready(fit_error: str | None, points: int, min_training: int, surrogate_fitted: bool) -> str | None:
@@ -70,6 +73,13 @@ def why_refused(prediction: Prediction, u: float, natoms: int, plausible: Plausi
     why = plausible.implausible(prediction.results, natoms)
     if why is not None:
         return f"implausible surrogate prediction: {why}"
+    return None
+
+
+def why_unvalidated(composition: str, comparisons: int, needed: int) -> str | None:
+    """Too few measured errors on this composition for its answers to be served."""
+    if comparisons < needed:
+        return f"composition {composition} not yet validated ({comparisons} of {needed} comparisons)"
     return None
 
 

@@ -50,6 +50,7 @@ DEFAULT_PARAMETERS: dict[str, Any] = {
     "target_timeout": None,
     "log_size": 10_000,
     "checkpoint_every": 20,
+    "cache_size": 1000,
 }
 
 FIXED_ONCE_STARTED = ("error_metric", "seed")
@@ -147,4 +148,5 @@ def check_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
     out["target_timeout"] = None if timeout is None else _real("target_timeout", timeout, open_low=True)
     out["log_size"] = _integer("log_size", p["log_size"], 1)
     out["checkpoint_every"] = _integer("checkpoint_every", p["checkpoint_every"], 1)
+    out["cache_size"] = _integer("cache_size", p["cache_size"], 0)
     return out

@@ -15,7 +15,7 @@ from .calllog import CallLog
 
 __all__ = ["plot_run"]
 
-_COLOURS = {"target": "tab:red", "surrogate": "tab:green", "audit": "tab:blue"}
+_COLOURS = {"target": "tab:red", "surrogate": "tab:green", "audit": "tab:blue", "cached": "tab:gray"}
 _TIME_PARTS = ("target", "surrogate", "uncertainty", "training", "controller", "store")
 
 

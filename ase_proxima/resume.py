@@ -55,6 +55,7 @@ def open_store(calc: Any, store: RunStore) -> None:
     rows = store.training()
     calc.training.load(rows)
     calc.training.trim()
+    _remember(calc, rows)
     if rows:
         log.warning("%s: warm-starting from %d stored target results (%s of run %s)", store.path, len(rows),
                     "every run's rows" if store.shared else "rows", store.run)
@@ -74,8 +75,15 @@ def resume(calc: Any, store: RunStore, state: RunState) -> None:
         calc.surrogate = calc.surrogate or default_surrogate(rows[0][0])
         calc.uncertainty = calc.uncertainty or EnsembleUncertainty(calc.parameters["error_metric"])
     calc.training.restore(state.training, rows, total, calc.surrogate, calc.uncertainty, store.read_models())
+    _remember(calc, rows)
     calc._models_saved = calc.training.n_fitted
     calc.log = CallLog([r for r in store.read_log() if r["step"] < state.step], maxlen=calc.parameters["log_size"])
+
+
+def _remember(calc: Any, rows: list) -> None:
+    """The target answers read back are answers the target never has to give again."""
+    for atoms, results in rows[-calc.cache.maxsize:] if calc.cache.maxsize else []:
+        calc.cache.remember(atoms, results)
 
 
 def checkpoint(calc: Any, store: RunStore) -> None:

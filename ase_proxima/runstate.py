@@ -57,6 +57,9 @@ class RunTally:
     surrogate_calls: int = 0
     audits: int = 0
     refusals: int = 0
+    cached: int = 0
+    last_served: int = -1
+    validated: dict[str, int] = field(default_factory=dict)  # errors measured per composition
     times: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TIMERS, 0.0))
     audited: AuditTally = field(default_factory=AuditTally)
 
@@ -64,7 +67,7 @@ class RunTally:
         """Counts, the served fraction, the audited served error, and the time per part."""
         frac = self.surrogate_calls / self.calls if self.calls else 0.0
         out: dict[str, Any] = {"calls": self.calls, "surrogate_calls": self.surrogate_calls, "audits": self.audits,
-                               "refusals": self.refusals, "served_fraction": frac,
+                               "refusals": self.refusals, "cache_hits": self.cached, "served_fraction": frac,
                                "served_error": self.audited.estimate, "served_error_se": self.audited.standard_error,
                                "returned_error": frac * self.audited.estimate}
         out.update({f"time_{k}": v for k, v in self.times.items()})

@@ -24,7 +24,7 @@ from dscribe.descriptors import CoulombMatrix, SineMatrix
 from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import RobustScaler
 
-from .metrics import metric_properties, reduce_spread
+from .metrics import free_atoms, metric_properties, reduce_spread
 from .surrogates.base import FitError, Prediction
 
 __all__ = ["Uncertainty", "DistanceUncertainty", "EnsembleUncertainty"]
@@ -133,4 +133,4 @@ class EnsembleUncertainty(Uncertainty):
     def score(self, atoms: Atoms, prediction: Prediction | None) -> float:
         if prediction is None:
             raise ValueError("EnsembleUncertainty needs the surrogate's prediction")
-        return reduce_spread(self.metric, prediction.spread, len(atoms))
+        return reduce_spread(self.metric, prediction.spread, len(atoms), free_atoms(atoms))

@@ -400,7 +400,7 @@ def test_failed_fit_falls_back_to_target_and_is_counted(methane):
     calc = ProximaCalculator(target=EMT(), error_bound=0.005, seed=0)
     metropolis_walk(methane, calc, 60, seed=0)
     boxed = methane.copy()
-    boxed.cell = [8.0, 8.0, 8.0]
+    boxed.cell = [5.0, 5.0, 5.0]  # small enough that the molecule sees its images: truly periodic
     boxed.pbc = True
     ref = EMT()
     for a in fixed_sequence(boxed, 25, amplitude=0.005):  # periodic data: SOAP cannot mix them in one fit

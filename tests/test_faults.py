@@ -203,7 +203,7 @@ def test_changed_periodicity_goes_to_the_target_with_its_reason():
     for f in _frames(25):
         calc.get_potential_energy(f)
     boxed = _frames(1, seed=9)[0]
-    boxed.center(vacuum=6.0)
+    boxed.center(vacuum=1.5)  # the molecule sees its images: a truly periodic structure
     boxed.pbc = True
     e = calc.get_potential_energy(boxed)
     assert e == pytest.approx(EMT().get_potential_energy(boxed))

@@ -66,37 +66,26 @@ def test_8_one_absurd_target_answer_cannot_switch_the_surrogate_off():
     assert len(absurd) == 1 and energies[absurd[0]] == 1e30  # the target's answer, returned as it came
 
 
-def test_9_a_fit_that_raises_anything_falls_back_to_the_target():
-    """The default SNAP surrogate on an alloy raises a RuntimeError inside LAMMPS's descriptor
-    code: every call is answered by the target and the failure is counted, the run goes on."""
-    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2)
-    atoms.symbols[:8] = "Ni"
-    calc = ProximaCalculator(target=EMT(), error_bound=0.05, error_metric="forces_mean", min_training=5, seed=0)
-    atoms.calc = calc
-    reference = EMT()
-    for i in range(12):
-        atoms.rattle(0.01, seed=i)
-        np.testing.assert_allclose(atoms.get_forces(), reference.get_forces(atoms), atol=1e-12)
-    s = calc.stats
-    assert s["target_calls"] == 12 and s["fit_failures"] >= 1
-    assert "fit failed" in calc.log[-1]["reason"]
-
-
-def test_9_a_deepmd_training_that_times_out_falls_back_to_the_target():
+@pytest.mark.parametrize("settings, error", [({"axis_neuron": 100}, "RuntimeError: deepmd training failed"),
+                                             ({"timeout": 0.5}, "TimeoutExpired")])
+def test_9_a_fit_that_raises_anything_falls_back_to_the_target(settings, error):
+    """deepmd-kit's training subprocess crashing (an axis width beyond the embedding's) or timing
+    out: every call is answered by the target, the failure is counted, the run goes on."""
     from ase_proxima.surrogates.deepmd import DeePMDEnsemble, deepmd_available
 
     if deepmd_available() is not None:
-        pytest.skip(deepmd_available())
+        pytest.fail(deepmd_available())  # scripts/setup.sh installs it: a broken build must fail here
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True)
-    calc = ProximaCalculator(target=EMT(), error_bound=0.05, error_metric="forces_mean", min_training=3, seed=0,
-                             surrogate=DeePMDEnsemble(members=2, timeout=0.5))
+    calc = ProximaCalculator(target=EMT(), error_bound=0.05, error_metric="forces_mean", min_training=4, seed=0,
+                             surrogate=DeePMDEnsemble(members=2, train_steps=5, **settings))
     atoms.calc = calc
+    reference = EMT()
     for i in range(5):
         atoms.rattle(0.01, seed=i)
-        assert math.isfinite(atoms.get_potential_energy())
+        np.testing.assert_allclose(atoms.get_forces(), reference.get_forces(atoms), atol=1e-12)
     s = calc.stats
     assert s["fit_failures"] >= 1 and s["target_calls"] == 5
-    assert "TimeoutExpired" in s["fit_error"]
+    assert error in s["fit_error"] and "fit failed" in calc.log[-1]["reason"]
 
 
 def test_10_settings_have_one_source():

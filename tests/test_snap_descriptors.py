@@ -66,11 +66,52 @@ def test_open_cluster_and_rejections(descriptor):
     assert "Cu" in descriptor.accepts(bulk("Cu"))
     with pytest.raises(ValueError, match="Cu"):
         descriptor.rows(bulk("Cu"))
-    slab = bulk("Al", cubic=True)
-    slab.pbc = [True, True, False]
-    assert "mixed" in descriptor.accepts(slab)
     with pytest.raises(ValueError):
         SNAPDescriptor(["Al"], twojmax=5)
+    with pytest.raises(ValueError, match="chemistry"):
+        SNAPDescriptor(["Al", "Cu"], chemistry="mixed")
+
+
+def _force_rows_match_energy(desc, atoms, h=1e-5):
+    w = np.random.default_rng(0).normal(size=desc.n_features)
+    rows = desc.rows(atoms)
+    numeric = np.zeros((len(atoms), 3))
+    for i in range(len(atoms)):
+        for k in range(3):
+            plus, minus = atoms.copy(), atoms.copy()
+            plus.positions[i, k] += h
+            minus.positions[i, k] -= h
+            numeric[i, k] = -(desc.rows(plus).energy @ w - desc.rows(minus).energy @ w) / (2 * h)
+    np.testing.assert_allclose(rows.forces @ w, numeric, rtol=1e-6, atol=1e-6 * np.abs(numeric).max())
+    return rows
+
+
+@pytest.mark.parametrize("chemistry", ["explicit", "weighted"])
+def test_alloy_and_slab_rows_are_energy_derivatives(chemistry):
+    """Several elements (LAMMPS's explicit chemistry or weighted densities) and cells open in
+    one or two directions: the force rows are the energy row's derivatives."""
+    from ase.build import add_adsorbate, fcc111
+
+    alloy = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 1, 1))
+    alloy.symbols[:4] = "Ni"
+    alloy.rattle(0.05, seed=1)
+    desc = SNAPDescriptor(["Cu", "Ni"], cutoff=4.0, twojmax=4, chemistry=chemistry, weights=[1.0, 0.8])
+    k = SNAPDescriptor(["Cu"], cutoff=4.0, twojmax=4).n_per_element
+    assert desc.n_per_element == (8 * k if chemistry == "explicit" else k)
+    _force_rows_match_energy(desc, alloy)
+    slab = fcc111("Al", size=(2, 2, 2), vacuum=5.0)
+    add_adsorbate(slab, "Au", 1.7, "fcc")
+    slab.rattle(0.05, seed=2)
+    desc = SNAPDescriptor(["Al", "Au"], cutoff=4.0, twojmax=4, chemistry=chemistry)
+    for pbc in ([True, True, False], [True, False, True], [False, False, True]):
+        slab.pbc = pbc
+        assert desc.accepts(slab) is None
+        rows = _force_rows_match_energy(desc, slab)
+        assert rows.stress is None
+        assert np.allclose(rows.forces.sum(axis=0), 0.0, atol=1e-8)
+    moved = slab.copy()
+    moved.positions += slab.cell[2] * 0.3 + slab.cell[0] * 0.5  # a lattice-vector shift changes nothing
+    np.testing.assert_allclose(desc.rows(moved).energy, desc.rows(slab).energy, atol=1e-10)
 
 
 def test_quadratic_columns_and_their_force_rows():

@@ -34,7 +34,7 @@ from ase import Atoms
 from sklearn.base import BaseEstimator
 
 __all__ = ["FitError", "Prediction", "Surrogate", "FittedState", "WorkloadSize", "check_training_set",
-           "structure_key"]
+           "structure_key", "isolated_copy"]
 
 
 class FitError(RuntimeError):
@@ -146,3 +146,29 @@ def mean_neighbours(atoms: Atoms, cutoff: float) -> float:
     from ase.neighborlist import neighbor_list
 
     return len(neighbor_list("i", atoms, cutoff)) / max(len(atoms), 1)
+
+
+def isolated_copy(atoms: Atoms, reach: float) -> Atoms | None:
+    """A molecule in a box, as the free molecule it is for a descriptor of range ``reach``.
+
+    ``atoms`` itself when it has no periodic direction; a free copy (``pbc`` off, the atoms made
+    whole around the first one) when no atom comes within ``reach`` of a periodic image of the
+    structure; else ``None`` (a bulk cell, a slab, a dense liquid)."""
+    if not atoms.pbc.any():
+        return atoms
+    if len(atoms) == 0 or np.linalg.matrix_rank(atoms.cell.array) < 3:
+        return None
+    from ase.geometry import find_mic
+
+    shift, _ = find_mic(atoms.positions - atoms.positions[0], atoms.cell, atoms.pbc)
+    whole = atoms.positions[0] + shift
+    normals = np.linalg.inv(atoms.cell.array).T  # row i: normal to the faces spanned by the other two vectors
+    widths = 1.0 / np.linalg.norm(normals, axis=1)
+    for i in np.flatnonzero(atoms.pbc):
+        extent = np.ptp(whole @ (normals[i] * widths[i]))
+        if extent + reach > widths[i]:
+            return None
+    free = atoms.copy()
+    free.positions = whole
+    free.pbc = False
+    return free

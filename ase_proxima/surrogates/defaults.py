@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ase import Atoms
 
-from .base import Surrogate
+from .base import Surrogate, isolated_copy
 from .deepmd import DeePMDEnsemble
 from .snap_ensemble import SNAPEnsemble
 from .soap_ridge import SOAPBayesianRidge
@@ -25,14 +25,18 @@ def surrogate_family(surrogate: Surrogate) -> str:
 
 
 def default_surrogate(atoms: Atoms) -> Surrogate:
-    """SNAP force ensemble for bulk cells, SOAP + BayesianRidge for molecules and clusters.
+    """The SNAP force ensemble for anything with a periodic direction (bulk, alloys, slabs,
+    liquids), SOAP + BayesianRidge for free molecules and clusters, and for a molecule in a box
+    that sees no periodic image of itself within SOAP's range (described as the free molecule).
 
-    Bulk MD needs forces and stress on hundreds of atoms every step: SNAP gives
-    them analytically from LAMMPS in milliseconds, where dscribe's periodic SOAP
-    derivatives are numerical and take seconds.  For a molecule the energy is
-    what Monte Carlo asks for, and averaged SOAP with a Bayesian posterior
-    gives a closely calibrated spread from a few dozen target calls.
+    A periodic cell needs forces (and a bulk cell the stress) on hundreds of atoms every MD
+    step: SNAP gives them analytically from LAMMPS in milliseconds, for any number of
+    elements and for cells open in some directions, where dscribe's periodic SOAP derivatives
+    are numerical and take seconds.  For a free molecule the energy is what Monte Carlo asks
+    for, and averaged SOAP with a Bayesian posterior gives a closely calibrated spread from a
+    few dozen target calls.
     """
-    if atoms.pbc.all():
-        return SNAPEnsemble()
-    return SOAPBayesianRidge()
+    soap = SOAPBayesianRidge()
+    if not atoms.pbc.any() or isolated_copy(atoms, float(soap.r_cut)) is not None:
+        return soap
+    return SNAPEnsemble()

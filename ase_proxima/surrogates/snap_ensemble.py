@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms
+from ase.data import atomic_numbers
 
 from .base import FittedState, Prediction, Surrogate, WorkloadSize, check_training_set, structure_key
 from .snap_descriptors import DesignMatrix, SNAPDescriptor
@@ -45,20 +46,36 @@ def nearest_neighbour_distance(atoms: Atoms) -> float:
     return float(np.median(nearest[np.isfinite(nearest)]))
 
 
+#: a periodic cell with more volume per atom than this (A^3) is mostly vacuum: a molecule in a box
+SPARSE_VOLUME_PER_ATOM = 40.0
+
+
 def default_cutoff(atoms: Atoms, neighbours: int = 24) -> float:
     """Cutoff (A, rounded to 0.1) of the sphere that holds ``neighbours`` atoms at the structure's density.
 
     24 reaches past the second shell of a close-packed metal (12 + 6) whether
     the structure is a crystal or a hot liquid.  A rule on the nearest-neighbour
     distance does not: thermal disorder shortens the median nearest distance, and
-    1.5x of it gave 3.8 A on 930 K aluminium, inside the second shell.  For a
-    cell that is not periodic (no density), 1.6x the median nearest-neighbour
-    distance, the same radius for an fcc crystal.
+    1.5x of it gave 3.8 A on 930 K aluminium, inside the second shell.
+
+    * A condensed periodic cell: its density (atoms over volume).
+    * A slab, a wire or a molecule in a box (a cell with vacuum): the density inside the
+      material, from the neighbour counts within 6 A of its most surrounded atoms (the
+      90th percentile), capped at 6 A (a small molecule is then seen whole).
+    * A free cluster or molecule (no cell): 1.6x the median nearest-neighbour distance,
+      the same radius for an fcc crystal.
     """
-    if atoms.pbc.all() and atoms.cell.volume > 0:
+    from ase.neighborlist import neighbor_list
+
+    if atoms.pbc.all() and 0 < atoms.cell.volume <= SPARSE_VOLUME_PER_ATOM * len(atoms):
         r = (3.0 * neighbours * atoms.cell.volume / len(atoms) / (4.0 * np.pi)) ** (1.0 / 3.0)
-    else:
+    elif not atoms.pbc.any():
         r = 1.6 * nearest_neighbour_distance(atoms)
+    else:
+        reach = 6.0
+        counts = np.bincount(neighbor_list("i", atoms, reach), minlength=len(atoms))
+        density = max(float(np.percentile(counts, 90)), 1.0) / (4.0 / 3.0 * np.pi * reach ** 3)
+        r = min((3.0 * neighbours / (4.0 * np.pi * density)) ** (1.0 / 3.0), reach)
     return round(float(r), 1)  # rounded, so structures of one phase give one cutoff whatever their noise
 
 
@@ -86,6 +103,19 @@ class SNAPEnsemble(Surrogate):
         Ensemble size (bootstrap resamples of the training structures).
     quadratic:
         Quadratic SNAP (pairwise products of the components as extra columns).
+    chemistry:
+        With several elements: ``'weighted'`` (default: one neighbour density in which each
+        neighbour counts with its element's weight) or ``'explicit'`` (LAMMPS ``chem``: one
+        set of components per ordered triple of elements, n^3 times the columns); see
+        :class:`~ase_proxima.surrogates.snap_descriptors.SNAPDescriptor`.  Measured on EMT
+        alloys and a molecule in a box (``benchmarks/snap_chemistry.py``): explicit chemistry
+        resolves chemically unlike neighbours best (Pt-Al) but its columns, and the per-structure
+        normal equations the ensemble keeps (their square), grow as n^4: a ternary at 2J=8
+        needs about 150 MB per training structure.  Weighted densities with atomic-number
+        weights cost what one element costs and are as good or better for like metals.
+    element_weights:
+        Neighbour weight of each element for ``'weighted'`` chemistry; default its atomic
+        number over the largest one present (equal weights cannot tell the species apart).
     ridge:
         Ridge penalty relative to the mean diagonal of the normal equations.
     energy_weight, stress_weight:
@@ -107,7 +137,8 @@ class SNAPEnsemble(Surrogate):
 
     def __init__(self, elements: Sequence[str] | None = None, cutoff: float | None = None, twojmax: int = 8,
                  members: int = 8, ridge: float = 1e-8, energy_weight: float = 300.0, stress_weight: float = 10.0,
-                 seed: int = 0, quadratic: bool = False) -> None:
+                 seed: int = 0, quadratic: bool = False, chemistry: str = "weighted",
+                 element_weights: dict[str, float] | None = None) -> None:
         if members < 2:
             raise ValueError("an ensemble needs at least 2 members")
         if ridge < 0 or energy_weight < 0 or stress_weight < 0:
@@ -121,6 +152,10 @@ class SNAPEnsemble(Surrogate):
         self.energy_weight, self.stress_weight = energy_weight, stress_weight
         self.seed = seed
         self.quadratic = quadratic
+        if chemistry not in ("explicit", "weighted"):
+            raise ValueError(f"chemistry must be 'explicit' or 'weighted', got {chemistry!r}")
+        self.chemistry = chemistry
+        self.element_weights = element_weights
         self.elements_: list[str] | None = None
         self.cutoff_: float | None = None
         self._descriptor: SNAPDescriptor | None = None
@@ -145,7 +180,17 @@ class SNAPEnsemble(Surrogate):
     def _make_descriptor(self, elements: list[str], cutoff: float) -> None:
         self.elements_, self.cutoff_ = elements, cutoff
         self._descriptor = SNAPDescriptor(elements, cutoff=cutoff, twojmax=int(self.twojmax),
-                                          quadratic=bool(self.quadratic))
+                                          quadratic=bool(self.quadratic), chemistry=self.chemistry,
+                                          weights=self._neighbour_weights(elements))
+
+    def _neighbour_weights(self, elements: list[str]) -> list[float]:
+        if self.element_weights is not None:
+            missing = sorted(set(elements) - set(self.element_weights))
+            if missing:
+                raise ValueError(f"element_weights gives no weight for {missing}")
+            return [float(self.element_weights[e]) for e in elements]
+        z = np.array([atomic_numbers[e] for e in elements], float)
+        return list(z / z.max())
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)

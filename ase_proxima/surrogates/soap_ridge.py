@@ -25,7 +25,9 @@ a distance would.
 
 Periodic systems: dscribe's SOAP derivatives are numerical only under periodic
 boundaries (seconds for a few hundred atoms), so for periodic structures the
-model serves energies and leaves forces to the target.
+model serves energies and leaves forces to the target.  A molecule in a box whose
+atoms see no periodic image within ``r_cut`` (the usual set-up of a DFT code) is
+described as the free molecule it is, with analytic forces.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ from ase import Atoms
 from dscribe.descriptors import SOAP
 from sklearn.linear_model import BayesianRidge
 
-from .base import FittedState, Prediction, Surrogate, WorkloadSize, check_training_set, mean_neighbours, structure_key
+from .base import (FittedState, Prediction, Surrogate, WorkloadSize, check_training_set, isolated_copy,
+                   mean_neighbours, structure_key)
 
 __all__ = ["SOAPBayesianRidge", "posterior"]
 
@@ -142,18 +145,23 @@ class SOAPBayesianRidge(Surrogate):
     def is_fitted(self) -> bool:
         return self.coef_ is not None
 
+    def _as_described(self, atoms: Atoms) -> Atoms:
+        """``atoms``, or the free molecule a molecule in a box is within ``r_cut``."""
+        free = isolated_copy(atoms, float(self.r_cut))
+        return atoms if free is None else free
+
     def accepts(self, atoms: Atoms) -> str | None:
         if not self.is_fitted:
             return "surrogate not trained"
         unseen = sorted(set(atoms.get_chemical_symbols()) - set(self.species_))
         if unseen:
             return f"species {unseen} not in the training data"
-        if bool(atoms.pbc.any()) != self.periodic_:
+        if bool(self._as_described(atoms).pbc.any()) != self.periodic_:
             return "periodicity differs from the training data"
         return None
 
     def properties_for(self, atoms: Atoms) -> tuple[str, ...]:
-        return ("energy",) if atoms.pbc.any() else ("energy", "forces")
+        return ("energy",) if self._as_described(atoms).pbc.any() else ("energy", "forces")
 
     def _fit(self, images: Sequence[Atoms], results: Sequence[Mapping[str, Any]]) -> None:
         """Fit on all structures; cost independent of the training-set size when data were appended.
@@ -169,6 +177,7 @@ class SOAPBayesianRidge(Surrogate):
         the data were not appended, and whenever the set has doubled.
         """
         check_training_set(images, results)
+        images = [self._as_described(a) for a in images]
         periodic = {bool(a.pbc.any()) for a in images}
         if len(periodic) != 1:
             raise ValueError("training set mixes periodic and non-periodic structures")
@@ -251,6 +260,7 @@ class SOAPBayesianRidge(Surrogate):
         if reason is not None:
             raise ValueError(f"surrogate cannot predict this structure: {reason}")
         want_f = "forces" in self.properties_for(atoms) and (properties is None or "forces" in properties)
+        atoms = self._as_described(atoms)
         x, dx = self._features(atoms, want_f)
         w, cov = self.coef_, self.sigma_
         row = np.append((x - self._mu) / self._scale, 1.0)

@@ -16,6 +16,8 @@ import os
 import platform
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,6 +43,34 @@ def prepare_run_dir(out: str | os.PathLike, overwrite: bool) -> Path:
     return out
 
 
+@contextmanager
+def thread_limits(threads: int, pyscf: bool = False) -> Iterator[None]:
+    """Run with ``threads`` threads in BLAS and OpenMP pools (and PySCF's), the ones loaded now
+    and, through ``OMP_NUM_THREADS``, the ones loaded later."""
+    from threadpoolctl import threadpool_limits
+
+    env = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    previous = None
+    if pyscf:
+        from pyscf import lib
+
+        previous = lib.num_threads()
+        lib.num_threads(threads)
+    try:
+        with threadpool_limits(limits=threads):
+            yield
+    finally:
+        if previous is not None:
+            from pyscf import lib
+
+            lib.num_threads(previous)
+        if env is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = env
+
+
 def describe_stats(stats: dict[str, Any]) -> str:
     """One line on who answered and how good the served answers were (the CLI's summary)."""
     unit = UNITS[stats["error_metric"]]
@@ -59,6 +89,7 @@ class Job:
     error_bound: float = 0.01
     threshold: float | None = None
     audit_fraction: float = 0.05
+    threads: int = 1  # per process: PySCF and BLAS otherwise take every core, and processes share them
 
     #: the error metric of the run (a field in jobs that let the user choose)
     error_metric: ClassVar[str] = "energy"
@@ -70,6 +101,8 @@ class Job:
             raise ValueError("method 'fixed' needs a threshold")
         if not self.error_bound > 0:
             raise ValueError(f"error_bound must be > 0, got {self.error_bound!r}")
+        if not (isinstance(self.threads, int) and self.threads >= 1):
+            raise ValueError(f"threads must be an integer >= 1, got {self.threads!r}")
 
     @classmethod
     def from_params(cls, **params: Any) -> Job:
@@ -120,7 +153,8 @@ class Job:
         calc = self.calculator(target, out)
         proxima = self.method != "baseline"
         try:
-            fields_ = self.execute(calc, out, progress)
+            with thread_limits(self.threads, pyscf=self.target.startswith("pyscf")):
+                fields_ = self.execute(calc, out, progress)
             stats = calc.stats if proxima else None
         finally:
             if proxima:
@@ -133,6 +167,7 @@ class Job:
             "method": self.method,
             "target": self.target,
             "error_bound": self.error_bound,
+            "threads": self.threads,
             **fields_,
         }
         if proxima:

@@ -1,0 +1,65 @@
+"""Answers the target already gave, by structure: a structure is never sent to the target twice.
+
+NEB images sharing one calculator, an optimiser's line search coming back to a point, ASE
+asking again after ``calc.reset()``, a Monte Carlo walk rejecting a move and asking for the
+current state: all repeat structures the target has answered.  :class:`IdentityCache` keys a
+target answer by the structure's exact content (species, positions, cell, periodicity, and
+the initial magnetic moments and charges a target may start from) and returns it when every
+property asked for is in it.  It keeps the newest ``maxsize`` structures.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+__all__ = ["IdentityCache", "identity"]
+
+
+def identity(atoms: Atoms) -> bytes:
+    """A digest of everything a target's answer depends on in ``atoms``."""
+    h = hashlib.sha1()
+    for part in (atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc):
+        h.update(np.ascontiguousarray(part).tobytes())
+    for name in ("initial_magmoms", "initial_charges"):
+        if name in atoms.arrays:
+            h.update(name.encode())
+            h.update(np.ascontiguousarray(atoms.arrays[name]).tobytes())
+    return h.digest()
+
+
+class IdentityCache:
+    """The target's answers to the newest ``maxsize`` distinct structures."""
+
+    def __init__(self, maxsize: int = 1000) -> None:
+        self.maxsize = maxsize
+        self._entries: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
+        self.hits = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, atoms: Atoms) -> bool:
+        return identity(atoms) in self._entries
+
+    def lookup(self, atoms: Atoms, properties: Sequence[str]) -> dict[str, Any] | None:
+        """A copy of the target's answer for ``atoms`` if it holds every one of ``properties``."""
+        entry = self._entries.get(identity(atoms))
+        if entry is None or any(p not in entry for p in properties):
+            return None
+        self._entries.move_to_end(identity(atoms))
+        self.hits += 1
+        return {k: (np.array(v) if isinstance(v, np.ndarray) else v) for k, v in entry.items()}
+
+    def remember(self, atoms: Atoms, results: Mapping[str, Any]) -> None:
+        """Keep the target's answer (merged with what was known of the structure)."""
+        key = identity(atoms)
+        entry = self._entries.pop(key, {})
+        entry.update({k: (np.array(v) if isinstance(v, np.ndarray) else v) for k, v in results.items()})
+        self._entries[key] = entry
+        while len(self._entries) > self.maxsize:
+            self._entries.popitem(last=False)

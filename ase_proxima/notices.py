@@ -1,0 +1,77 @@
+"""What a user should hear once, not find out later: forces served under an energy bound, and a
+run that has stopped serving.
+
+* An energy metric bounds energies only.  MD asks for forces, and the surrogate's forces
+  are then served unchecked: :class:`Notices` warns the first time that happens.
+* A run can go hundreds of calls without a surrogate answer: its bound is below what the
+  surrogate reaches, or its structures are outside the surrogate's domain.  After
+  ``quiet_calls`` such calls it warns once (again after the next quiet spell), naming the most
+  frequent reason and, when the threshold is what stops it, the surrogate's recent error
+  against the bound; ``stats['not_serving']`` carries the same sentence while it lasts.
+"""
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Notices", "ProximaWarning"]
+
+
+class ProximaWarning(UserWarning):
+    """Something about a run the user should know."""
+
+
+class Notices:
+    """Once-only warnings about a run (see the module doc)."""
+
+    def __init__(self, quiet_calls: int = 200) -> None:
+        self.quiet_calls = quiet_calls
+        self._warned_forces = False
+        self._warned_quiet = False
+
+    def after_call(self, step: int, kind: str, properties: Sequence[str], metric: str, last_served: int, log: Any,
+                   controller: Any, unit: str) -> None:
+        """Warn, once, about what call ``step`` (answered by ``kind``) shows."""
+        if kind == "surrogate":
+            self._warned_quiet = False
+            if "forces" in properties and metric.startswith("energy") and not self._warned_forces:
+                self._warned_forces = True
+                warnings.warn(f"error_metric {metric!r} bounds energies only: the forces the surrogate serves are "
+                              "not checked. For dynamics or relaxations use 'forces_mean' or 'forces_max'.",
+                              ProximaWarning, stacklevel=5)
+        elif not self._warned_quiet:
+            note = self.not_serving(step + 1, last_served, log, controller, unit)
+            if note is not None:
+                self._warned_quiet = True
+                warnings.warn(note, ProximaWarning, stacklevel=5)
+
+    def not_serving(self, calls: int, last_served: int, log: Any, controller: Any, unit: str) -> str | None:
+        """Why the calls since ``last_served`` (``quiet_calls`` or more) got no surrogate answer, or ``None``."""
+        quiet = calls - 1 - last_served
+        if quiet < self.quiet_calls or len(log) == 0:
+            return None
+        recent = [log[i] for i in range(max(-len(log), -self.quiet_calls), 0)]
+        reasons = Counter(_first_clause(r.get("reason")) for r in recent if r.get("kind") != "cached")
+        if not reasons:
+            return None
+        reason, count = reasons.most_common(1)[0]
+        note = f"no surrogate answer in the last {quiet} calls; most often ({count} of {len(recent)}): {reason}"
+        errors = [e for _, e in controller.state().window]
+        if reason == "uncertain" and errors:
+            floor = float(np.median(errors))
+            note += (f". The surrogate's recent errors (median {floor:.3g} {unit}) are "
+                     f"{'above' if floor > controller.error_bound else 'near'} the bound "
+                     f"{controller.error_bound:.3g} {unit}: this bound is below what it reaches here, so every "
+                     "call goes to the target (a looser bound would let it serve)")
+        return note
+
+
+def _first_clause(reason: Any) -> str:
+    """A reason without its particulars, so that like reasons count together."""
+    if not isinstance(reason, str) or not reason:
+        return "no reason recorded"
+    return reason.split(":")[0].split(" (")[0].strip()
