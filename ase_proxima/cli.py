@@ -9,7 +9,8 @@ every served step.
 ``ase-proxima mc``: Metropolis Monte Carlo of a molecule with any target
 (``emt``, ``pyscf:hf/6-31g*``, ...), as the target alone (``--method
 baseline``), with a fixed threshold (``fixed``) or under Proxima's controller
-(``proxima``), written to a run directory (trajectory, call log, stats, plot).
+(``proxima``), written to a run directory (trajectory, call log, stats, plot); ``--resume``
+continues a killed walk.
 
 ``ase-proxima sluschi``: the small-cell solid-liquid coexistence workflow for
 an fcc metal (aluminium by default) with an EMT target, as the target alone,
@@ -151,7 +152,7 @@ def _mc(args: argparse.Namespace) -> int:
                   steps=args.steps, step_size=args.step_size, error_bound=args.error_bound, threshold=args.threshold,
                   retrain=args.retrain, uncertainty=args.uncertainty, audit_fraction=args.audit_fraction,
                   train_forces=args.train_forces, seed=args.seed, threads=args.threads)
-    return _run_job(MCJob, params, args.out, args.overwrite, False, args.quiet)
+    return _run_job(MCJob, params, args.out, args.overwrite, args.resume, args.quiet)
 
 
 def _sluschi(args: argparse.Namespace) -> int:
@@ -206,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     mc.add_argument("--threads", type=int, default=1, help="threads per process (BLAS, OpenMP, PySCF)")
     mc.add_argument("--out", default="runs/mc")
     mc.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
+    mc.add_argument("--resume", action="store_true", help="continue the walk in --out (after a kill) to --steps")
     mc.add_argument("--quiet", action="store_true", help="no progress bar")
     mc.set_defaults(func=_mc)
 

@@ -24,26 +24,23 @@ def check_run(seed: int, steps: int = 400, error_bound: float = 0.005, temperatu
     recomputed with EMT to get the true served error."""
     from ase.build import molecule as build
     from ase.calculators.emt import EMT
-    from ase.units import kB
 
     from .calculator import ProximaCalculator
+    from .workflows.mc import MonteCarlo
 
     calc = ProximaCalculator(target=EMT(), error_bound=error_bound, seed=seed)
     truth = EMT()
-    rng = np.random.default_rng(seed + 1000)
-    current = build(molecule)
-    current.calc = calc
-    e_cur = current.get_potential_energy()
-    served_errors = []
-    for _ in range(steps):
-        trial = current.copy()
-        trial.positions += rng.uniform(-step_size, step_size, trial.positions.shape)
-        trial.calc = calc
-        e = trial.get_potential_energy()
-        if calc.log[-1]["kind"] == "surrogate":
-            served_errors.append(abs(e - truth.get_potential_energy(trial)))
-        if e <= e_cur or rng.random() < math.exp(-(e - e_cur) / (kB * temperature_K)):
-            current, e_cur = trial, e
+    walker = build(molecule)
+    walker.calc = calc
+    mc = MonteCarlo(walker, temperature_K=temperature_K, step_size=step_size, rng=seed + 1000)
+    served_errors: list[float] = []
+
+    def check() -> None:
+        if mc.nsteps > 0 and calc.log[-1]["kind"] == "surrogate":
+            served_errors.append(abs(mc.trial_energy - truth.get_potential_energy(mc.trial)))
+
+    mc.attach(check)
+    mc.run(steps)
     s = calc.stats
     true = float(np.mean(served_errors)) if served_errors else math.nan
     return {"seed": seed, "steps": steps, "error_bound": error_bound, "served_calls": len(served_errors),

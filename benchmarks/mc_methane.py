@@ -80,8 +80,9 @@ def _baseline(args, out: Path, temp: float, step: float) -> dict:
     traj = out / f"baseline_{_tag(step, temp)}_s0.traj"
 
     def run():
-        mc = MonteCarlo(molecule(args.molecule), make_target(args.target), temp, step_size=step, seed=0,
-                        trajectory=traj)
+        atoms = molecule(args.molecule)
+        atoms.calc = make_target(args.target)
+        mc = MonteCarlo(atoms, temp, step_size=step, rng=0, trajectory=traj)
         r = mc.run(args.steps)
         return {"temperature": temp, "step_size": step, "seed": 0, "wall_s": r.wall_time,
                 "target_s": float(r.call_times.sum()), "acceptance": r.acceptance_ratio, "mean_rog": r.mean_rog,
@@ -124,8 +125,9 @@ def _free(args, out: Path, temp: float, seed: int, spec: dict) -> dict:
                 "acceptance": base["acceptance"], "wall_s": base["wall_s"]}
 
     def run():
-        r = MonteCarlo(molecule(args.molecule), _calc(args, dict(spec, seed=seed)), temp, step_size=args.step_size,
-                       seed=seed).run(args.steps)
+        atoms = molecule(args.molecule)
+        atoms.calc = _calc(args, dict(spec, seed=seed))
+        r = MonteCarlo(atoms, temp, step_size=args.step_size, rng=seed).run(args.steps)
         return {"temperature": temp, "seed": seed, "method": spec["method"], "mean_rog": r.mean_rog,
                 "acceptance": r.acceptance_ratio, "wall_s": r.wall_time}
 

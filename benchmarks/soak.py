@@ -7,9 +7,10 @@ succeeded (failed calls store nothing), and the process's resident memory grows 
 10 MB after warm-up (the first fifth of the calls: the training window, the in-memory log view
 and the caches fill up in it).  The per-call cost of the store (training rows, the log line,
 the state every ``checkpoint_every`` calls) is the calculator's own ``store_seconds_per_call``,
-reported beside the per-call total.  The driver is a Metropolis walk; the calculator retries
-a failed target call twice (``target_retries=2``), and a call whose retries all fail is counted
-and skipped by the driver.  The surrogate refits every 200 new target results on the newest 1000
+reported beside the per-call total.  The driver is the project's Metropolis ``MonteCarlo``;
+the calculator retries a failed target call twice (``target_retries=2``), and a call whose
+retries all fail is counted and skipped by the driver (``skip_failed``).  The surrogate refits
+every 200 new target results on the newest 1000
 (with lazy refits every 10 new points on up to 2000 structures, a first attempt fell to a
 quarter of its starting rate by 8,000 calls, with another benchmark on the second core).
 
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import shutil
@@ -31,11 +31,11 @@ from pathlib import Path
 import numpy as np
 from ase.calculators.emt import EMT
 from ase.cluster import Icosahedron
-from ase.units import kB
 from tqdm import tqdm
 
 from ase_proxima import ProximaCalculator
 from ase_proxima.faults import FaultInjector
+from ase_proxima.workflows import MonteCarlo
 from ase_proxima.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,31 +83,23 @@ def main() -> int:
     target = FaultInjector(EMT(), rate=args.fault_rate, kinds=("raise", "nan"), seed=args.seed)
     calc = ProximaCalculator(target=target, error_bound=args.error_bound, store=store_dir, seed=args.seed,
                              target_retries=2, max_training=1000, retrain=200)
-    rng = np.random.default_rng(args.seed)
-    current = Icosahedron("Cu", noshells=2, latticeconstant=3.61)
-    current.calc = calc
-    e_cur = current.get_potential_energy()
-    unanswered, non_finite = 0, 0
+    walker = Icosahedron("Cu", noshells=2, latticeconstant=3.61)
+    walker.calc = calc
+    mc = MonteCarlo(walker, temperature_K=args.temperature, step_size=args.step_size, rng=args.seed,
+                    skip_failed=True)  # a trial whose retries all failed is skipped
     memory: list[tuple[int, float]] = []  # (call, resident MB)
     warm = args.calls // 5
+
+    def observe() -> None:
+        if mc.nsteps % max(args.calls // 50, 1) == 0 or mc.nsteps == warm:
+            memory.append((mc.nsteps, resident_mb()))
+
+    mc.attach(observe)
     t0 = time.perf_counter()
-    bar = tqdm(range(args.calls - 1), desc="soak", unit="call", mininterval=5)
-    for i in bar:
-        if i % max(args.calls // 50, 1) == 0 or i == warm:
-            memory.append((i, resident_mb()))
-        trial = current.copy()
-        trial.positions += rng.uniform(-args.step_size, args.step_size, trial.positions.shape)
-        trial.calc = calc
-        try:
-            e = trial.get_potential_energy()
-        except Exception:  # all retries failed: the driver skips this trial move
-            unanswered += 1
-            continue
-        if not math.isfinite(e):
-            non_finite += 1
-            continue
-        if e <= e_cur or rng.random() < math.exp(-(e - e_cur) / (kB * args.temperature)):
-            current, e_cur = trial, e
+    for _ in tqdm(mc.irun(args.calls - 1), total=args.calls - 1, desc="soak", unit="call", mininterval=5):
+        pass
+    unanswered = mc.failed
+    non_finite = int(np.sum(~np.isfinite(mc.result().trial_energies))) - unanswered  # returned, not skipped
     wall = time.perf_counter() - t0
     memory.append((args.calls, resident_mb()))
     s = calc.stats

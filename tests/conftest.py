@@ -15,7 +15,6 @@ from ase import Atoms
 from ase.build import molecule
 from ase.calculators.emt import EMT
 from ase.cluster import Icosahedron
-from ase.units import kB
 
 
 class CountingEMT(EMT):
@@ -34,21 +33,18 @@ class CountingEMT(EMT):
 
 def metropolis_walk(atoms: Atoms, calc, steps: int, temperature: float = 500.0, step_size: float = 0.01,
                     seed: int = 0) -> list[dict]:
-    """Metropolis random walk; returns per step the trial structure and the energy ``calc`` gave."""
-    rng = np.random.default_rng(seed)
-    current = atoms.copy()
-    current.calc = calc
-    e_cur = current.get_potential_energy()
-    out = []
-    for _ in range(steps):
-        trial = current.copy()
-        trial.positions += rng.normal(0.0, step_size, trial.positions.shape)
-        trial.calc = calc
-        e = trial.get_potential_energy()
-        out.append({"atoms": trial.copy(), "energy": e, "kind": calc.log[-1]["kind"] if hasattr(calc, "log") else None})
-        if e <= e_cur or rng.random() < np.exp(-(e - e_cur) / (kB * temperature)):
-            current, e_cur = trial, e
-    return out
+    """A Metropolis walk of a copy of ``atoms`` with the project's driver; per step the trial
+    structure, the energy ``calc`` gave it and who answered (``calc.log``)."""
+    from ase_proxima.workflows import MonteCarlo
+
+    walker = atoms.copy()
+    walker.calc = calc
+    mc = MonteCarlo(walker, temperature_K=temperature, step_size=step_size, rng=seed)
+    out: list[dict] = []
+    mc.attach(lambda: out.append({"atoms": mc.trial.copy(), "energy": mc.trial_energy,
+                                  "kind": calc.log[-1]["kind"] if hasattr(calc, "log") else None}))
+    mc.run(steps)
+    return out[1:]  # the observers also see the starting state
 
 
 @pytest.fixture

@@ -188,3 +188,41 @@ def test_2_slabs_get_forces():
     assert calc.stats["surrogate_calls"] > 100
     assert np.mean(errors) < 0.05
     assert not any("not served" in (r["reason"] or "") for r in calc.log)
+
+
+def test_5_a_killed_mc_run_resumes(tmp_path):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from ase.io import read
+
+    from ase_proxima.cli import main
+
+    out = tmp_path / "mc"
+    cmd = [sys.executable, "-m", "ase_proxima.cli", "mc", "--target", "emt", "--steps", "20000", "--step-size",
+           "0.01", "--quiet", "--out", str(out)]
+    proc = subprocess.Popen(cmd)
+    state = out / "mc_state.json"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if json.loads(state.read_text())["walk"]["nsteps"] >= 100:
+                break
+        except (FileNotFoundError, json.JSONDecodeError):
+            pass
+        time.sleep(0.05)
+    time.sleep(0.3)  # a little past the checkpoint: the trajectory holds steps the state does not
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = json.loads(state.read_text())["walk"]["nsteps"]
+    assert main(["mc", "--target", "emt", "--steps", str(done + 40), "--step-size", "0.01", "--quiet", "--out",
+                 str(out), "--resume"]) == 0
+    report = json.loads((out / "stats.json").read_text())
+    assert report["resumed"] and report["steps"] == done + 40
+    frames = read(out / "mc.traj", ":")
+    assert [f.info["step"] for f in frames] == list(range(-1, done + 40))
+    assert report["stats"]["calls"] == done + 41  # the calculator resumed at the walk's checkpoint

@@ -144,7 +144,9 @@ from ase_proxima import ProximaCalculator
 from ase_proxima.workflows import MonteCarlo
 
 calc = ProximaCalculator(target=EMT(), error_bound=0.005, store=sys.argv[1], seed=0)
-MonteCarlo(molecule("CH4"), calc, temperature_K=500, step_size=0.01, seed=0).run(100000)
+atoms = molecule("CH4")
+atoms.calc = calc
+MonteCarlo(atoms, temperature_K=500, step_size=0.01, rng=0).run(100000)
 """
 
 

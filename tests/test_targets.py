@@ -92,7 +92,9 @@ def test_proxima_over_hartree_fock_monte_carlo(tmp_path):
 
     calc = ProximaCalculator(target=PySCF(method="hf", basis="sto-3g"), error_bound=0.002, seed=0)
     traj = tmp_path / "mc.traj"
-    result = MonteCarlo(molecule("CH4"), calc, temperature_K=500, step_size=0.003, seed=0, trajectory=traj).run(150)
+    atoms = molecule("CH4")
+    atoms.calc = calc
+    result = MonteCarlo(atoms, temperature_K=500, step_size=0.003, rng=0, trajectory=traj).run(150)
     s = calc.stats
     assert s["calls"] == 151 and result.accepted.size == 150
     assert s["surrogate_calls"] > 30

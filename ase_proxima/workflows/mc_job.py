@@ -1,12 +1,15 @@
 """One Monte Carlo run of a molecule written to a run directory: what ``ase-proxima mc`` and a
 sweep task both do (the shape in :mod:`.job`).
 
-The run directory gets ``mc.traj`` (every step), ``store/`` (Proxima's training data, call log
-and state; not for the baseline), ``run.png`` and ``stats.json`` (the report: inputs, MC
-observables, Proxima's statistics, the GPU prediction).
+The run directory gets ``mc.traj`` (every step), ``mc_state.json`` (where the walk is, written
+with the calculator's checkpoint), ``store/`` (Proxima's training data, call log and state; not
+for the baseline), ``run.png`` and ``stats.json`` (the report: inputs, MC observables over the
+whole walk, Proxima's statistics, the GPU prediction).  Running the job again on the directory
+(``ase-proxima mc --resume``) continues a killed walk from its last checkpoint.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,9 @@ from typing import Any
 from .job import Job
 
 __all__ = ["MCJob"]
+
+#: steps between checkpoints of the walk together with the calculator's state
+CHECKPOINT_EVERY = 20
 
 
 @dataclass
@@ -53,25 +59,81 @@ class MCJob(Job):
 
         return {"uncertainty": DistanceUncertainty() if self.uncertainty == "distance" else None,
                 "retrain": self.retrain if self.retrain is not None else "lazy",
-                "train_properties": ("energy", "forces") if self.train_forces else None, "seed": self.seed}
+                "train_properties": ("energy", "forces") if self.train_forces else None, "seed": self.seed,
+                # the walk checkpoints the calculator with itself (see execute), never apart from it
+                "checkpoint_every": 10**9}
 
     def title(self) -> str:
         return f"{self.molecule} MC, {self.target}, {self.temperature} K, bound {self.error_bound} eV"
 
     def execute(self, calc: Any, out: Path, progress: bool) -> dict[str, Any]:
+        """The walk; one already in ``out`` (``mc_state.json``) is continued where its last
+        checkpoint left it, with its trajectory and the calculator's store."""
+        import time
+
         from ase.build import molecule
 
-        from .mc import MonteCarlo
+        from ..store import atomic_write
+        from .mc import MonteCarlo, walk_summary
 
-        mc = MonteCarlo(molecule(self.molecule), calc, temperature_K=self.temperature, step_size=self.step_size,
-                        seed=self.seed, trajectory=out / "mc.traj")
-        result = mc.run(self.steps, progress=progress)
-        return {"molecule": self.molecule, "steps": self.steps, "seed": self.seed,
-                "temperature_K": self.temperature, "step_size_A": self.step_size, "wall_time_s": result.wall_time,
-                "target_time_s": float(result.call_times.sum()) if self.method == "baseline" else None,
-                "acceptance_ratio": result.acceptance_ratio, "mean_rog_A": result.mean_rog,
+        traj, state_path = out / "mc.traj", out / "mc_state.json"
+        atoms = molecule(self.molecule)
+        atoms.calc = calc
+        resumed = state_path.exists()
+        mc = MonteCarlo(atoms, temperature_K=self.temperature, step_size=self.step_size, rng=self.seed,
+                        trajectory=traj, append_trajectory=resumed)
+        wall_before = 0.0
+        if resumed:
+            saved = json.loads(state_path.read_text())
+            mc.restore(saved["walk"])
+            wall_before = float(saved["wall_time_s"])
+            _keep_steps_before(traj, mc.nsteps)
+        t0 = time.perf_counter()
+
+        def checkpoint() -> None:  # the walk and the calculator's state together: one consistent point
+            if hasattr(calc, "flush"):
+                calc.flush()
+            payload = {"walk": mc.state(), "wall_time_s": wall_before + time.perf_counter() - t0}
+            atomic_write(state_path, json.dumps(payload).encode(), sync=False)
+
+        mc.attach(checkpoint, interval=CHECKPOINT_EVERY)
+        mc.run(max(self.steps - mc.nsteps, 0), progress=progress)
+        checkpoint()
+        summary = walk_summary(traj)
+        return {"molecule": self.molecule, "steps": summary["steps"], "seed": self.seed,
+                "temperature_K": self.temperature, "step_size_A": self.step_size, "resumed": resumed,
+                "wall_time_s": wall_before + time.perf_counter() - t0,
+                "target_time_s": summary["call_time_s"] if self.method == "baseline" else None,
+                "acceptance_ratio": summary["acceptance_ratio"], "mean_rog_A": summary["mean_rog"],
                 "rog_kind": "mass-weighted"}
 
     def headline(self, report: dict[str, Any]) -> str:
         return (f"{self.steps} MC steps at {self.temperature} K: acceptance {report['acceptance_ratio']:.2f}, "
                 f"mean radius of gyration {report['mean_rog_A']:.4f} A, wall {report['wall_time_s']:.1f} s")
+
+
+def _keep_steps_before(trajectory: Path, steps: int) -> None:
+    """Drop the trajectory's records of steps at or after ``steps`` (written after the checkpoint a
+    killed run resumes from) and a torn last record, rewriting the file whole."""
+    from ase.io.trajectory import Trajectory
+
+    from ..store import atomic_write
+
+    if not trajectory.exists():
+        return
+    kept = []
+    try:
+        with Trajectory(trajectory, "r") as frames:
+            for i in range(len(frames)):
+                frame = frames[i]
+                if int(frame.info["step"]) >= steps:
+                    break
+                kept.append(frame)
+    except Exception:  # a record torn by the kill: everything before it is kept
+        pass
+    tmp = trajectory.with_name(f".{trajectory.name}.keep")
+    with Trajectory(tmp, "w") as out:
+        for frame in kept:
+            out.write(frame)
+    atomic_write(trajectory, tmp.read_bytes(), sync=False)
+    tmp.unlink()
