@@ -27,7 +27,7 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
-from . import gate, resume
+from . import gate, optimizers, resume
 from .calllog import CallLog
 from .control import ThresholdController
 from .identity import IdentityCache
@@ -69,7 +69,8 @@ class ProximaCalculator(Calculator):
         ``window``, ``threshold``, ``threshold_bounds``, ``max_threshold_step``, ``confidence``,
         ``min_training``, ``max_training``, ``retrain``, ``audit_fraction``, ``bound_on``,
         ``seed``, ``train_properties``, ``adaptive``, ``target_retries``, ``target_timeout``,
-        ``log_size``, ``checkpoint_every``, ``cache_size``.  ``calc.set(...)`` or ``calc.error_bound = ...``
+        ``log_size``, ``checkpoint_every``, ``cache_size``, ``verify_fmax`` ('auto': the fmax of an
+        ASE optimiser asking; a number; None).  ``calc.set(...)`` or ``calc.error_bound = ...``
         changes a setting everywhere at once.
     """
 
@@ -110,6 +111,7 @@ class ProximaCalculator(Calculator):
         self._resuming = False  # continuing a saved run: the settings that define its data are fixed
         self._new_to_store = False  # a store with data: the first structure must be of its species
         self._models_saved = -1  # points of the model last written to the store
+        self.answer: str | None = None  # who answered the last call: target, surrogate, audit, cached
         if store is not None:
             self.store = store if isinstance(store, RunStore) else RunStore(store)
             self.training.store = self.store
@@ -153,6 +155,7 @@ class ProximaCalculator(Calculator):
         d = plain(super().todict(skip_default))
         fingerprint = run_fingerprint(self.target, self.parameters["error_metric"])
         d["target"], d["target_parameters"] = fingerprint["target"]["name"], fingerprint["target"]["parameters"]
+        d["answer"] = self.answer  # the last call's provenance: an ase.db row keeps it here
         if self.store is not None:
             d["store"] = str(self.store.path)
         return d
@@ -185,6 +188,8 @@ class ProximaCalculator(Calculator):
             else:
                 self.reset()
             raise
+        if atoms is not None:  # who answered travels with the structure (.traj, .extxyz keep info)
+            atoms.info["proxima_answer"] = self.answer
 
     def _answer(self, atoms: Atoms, properties: list[str]) -> None:
         watch = Stopwatch()
@@ -194,6 +199,7 @@ class ProximaCalculator(Calculator):
             self.results = known
             self.tally.calls += 1
             self.tally.cached += 1
+            self.answer = "cached"
             self.controller.note_answer(False)
             rec.update(kind="cached", reason="the target answered this structure before", uncertainty=math.nan,
                        threshold=math.nan, alpha=math.nan, n_fitted=self.training.n_fitted)
@@ -243,6 +249,7 @@ class ProximaCalculator(Calculator):
                 self.controller.update()
         self.tally.calls += 1
         rec["kind"], rec["reason"] = kind, reason
+        self.answer = kind
         if kind == "surrogate":
             self.tally.last_served = rec["step"]
         self._record(rec, watch)
@@ -284,7 +291,18 @@ class ProximaCalculator(Calculator):
             return prediction, u, reason
         formula = atoms.get_chemical_formula()
         reason = gate.why_unvalidated(formula, self.tally.validated.get(formula, 0), self.controller.window_size)
-        return prediction, u, reason or gate.why_uncertain(self.controller, u)
+        return prediction, u, reason or gate.why_uncertain(self.controller, u) or self._why_unconfirmed(atoms, prediction)
+
+    def _why_unconfirmed(self, atoms: Atoms, prediction: Prediction) -> str | None:
+        """Served forces an optimiser could stop on must be the target's (see :mod:`.optimizers`)."""
+        p = self.parameters
+        if "forces" not in prediction.results or p["verify_fmax"] is None:
+            return None
+        criterion = optimizers.enclosing_fmax() if p["verify_fmax"] == "auto" else p["verify_fmax"]
+        if criterion is None:
+            return None
+        margin = optimizers.force_margin(p["error_metric"], p["error_bound"], criterion)
+        return optimizers.why_unconfirmed(prediction.results["forces"], free_atoms(atoms), criterion, margin)
 
     def _why_not(self, atoms: Atoms, properties: list[str]) -> str | None:
         t = self.training

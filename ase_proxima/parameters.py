@@ -51,6 +51,7 @@ DEFAULT_PARAMETERS: dict[str, Any] = {
     "log_size": 10_000,
     "checkpoint_every": 20,
     "cache_size": 1000,
+    "verify_fmax": "auto",
 }
 
 FIXED_ONCE_STARTED = ("error_metric", "seed")
@@ -149,4 +150,6 @@ def check_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
     out["log_size"] = _integer("log_size", p["log_size"], 1)
     out["checkpoint_every"] = _integer("checkpoint_every", p["checkpoint_every"], 1)
     out["cache_size"] = _integer("cache_size", p["cache_size"], 0)
+    verify = p["verify_fmax"]
+    out["verify_fmax"] = verify if verify in ("auto", None) else _real("verify_fmax", verify, open_low=True)
     return out

@@ -21,17 +21,53 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["report", "report_run", "report_sweep"]
+__all__ = ["report", "report_run", "report_store", "report_sweep", "store_stats"]
 
 
 def report(path: str | os.PathLike) -> list[Path]:
-    """Write the report of ``path`` (a run or a sweep directory); returns the files written."""
+    """Write the report of ``path`` (a run, a sweep, or a store made from Python); returns the
+    files written."""
     path = Path(path)
     if (path / "results.csv").exists():
         return report_sweep(path)
     if (path / "stats.json").exists():
         return report_run(path)
-    raise FileNotFoundError(f"{path} holds neither a run (stats.json) nor a sweep (results.csv)")
+    if (path / "calls.csv").exists() or (path / "store.json").exists():
+        return report_store(path)
+    raise FileNotFoundError(f"{path} holds neither a run (stats.json), a sweep (results.csv) nor a run store")
+
+
+def store_stats(store_dir: str | os.PathLike) -> dict[str, Any]:
+    """The statistics a calculator would show, read from a store's saved state (the store is
+    only read; it may be in use)."""
+    from .store import RunStore
+
+    state = RunStore(store_dir, readonly=True).read_state()
+    if state is None:
+        raise ValueError(f"{store_dir} holds no run state yet")
+    params = state.parameters
+    return {**state.restore_tally().summary(), "target_calls": state.target.get("calls", 0),
+            "target_failures": state.target.get("failures", 0), "training_total": state.training.get("total"),
+            "fits": state.training.get("fits"), "fit_failures": state.training.get("fit_failures"),
+            "error_bound": params.get("error_bound", math.nan), "error_metric": params.get("error_metric", "energy"),
+            "threshold": state.controller.get("threshold"), "alpha": state.controller.get("alpha")}
+
+
+def report_store(store_dir: str | os.PathLike) -> list[Path]:
+    """``report.png`` and ``report.html`` beside a store a script wrote (``ProximaCalculator(store=...)``)."""
+    from .plots import plot_run
+    from .store import RunStore
+
+    store_dir = Path(store_dir)
+    stats = store_stats(store_dir)
+    log = RunStore(store_dir, readonly=True).read_log()
+    title = textwrap.fill(f"{store_dir.name}: {stats['calls']} calls, {stats['served_fraction']:.0%} served, "
+                          f"bound {stats['error_bound']}", 100)
+    png = store_dir / "report.png"
+    plot_run(log, float(stats["error_bound"]), png, title=title, stats=stats)
+    page = store_dir / "report.html"
+    _html(page, title, png.name, [("", {f"stats.{k}": v for k, v in stats.items()})])
+    return [png, page]
 
 
 def _table(table: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> str:

@@ -226,3 +226,95 @@ def test_5_a_killed_mc_run_resumes(tmp_path):
     frames = read(out / "mc.traj", ":")
     assert [f.info["step"] for f in frames] == list(range(-1, done + 40))
     assert report["stats"]["calls"] == done + 41  # the calculator resumed at the walk's checkpoint
+
+
+def _true_fmax(atoms) -> float:
+    ref = atoms.copy()
+    ref.calc = EMT()
+    f = ref.get_forces()
+    from ase_proxima.metrics import free_atoms
+
+    free = free_atoms(atoms)
+    if free is not None:
+        f = f[free]
+    return float(np.sqrt((f ** 2).sum(axis=1)).max())
+
+
+@pytest.mark.parametrize("optimizer", ["FIRE", "BFGS"])
+def test_3_optimisers_stop_on_target_forces_only(optimizer):
+    """Rattled Cu55, fmax 0.05: the optimiser stops where the target agrees, every time."""
+    import ase.optimize
+
+    opt_class = getattr(ase.optimize, optimizer)
+    for seed in range(3):
+        atoms = Icosahedron("Cu", noshells=3, latticeconstant=3.61)
+        atoms.rattle(0.1, seed=seed)
+        atoms.calc = ProximaCalculator(target=EMT(), error_bound=0.1, error_metric="forces_max", seed=seed)
+        assert opt_class(atoms, logfile=None).run(fmax=0.05, steps=400)
+        assert _true_fmax(atoms) <= 0.05
+        assert atoms.calc.answer in ("target", "audit", "cached")
+        assert any("confirmed by the target" in (r["reason"] or "") for r in atoms.calc.log)
+
+
+def test_3_every_answer_carries_its_provenance(tmp_path):
+    import ase.db
+    from ase.io import read, write
+    from ase.io.trajectory import Trajectory
+    from ase.md.verlet import VelocityVerlet
+    from ase.units import fs
+
+    atoms = Icosahedron("Cu", noshells=2, latticeconstant=3.61)
+    atoms.rattle(0.05, seed=1)
+    atoms.calc = ProximaCalculator(target=EMT(), error_bound=0.2, error_metric="forces_max", seed=0)
+    md = VelocityVerlet(atoms, 2 * fs, trajectory=str(tmp_path / "md.traj"))
+    db = ase.db.connect(tmp_path / "md.db")
+    md.attach(lambda: db.write(atoms), interval=1)
+    md.run(120)
+    frames = read(tmp_path / "md.traj", ":")
+    kinds = [f.info["proxima_answer"] for f in frames]
+    assert kinds == list(atoms.calc.log.column("kind")[: len(kinds)])
+    assert {"target", "surrogate"} <= set(kinds)
+    assert [row.calculator_parameters["answer"] for row in db.select()] == kinds[:len(db)]
+    write(tmp_path / "last.extxyz", atoms)
+    assert read(tmp_path / "last.extxyz").info["proxima_answer"] == atoms.calc.answer
+    del Trajectory
+
+
+def _adatom_hop():
+    """ASE's NEB tutorial system: an Au adatom hopping between hollow sites of Al(100)."""
+    from ase.build import add_adsorbate, fcc100
+    from ase.constraints import FixAtoms
+    from ase.optimize import BFGS
+
+    initial = fcc100("Al", size=(2, 2, 3))
+    add_adsorbate(initial, "Au", 1.7, "hollow")
+    initial.center(axis=2, vacuum=4.0)
+    initial.set_constraint(FixAtoms(mask=[atom.tag > 1 for atom in initial]))
+    final = initial.copy()
+    final.positions[-1, 0] += initial.cell[0, 0] / 2
+    for end in (initial, final):
+        end.calc = EMT()
+        BFGS(end, logfile=None).run(fmax=0.05)
+    return initial, final
+
+
+def test_4_neb_with_a_shared_calculator_never_repeats_a_target_call():
+    from ase.mep import NEB
+    from ase.optimize import FIRE
+
+    from ase_proxima.identity import identity
+
+    initial, final = _adatom_hop()
+    target = CountingEMT()
+    calc = ProximaCalculator(target=target, error_bound=0.05, error_metric="forces_mean", seed=0)
+    images = [initial.copy() for _ in range(4)] + [final.copy()]
+    for image in images:
+        image.calc = calc
+    neb = NEB(images, allow_shared_calculator=True)
+    neb.interpolate()
+    asked = set()
+    opt = FIRE(neb, logfile=None)
+    opt.attach(lambda: asked.update(identity(im) for im in images))
+    opt.run(fmax=0.1, steps=60)
+    assert target.ncalls <= len(asked)
+    assert calc.stats["target_calls"] == target.ncalls

@@ -117,3 +117,12 @@ def test_cli_sluschi_rejects_bad_input(bad, tmp_path):
     from ase_proxima.cli import main
 
     assert main(["sluschi", "--out", str(tmp_path / "x"), "--quiet", *bad]) == 2
+
+
+def test_8_version_and_help_with_defaults():
+    proc = subprocess.run([sys.executable, "-m", "ase_proxima.cli", "--version"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and proc.stdout.startswith("ase-proxima ")
+    proc = subprocess.run([sys.executable, "-m", "ase_proxima.cli", "mc", "--help"], capture_output=True, text=True,
+                          timeout=120)
+    assert "(default: 500.0)" in proc.stdout and "--threads" in proc.stdout and "--resume" in proc.stdout
