@@ -240,9 +240,10 @@ class ProximaCalculator(Calculator):
                     self.tally.validated[formula] = self.tally.validated.get(formula, 0) + 1
                     if kind == "audit":
                         self.tally.audited.add(err)
+            answer = self._blended(kind, reason, prediction, u, exact)
             if self.training.needs_refit(False, self.surrogate.is_fitted):
                 self._fit(watch)
-            self.results = exact
+            self.results = answer
         self.controller.note_answer(kind == "surrogate")
         if compared and self.parameters["adaptive"]:
             with watch("controller"):
@@ -292,6 +293,30 @@ class ProximaCalculator(Calculator):
         formula = atoms.get_chemical_formula()
         reason = gate.why_unvalidated(formula, self.tally.validated.get(formula, 0), self.controller.window_size)
         return prediction, u, reason or gate.why_uncertain(self.controller, u) or self._why_unconfirmed(atoms, prediction)
+
+    def _blended(self, kind: str, reason: str | None, prediction: Prediction | None, u: float,
+                 exact: dict[str, Any]) -> dict[str, Any]:
+        """The answer of a target call, with ``blend`` > 0: an audit returns the served (surrogate)
+        answer it checked, and a call just over the threshold a cosine mix of surrogate and target,
+        so dynamics see no jump where the answer changes hands."""
+        width = self.parameters["blend"]
+        threshold = self.controller.threshold
+        if not width or prediction is None or threshold is None or not gate.is_finite(prediction):
+            return exact
+        if kind == "audit":
+            s = 0.0
+        elif reason == "uncertain" and threshold > 0 and u < threshold * (1.0 + width):
+            s = 0.5 * (1.0 - math.cos(math.pi * (u - threshold) / (width * threshold)))
+        else:
+            return exact
+        mixed = dict(exact)
+        for k, v in prediction.results.items():
+            if k in exact:
+                mixed[k] = s * np.asarray(exact[k], float) + (1.0 - s) * np.asarray(v, float)
+                mixed[k] = float(mixed[k]) if np.ndim(mixed[k]) == 0 else mixed[k]
+        if "free_energy" in mixed and "energy" in prediction.results:
+            mixed["free_energy"] = mixed["energy"]
+        return mixed
 
     def _why_unconfirmed(self, atoms: Atoms, prediction: Prediction) -> str | None:
         """Served forces an optimiser could stop on must be the target's (see :mod:`.optimizers`)."""

@@ -52,6 +52,7 @@ DEFAULT_PARAMETERS: dict[str, Any] = {
     "checkpoint_every": 20,
     "cache_size": 1000,
     "verify_fmax": "auto",
+    "blend": 0.0,
 }
 
 FIXED_ONCE_STARTED = ("error_metric", "seed")
@@ -152,4 +153,5 @@ def check_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
     out["cache_size"] = _integer("cache_size", p["cache_size"], 0)
     verify = p["verify_fmax"]
     out["verify_fmax"] = verify if verify in ("auto", None) else _real("verify_fmax", verify, open_low=True)
+    out["blend"] = _real("blend", p["blend"])
     return out

@@ -172,11 +172,12 @@ def test_4_crafted_model_files_in_a_store_are_never_run(tmp_path):
 PG_RUN = """
 import sys
 from ase.build import molecule
-from ase.calculators.emt import EMT
+from ase.calculators.lj import LennardJones
 from ase_proxima import ProximaCalculator, RunStore
 
 url, folder = sys.argv[1], sys.argv[2]
-calc = ProximaCalculator(target=EMT(), error_bound=0.005, store=RunStore(folder, database=url), seed=0)
+target = LennardJones(sigma=2.9, epsilon=0.012, rc=6.0)  # a target no other test writes rows for
+calc = ProximaCalculator(target=target, error_bound=0.005, store=RunStore(folder, database=url), seed=0)
 atoms = molecule("CH4")
 for k in range(15):
     atoms.rattle(0.004, seed=k)
@@ -190,14 +191,16 @@ def test_5_postgres_runs_do_not_share_rows_unless_asked(postgres_url, tmp_path):
     proc = subprocess.run([sys.executable, "-c", PG_RUN, postgres_url, str(tmp_path / "a" / "store")],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    second = ProximaCalculator(target=EMT(), error_bound=0.005, seed=0,
+    target = LennardJones(sigma=2.9, epsilon=0.012, rc=6.0)
+    second = ProximaCalculator(target=target, error_bound=0.005, seed=0,
                                store=RunStore(tmp_path / "b" / "store", database=postgres_url))
     assert second.stats["training_size"] == 0 and second.store.training_count() == 0
-    shared = ProximaCalculator(target=EMT(), error_bound=0.005, seed=0,
+    shared = ProximaCalculator(target=target, error_bound=0.005, seed=0,
                                store=RunStore(tmp_path / "c" / "store", database=postgres_url, shared=True))
     assert shared.stats["training_size"] == 15  # asked for: every run's rows with this target
-    other_target = ProximaCalculator(target=LennardJones(), error_bound=0.005, seed=0,
-                                     store=RunStore(tmp_path / "d" / "store", database=postgres_url, shared=True))
+    other_target = ProximaCalculator(target=LennardJones(sigma=2.9, epsilon=0.013, rc=6.0), error_bound=0.005,
+                                     seed=0, store=RunStore(tmp_path / "d" / "store", database=postgres_url,
+                                                            shared=True))
     assert other_target.stats["training_size"] == 0  # never another target's data
 
 
