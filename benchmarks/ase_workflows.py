@@ -68,8 +68,14 @@ class Truth:
 
     def __init__(self, calc: ProximaCalculator, metric: str) -> None:
         self.calc, self.metric, self.reference, self.errors = calc, metric, EMT(), []
+        self.seconds = 0.0  # spent checking, taken out of the run's wall time
 
     def check(self, atoms: Atoms) -> None:
+        t = time.perf_counter()
+        self._check(atoms)
+        self.seconds += time.perf_counter() - t
+
+    def _check(self, atoms: Atoms) -> None:
         if self.calc.answer == "surrogate":
             if self.metric.startswith("forces"):
                 exact = {"forces": self.reference.get_forces(atoms)}
@@ -87,6 +93,7 @@ class Truth:
 def _row(name: str, calc: ProximaCalculator, truth: Truth | None, bound: float, t_target: float, t_proxima: float,
          target_only_calls: int, **extra: Any) -> dict[str, Any]:
     s = calc.stats
+    t_proxima -= truth.seconds if truth is not None else 0.0
     return {"workflow": name, "bound": bound, "metric": calc.parameters["error_metric"],
             "served_fraction": s["served_fraction"], "calls": s["calls"], "target_calls": s["target_calls"],
             "target_only_calls": target_only_calls, "target_calls_ratio": s["target_calls"] / max(target_only_calls, 1),
@@ -157,6 +164,7 @@ def relax_workflow(optimizer: str, starts: int, bound: float, fmax: float) -> di
 
     opt_class = getattr(ase.optimize, optimizer)
     rows, t_target, t_proxima, calls_target, calls_proxima, served = [], 0.0, 0.0, 0, 0, 0
+    checked: list[float] = []
     for seed in range(starts):
         a = adsorbate_slab(seed)
         target = CountingEMT()
@@ -167,9 +175,13 @@ def relax_workflow(optimizer: str, starts: int, bound: float, fmax: float) -> di
         b = adsorbate_slab(seed)
         calc = _proxima(bound, "forces_max", seed=seed)
         b.calc = calc
+        truth = Truth(calc, "forces_max")
+        opt = opt_class(b, logfile=None)
+        opt.attach(lambda: truth.check(b))
         t = time.perf_counter()
-        converged = opt_class(b, logfile=None).run(fmax=fmax, steps=1000)
-        t_proxima += time.perf_counter() - t
+        converged = opt.run(fmax=fmax, steps=1000)
+        t_proxima += time.perf_counter() - t - truth.seconds
+        checked.extend(truth.errors)
         calls_target += target.ncalls
         calls_proxima += calc.stats["target_calls"]
         served += calc.stats["surrogate_calls"]
@@ -182,7 +194,9 @@ def relax_workflow(optimizer: str, starts: int, bound: float, fmax: float) -> di
             "fmax": fmax, "starts": starts, "true_fmax_within_criterion": ok, "runs": rows,
             "served_fraction": served / sum(r["calls"] for r in rows), "target_calls": calls_proxima,
             "target_only_calls": calls_target, "target_calls_ratio": calls_proxima / calls_target,
-            "wall_ratio_target_over_proxima": t_target / t_proxima}
+            "true_served_error": float(np.mean(checked)) if checked else math.nan,
+            "true_over_bound": float(np.mean(checked)) / bound if checked else math.nan,
+            "served_checked": len(checked), "wall_ratio_target_over_proxima": t_target / t_proxima}
 
 
 def cell_relax_workflow(bound: float, fmax: float) -> dict:
@@ -206,12 +220,15 @@ def cell_relax_workflow(bound: float, fmax: float) -> dict:
     b = start()
     calc = _proxima(bound, "forces_max")
     b.calc = calc
+    truth = Truth(calc, "forces_max")
+    opt = ase.optimize.FIRE(FrechetCellFilter(b), logfile=None)
+    opt.attach(lambda: truth.check(b))
     t = time.perf_counter()
-    converged = ase.optimize.FIRE(FrechetCellFilter(b), logfile=None).run(fmax=fmax, steps=1000)
+    converged = opt.run(fmax=fmax, steps=1000)
     t_proxima = time.perf_counter() - t
     ref = b.copy()
     ref.calc = EMT()
-    return _row("FrechetCellFilter relaxation, Cu3Au", calc, None, bound, t_target, t_proxima, target.ncalls,
+    return _row("FrechetCellFilter relaxation, Cu3Au", calc, truth, bound, t_target, t_proxima, target.ncalls,
                 converged=bool(converged), final_true_fmax=true_fmax(b),
                 final_true_stress_GPa=float(np.abs(ref.get_stress()).max() / 0.006241509),
                 volume_ratio_to_target_only=b.get_volume() / a.get_volume())
@@ -240,6 +257,7 @@ def neb_workflow(shared: bool, bound: float, fmax: float) -> dict:
     from ase_proxima.identity import identity
 
     initial, final = adatom_hop()
+    served_errors: list[float] = []
 
     def run(make_calc: Callable[[], Any]) -> tuple[float, list[Atoms], set, float]:
         images = [initial.copy() for _ in range(6)] + [final.copy()]
@@ -251,14 +269,29 @@ def neb_workflow(shared: bool, bound: float, fmax: float) -> dict:
         asked: set = set()
         opt = ase.optimize.FIRE(neb, logfile=None)
         opt.attach(lambda: asked.update(identity(im) for im in images[1:-1]))
+        reference = EMT()
+
+        def check() -> None:  # each image says who answered it (atoms.info)
+            nonlocal checking
+            t0 = time.perf_counter()
+            for im in images[1:-1]:
+                if im.info.get("proxima_answer") == "surrogate":
+                    free = free_atoms(im)
+                    served_errors.append(compute_error("forces_mean", {"forces": im.get_forces()},
+                                                       {"forces": reference.get_forces(im)}, len(im), free))
+            checking += time.perf_counter() - t0
+
+        checking = 0.0
+        opt.attach(check)
         t = time.perf_counter()
         opt.run(fmax=fmax, steps=500)
+        elapsed = time.perf_counter() - t - checking
         energies = []
         for im in images:
             ref = im.copy()
             ref.calc = EMT()
             energies.append(ref.get_potential_energy())
-        return time.perf_counter() - t, images, asked, max(energies) - energies[0]
+        return elapsed, images, asked, max(energies) - energies[0]
 
     targets: list[CountingEMT] = []
 
@@ -283,6 +316,9 @@ def neb_workflow(shared: bool, bound: float, fmax: float) -> dict:
             "served_fraction": served / max(sum(c.stats["calls"] for c in calcs), 1),
             "target_calls_ratio": target_calls / max(sum(t.ncalls for t in targets), 1),
             "barrier_eV": barrier_proxima, "barrier_target_only_eV": barrier_target,
+            "true_served_error": float(np.mean(served_errors)) if served_errors else math.nan,
+            "true_over_bound": float(np.mean(served_errors)) / bound if served_errors else math.nan,
+            "served_checked": len(served_errors),
             "wall_ratio_target_over_proxima": t_target / t_proxima}
 
 
@@ -295,10 +331,22 @@ def vibrations_workflow(bound: float, tmp: Path) -> dict:
     cluster.calc = EMT()
     ase.optimize.BFGS(cluster, logfile=None).run(fmax=0.001)
 
-    def frequencies(calc: Any, name: str) -> tuple[np.ndarray, float]:
+    class CheckedVibrations(Vibrations):
+        """Vibrations whose every displaced structure is checked against the target."""
+
+        truth: Truth | None = None
+
+        def calculate(self, atoms: Atoms, disp: Any) -> dict:
+            results = super().calculate(atoms, disp)
+            if self.truth is not None:
+                self.truth.check(atoms)
+            return results
+
+    def frequencies(calc: Any, name: str, truth: Truth | None = None) -> tuple[np.ndarray, float]:
         atoms = cluster.copy()
         atoms.calc = calc
-        vib = Vibrations(atoms, name=str(tmp / name), delta=0.01)
+        vib = CheckedVibrations(atoms, name=str(tmp / name), delta=0.01)
+        vib.truth = truth
         t = time.perf_counter()
         vib.run()
         freq = np.real(vib.get_frequencies())[6:]
@@ -308,8 +356,9 @@ def vibrations_workflow(bound: float, tmp: Path) -> dict:
     target = CountingEMT()
     ref, t_target = frequencies(target, "target")
     calc = _proxima(bound, "forces_max", min_training=5)
-    got, t_proxima = frequencies(calc, "proxima")
-    return _row("Vibrations, Pt13", calc, None, bound, t_target, t_proxima, target.ncalls,
+    truth = Truth(calc, "forces_max")
+    got, t_proxima = frequencies(calc, "proxima", truth)
+    return _row("Vibrations, Pt13", calc, truth, bound, t_target, t_proxima, target.ncalls,
                 max_frequency_error_cm1=float(np.max(np.abs(got - ref))),
                 mean_frequency_cm1=float(np.mean(ref)))
 
@@ -344,11 +393,13 @@ def nve_workflow(bound: float, steps: int) -> dict:
     Variants: the default; ``blend=0.5`` (a cosine mix just over the threshold, audits returning
     the answer they check); refits and audits off after the start (served forces only)."""
 
-    def run(calc: Any) -> tuple[np.ndarray, np.ndarray, float]:
+    def run(calc: Any, truth: Truth | None = None) -> tuple[np.ndarray, np.ndarray, float]:
         atoms = bulk("Al", "fcc", a=4.05, cubic=True).repeat(2)
         atoms.calc = calc
         thermalize_momenta(atoms, temperature_K=600, rng=np.random.default_rng(0))
         md = VelocityVerlet(atoms, 2 * fs)
+        if truth is not None:
+            md.attach(lambda: truth.check(atoms))
         energies, kinds = [], []
         md.attach(lambda: (energies.append(atoms.get_total_energy() / len(atoms)),
                            kinds.append(getattr(calc, "answer", None))))
@@ -368,13 +419,14 @@ def nve_workflow(bound: float, steps: int) -> dict:
     target = CountingEMT()
     e_target, k_target, t_target = run(target)
     calc = _proxima(bound, "forces_mean")
-    e_proxima, k_proxima, t_proxima = run(calc)
+    truth = Truth(calc, "forces_mean")
+    e_proxima, k_proxima, t_proxima = run(calc, truth)
     variants = {"target only": measures(e_target, k_target), "default": measures(e_proxima, k_proxima)}
     for name, settings in (("blend=0.5", {"blend": 0.5}), ("no refits or audits", {"retrain": "never",
                                                                                       "audit_fraction": 0.0})):
         e, k, _ = run(_proxima(bound, "forces_mean", **settings))
         variants[name] = measures(e, k)
-    return _row("NVE energy drift, Al32 600 K", calc, None, bound, t_target, t_proxima, target.ncalls, steps=steps,
+    return _row("NVE energy drift, Al32 600 K", calc, truth, bound, t_target, t_proxima, target.ncalls, steps=steps,
                 drift_meV_per_atom_ps=variants["default"]["drift_meV_per_atom_ps"],
                 drift_target_only_meV_per_atom_ps=variants["target only"]["drift_meV_per_atom_ps"],
                 variants=variants)
