@@ -3,14 +3,18 @@
 Glue over rooms that own their state.  On every call the gate (:mod:`.gate`) says whether
 the surrogate may answer: a usable model, a structure in its domain, a believable
 prediction, an uncertainty below the controller's threshold.  If so the surrogate answers,
-or, with probability ``audit_fraction``, the target answers as a random check (an
+or, with a probability of at most ``audit_fraction`` that falls while the served error is
+far below the bound (:mod:`.audits`), the target answers as a random check (an
 *audit*).  Otherwise the target answers (:mod:`.target_call`: retries, timeout, no
 non-finite number).  Target answers join the training set (:mod:`.training`: the data,
 their plausible range, refits, store writes); the surrogate's error on them and on audits
 feeds the controller (:mod:`.control`: the whole law), which moves the threshold so that
 the mean error of served answers stays at ``error_bound``.  Counters and timers live in
 :mod:`.runstate`, the call log in :mod:`.calllog`, the settings and their checks in
-:mod:`.parameters`; saving and resuming is :mod:`.resume` over a :mod:`.store`.
+:mod:`.parameters`; saving and resuming is :mod:`.resume` over a :mod:`.store`.  Every part's
+cost is measured (:mod:`.costs`), the surrogate is consulted only while serving can pay
+(:mod:`.economy`: otherwise calls go straight to the target, with probes), refits stay within
+a share of the target's time, and thread pools are set per part (:mod:`.threads`).
 """
 
 from __future__ import annotations
@@ -28,9 +32,12 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from . import gate, optimizers, resume
+from .audits import AuditPolicy
 from .calllog import CallLog
 from .control import ThresholdController
-from .identity import IdentityCache
+from .costs import CostMeter, property_key
+from .economy import Economy
+from .identity import IdentityCache, identity
 from .metrics import UNITS, compute_error, free_atoms, metric_properties
 from .notices import Notices
 from .parameters import DEFAULT_PARAMETERS, FIXED_ONCE_STARTED, SettingsError, check_parameters, setting_property
@@ -38,6 +45,7 @@ from .runstate import RunState, RunTally, Stopwatch
 from .store import RunStore, run_fingerprint
 from .surrogates import Prediction, Surrogate, default_surrogate, surrogate_family
 from .target_call import TargetCall
+from .threads import ThreadPlan
 from .training import TrainingSet, plain
 from .uncertainty import EnsembleUncertainty, Uncertainty
 
@@ -70,7 +78,10 @@ class ProximaCalculator(Calculator):
         ``min_training``, ``max_training``, ``retrain``, ``audit_fraction``, ``bound_on``,
         ``seed``, ``train_properties``, ``adaptive``, ``target_retries``, ``target_timeout``,
         ``log_size``, ``checkpoint_every``, ``cache_size``, ``verify_fmax`` ('auto': the fmax of an
-        ASE optimiser asking; a number; None).  ``calc.set(...)`` or ``calc.error_bound = ...``
+        ASE optimiser asking; a number; None), ``blend``, ``cost_aware`` (consult the surrogate only
+        while serving can pay, see :mod:`.economy`), ``refit_share`` (refits within this share of
+        the target's time; None: every scheduled refit), ``target_threads`` ('auto', a number, None;
+        see :mod:`.threads`).  ``calc.set(...)`` or ``calc.error_bound = ...``
         changes a setting everywhere at once.
     """
 
@@ -101,6 +112,10 @@ class ProximaCalculator(Calculator):
                                               max_step=p["max_threshold_step"], confidence=p["confidence"],
                                               bound_on=p["bound_on"])
         self.training = TrainingSet(p["min_training"], p["max_training"], p["retrain"], lazy_batch=p["window"])
+        self.costs = CostMeter()
+        self.economy = Economy(patience=max(50, 5 * p["window"]))
+        self.threads = ThreadPlan(p["target_threads"])
+        self.audits = AuditPolicy(p["audit_fraction"])
         self._target = TargetCall(target, p["target_retries"], p["target_timeout"])
         self.cache = IdentityCache(p["cache_size"])
         self.notices = Notices()
@@ -138,6 +153,11 @@ class ProximaCalculator(Calculator):
                                     confidence=p["confidence"], bound_on=p["bound_on"])
         if "threshold" in changed and p["threshold"] is not None:
             self.controller.set_threshold(p["threshold"])
+        if changed:  # what the surrogate can do here may have changed: let it show that again
+            self.economy.wake()
+        self.audits = AuditPolicy(p["audit_fraction"])
+        if "target_threads" in changed:
+            self.threads = ThreadPlan(p["target_threads"])
         self.training.configure(p["min_training"], p["max_training"], p["retrain"], p["window"])
         self._target.retries, self._target.timeout = p["target_retries"], p["target_timeout"]
         if "log_size" in changed:
@@ -193,8 +213,10 @@ class ProximaCalculator(Calculator):
 
     def _answer(self, atoms: Atoms, properties: list[str]) -> None:
         watch = Stopwatch()
+        key = property_key(properties)
         rec: dict[str, Any] = {"step": self.tally.calls, "error": math.nan}
-        known = self.cache.lookup(atoms, properties)
+        ident = identity(atoms)
+        known = self.cache.lookup(atoms, properties, key=ident)
         if known is not None:  # the target answered this very structure before
             self.results = known
             self.tally.calls += 1
@@ -203,13 +225,21 @@ class ProximaCalculator(Calculator):
             self.controller.note_answer(False)
             rec.update(kind="cached", reason="the target answered this structure before", uncertainty=math.nan,
                        threshold=math.nan, alpha=math.nan, n_fitted=self.training.n_fitted)
-            self._record(rec, watch)
+            self.economy.charge(self._record(rec, watch), self.costs.cost("target", key))
             return
         self._ensure_models(atoms)
-        prediction, u, reason = self._decide(atoms, properties, watch)
-        rec.update(uncertainty=u, threshold=self.controller.summary()["threshold"],
-                   alpha=self.controller.summary()["alpha"], n_fitted=self.training.n_fitted)
-        audit_p = self.parameters["audit_fraction"]
+        consult = not self.parameters["cost_aware"] or self.economy.consult()
+        if consult:
+            prediction, u, reason = self._decide(atoms, properties, watch, key)
+        else:
+            prediction, u, reason = None, math.nan, f"idle: {self.economy.reason}"
+        c = self.controller
+        rec.update(uncertainty=u, threshold=math.nan if c.threshold is None else c.threshold,
+                   alpha=math.nan if c.alpha is None else c.alpha, n_fitted=self.training.n_fitted)
+        audit_p = 0.0 if reason is not None else self.audits.rate(
+            self.parameters["error_bound"], self.tally.audited.estimate, self.tally.audited.standard_error,
+            self.tally.audited.n, self.controller.controlled_error)
+        rec["audit_p"] = audit_p
         kind = "target" if reason is not None else "audit" if audit_p and self.rng.random() < audit_p else "surrogate"
         compared = False
         if kind == "surrogate":
@@ -218,17 +248,20 @@ class ProximaCalculator(Calculator):
                 self.results["free_energy"] = self.results["energy"]
             self.tally.surrogate_calls += 1
         else:
-            with watch("target"):
+            with watch("target"), self.threads.target():
                 exact = self._target(atoms, properties, self._extras(atoms, properties))
+            self.threads.timed(watch.parts["target"])
+            self.costs.add("target", watch.parts["target"], key)
             self.tally.audits += kind == "audit"
             with watch("store" if self.store is not None else "training"):
-                absurd = None if atoms in self.cache else self.training.add(atoms, exact, step=rec["step"], kind=kind)
-            self.cache.remember(atoms, exact)
+                absurd = (None if self.cache.holds(ident) else
+                          self.training.add(atoms, exact, step=rec["step"], kind=kind))
+            self.cache.remember(atoms, exact, key=ident)
             if absurd is not None:
                 reason = (f"{reason}; " if reason else "") + f"absurd target answer kept out of training: {absurd}"
-            elif kind == "audit" or self._comparable(atoms):
+            elif consult and (kind == "audit" or self._comparable(atoms)):
                 if prediction is None:
-                    prediction, u = self._score(atoms, properties, watch)
+                    prediction, u = self._score(atoms, properties, watch, key)
                     rec["uncertainty"] = u
                 if gate.is_finite(prediction) and math.isfinite(u):
                     with watch("controller"):
@@ -239,9 +272,9 @@ class ProximaCalculator(Calculator):
                     formula = atoms.get_chemical_formula()
                     self.tally.validated[formula] = self.tally.validated.get(formula, 0) + 1
                     if kind == "audit":
-                        self.tally.audited.add(err)
+                        self.tally.audited.add(err, 1.0 / audit_p)
             answer = self._blended(kind, reason, prediction, u, exact)
-            if self.training.needs_refit(False, self.surrogate.is_fitted):
+            if consult and self._refit_due(False):
                 self._fit(watch)
             self.results = answer
         self.controller.note_answer(kind == "surrogate")
@@ -253,7 +286,12 @@ class ProximaCalculator(Calculator):
         self.answer = kind
         if kind == "surrogate":
             self.tally.last_served = rec["step"]
-        self._record(rec, watch)
+        seconds = self._record(rec, watch)
+        if self.parameters["cost_aware"]:
+            baseline = watch.parts["target"] if kind in ("target", "audit") else self.costs.cost("target", key)
+            enough = consult and min(self.costs.samples("surrogate", key), self.costs.samples("target", key)) >= 3
+            self.economy.record(consult, kind, seconds, baseline, self.surrogate.is_fitted,
+                                self.costs.ratio(key) if enough else math.nan)
         self.notices.after_call(rec["step"], kind, properties, self.parameters["error_metric"],
                                 self.tally.last_served, self.log, self.controller, UNITS[self.parameters["error_metric"]])
 
@@ -270,20 +308,20 @@ class ProximaCalculator(Calculator):
             self.store.check_species(atoms.get_chemical_symbols(), resuming=self._new_to_store)
             self._new_to_store = False
 
-    def _decide(self, atoms: Atoms, properties: list[str],
-                watch: Stopwatch) -> tuple[Prediction | None, float, str | None]:
+    def _decide(self, atoms: Atoms, properties: list[str], watch: Stopwatch,
+                key: str) -> tuple[Prediction | None, float, str | None]:
         """The prediction (if one was made), its uncertainty, and why the surrogate may not answer."""
         reason = self._why_not(atoms, properties)
         if reason is not None:
             return None, math.nan, reason
-        prediction, u = self._score(atoms, properties, watch)
+        prediction, u = self._score(atoms, properties, watch, key)
         self.controller.note_uncertainty(u)
-        if self.controller.allows(u) and self.training.needs_refit(True, self.surrogate.is_fitted):
+        if self.controller.allows(u) and self._refit_due(True):
             self._fit(watch)
             reason = self._why_not(atoms, properties)
             if reason is not None:
                 return prediction, u, reason
-            prediction, u = self._score(atoms, properties, watch)
+            prediction, u = self._score(atoms, properties, watch, key)
         if not self.controller.ready:
             return prediction, u, "startup"
         reason = gate.why_refused(prediction, u, len(atoms), self.training.range)
@@ -342,16 +380,34 @@ class ProximaCalculator(Calculator):
                 and all(p in self.surrogate.properties_for(atoms)
                         for p in metric_properties(self.parameters["error_metric"])))
 
-    def _score(self, atoms: Atoms, properties: list[str], watch: Stopwatch) -> tuple[Prediction, float]:
+    def _score(self, atoms: Atoms, properties: list[str], watch: Stopwatch,
+               key: str) -> tuple[Prediction, float]:
         """Predict what the call and the error metric need (an energy-only Monte Carlo step
-        skips the force derivatives), then the uncertainty."""
+        skips the force derivatives), then the uncertainty; its cost is measured per property set."""
         wanted = {"energy" if p == "free_energy" else p for p in properties}
         wanted.update(metric_properties(self.parameters["error_metric"]))
-        with watch("surrogate"):
-            prediction = self.surrogate.predict(atoms, sorted(wanted))
-        with watch("uncertainty"):
-            u = float(self.uncertainty.score(atoms, prediction))
+        before = watch.parts["surrogate"] + watch.parts["uncertainty"]
+        with self.threads.surrogate():
+            with watch("surrogate"):
+                prediction = self.surrogate.predict(atoms, sorted(wanted))
+            with watch("uncertainty"):
+                u = float(self.uncertainty.score(atoms, prediction))
+        self.costs.add("surrogate", watch.parts["surrogate"] + watch.parts["uncertainty"] - before, key)
         return prediction, u
+
+    def _refit_due(self, before_use: bool) -> bool:
+        """A refit by the schedule, and affordable: training so far plus one more refit within
+        ``refit_share`` of the target's time (a model whose error is over the bound is refitted
+        anyway, as is one never fitted)."""
+        if not self.training.needs_refit(before_use, self.surrogate.is_fitted):
+            return False
+        share = self.parameters["refit_share"]
+        if share is None or not self.surrogate.is_fitted:
+            return True
+        c_refit = self.costs.cost("refit")
+        affordable = (not math.isfinite(c_refit)
+                      or self.costs.totals["refit"] + c_refit <= share * self.costs.totals["target"])
+        return affordable or self.controller.controlled_error > self.controller.error_bound
 
     def _extras(self, atoms: Atoms, properties: list[str]) -> list[str]:
         """Training extras asked of the target, and the stress after a force call on a bulk cell
@@ -363,14 +419,19 @@ class ProximaCalculator(Calculator):
         return extras
 
     def _fit(self, watch: Stopwatch | None = None) -> None:
-        with watch("training") if watch is not None else nullcontext():
+        before = watch.parts["training"] if watch is not None else 0.0
+        with watch("training") if watch is not None else nullcontext(), self.threads.surrogate():
             self.training.fit(self.surrogate, self.uncertainty)
+        if watch is not None:
+            self.costs.add("refit", watch.parts["training"] - before)
 
-    def _record(self, rec: dict[str, Any], watch: Stopwatch) -> None:
+    def _record(self, rec: dict[str, Any], watch: Stopwatch) -> float:
+        """Log the call and add its times to the tally; returns its whole cost in seconds."""
         times = watch.stop()
         self.tally.add_times(times)
         rec.update({f"t_{k}": v for k, v in times.items()})
         self.log.append(rec)
+        seconds = times["total"]
         if self.store is not None:
             writing = Stopwatch()
             with writing("store"):
@@ -378,6 +439,9 @@ class ProximaCalculator(Calculator):
                 if self.tally.calls % self.parameters["checkpoint_every"] == 0:
                     resume.checkpoint(self, self.store)
             self.tally.add_times({"store": writing.parts["store"], "total": writing.parts["store"]})
+            self.costs.add("store", times["store"] + writing.parts["store"])
+            seconds += writing.parts["store"]
+        return seconds
 
     @property
     def stats(self) -> dict[str, Any]:
@@ -385,6 +449,8 @@ class ProximaCalculator(Calculator):
         p, t = self.parameters, self.tally
         return {**t.summary(), "target_calls": self._target.calls,
                 "target_failures": self._target.failures, **self.controller.summary(), **self.training.summary(),
+                **self.costs.summary(t.surrogate_calls / t.calls if t.calls else 0.0), **self.economy.summary(),
+                **self.threads.summary(),
                 "error_bound": p["error_bound"], "error_metric": p["error_metric"], "bound_on": p["bound_on"],
                 "not_serving": self.notices.not_serving(t.calls, t.last_served, self.log, self.controller,
                                                         UNITS[p["error_metric"]])}

@@ -151,7 +151,7 @@ def _mc(args: argparse.Namespace) -> int:
     params = dict(molecule=args.molecule, target=args.target, method=args.method, temperature=args.temperature,
                   steps=args.steps, step_size=args.step_size, error_bound=args.error_bound, threshold=args.threshold,
                   retrain=args.retrain, uncertainty=args.uncertainty, audit_fraction=args.audit_fraction,
-                  train_forces=args.train_forces, seed=args.seed, threads=args.threads)
+                  train_forces=args.train_forces, seed=args.seed, threads=args.threads, cost_aware=args.cost_aware)
     return _run_job(MCJob, params, args.out, args.overwrite, args.resume, args.quiet)
 
 
@@ -163,7 +163,8 @@ def _sluschi(args: argparse.Namespace) -> int:
                   lattice_constant=args.lattice_constant, size=tuple(args.size), temperature=args.temperature,
                   melt_temperature=args.melt_temperature, timestep=args.timestep,
                   equilibrate_steps=args.equilibrate_steps, melt_steps=args.melt_steps, run_steps=args.run_steps,
-                  runs=args.runs, average_steps=args.average_steps, seed=args.seed, threads=args.threads)
+                  runs=args.runs, average_steps=args.average_steps, seed=args.seed, threads=args.threads,
+                  cost_aware=args.cost_aware)
     return _run_job(SluschiJob, params, args.out, args.overwrite, args.resume, args.quiet)
 
 
@@ -205,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also ask the target for forces on its calls, for training (costs about 2x per HF call)")
     mc.add_argument("--seed", type=int, default=0)
     mc.add_argument("--threads", type=int, default=1, help="threads per process (BLAS, OpenMP, PySCF)")
+    mc.add_argument("--no-cost-aware", dest="cost_aware", action="store_false",
+                    help="serve whatever the target costs (a cheap target standing in for a costly one); by "
+                         "default calls go straight to the target while serving cannot pay")
     mc.add_argument("--out", default="runs/mc")
     mc.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     mc.add_argument("--resume", action="store_true", help="continue the walk in --out (after a kill) to --steps")
@@ -232,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("--audit-fraction", type=float, default=0.05)
     sl.add_argument("--seed", type=int, default=0)
     sl.add_argument("--threads", type=int, default=1, help="threads per process (BLAS, OpenMP, PySCF)")
+    sl.add_argument("--no-cost-aware", dest="cost_aware", action="store_false",
+                    help="serve whatever the target costs (a cheap target standing in for a costly one); by "
+                         "default calls go straight to the target while serving cannot pay")
     sl.add_argument("--out", default="runs/sluschi")
     sl.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     sl.add_argument("--resume", action="store_true", help="continue the runs already in --out")

@@ -29,7 +29,15 @@ vanishes where they are steady, instead of a fixed safety factor on the bound.
 
 ``T_max_eff`` also stops integral wind-up: a threshold above every uncertainty
 seen lately serves every call, so raising it further only delays the reaction
-when the error comes back.  An oscillation detector watches the threshold's
+when the error comes back.  The cap is ``headroom * max(u)`` over the recent calls,
+widened by ``sqrt(eps* / eps_k)`` (at most ``max_headroom`` times) while the measured
+error is well below the bound: a new structure a little less certain than any seen so
+far is then served, not refused, because the margin to the bound can pay for it.
+
+Start-up: the first threshold is set once ``window`` comparisons exist, or as soon
+as ``early`` of them show the error clearly below the bound (their mean plus two
+standard errors under a quarter of it): a surrogate that is plainly good enough serves
+without waiting for a full window.  An oscillation detector watches the threshold's
 swings; sustained alternation with non-shrinking amplitude halves ``gain`` and
 counts an oscillation, reported in the run statistics.
 
@@ -117,6 +125,8 @@ class ThresholdController:
         recent_calls: int | None = None,
         confidence: float = 0.0,
         bound_on: str = "served",
+        early: int | None = 5,
+        max_headroom: float = 4.0,
     ) -> None:
         threshold = _real("threshold", threshold, minimum=0.0, optional=True)
         alpha = _real("alpha", alpha, minimum=0.0, strict=True, optional=True)
@@ -126,6 +136,8 @@ class ThresholdController:
             raise ValueError(f"alpha_history must be an integer >= 3, got {alpha_history!r}")
         self.fixed_alpha = alpha
         self.headroom = float(headroom)
+        self.early = early
+        self.max_headroom = max(float(max_headroom), 1.0)
         self._alpha_history_arg = alpha_history
         self._recent_calls_arg = recent_calls
         self._window: deque[tuple[float, float]] = deque()
@@ -275,7 +287,7 @@ class ThresholdController:
         scale = self._scale()
         self._estimate_alpha(scale)
         if self.threshold is None:
-            if not self.window_full or self.alpha is None:
+            if not (self.window_full or self._clearly_below()) or self.alpha is None:
                 return None
             t0 = (0.5 * self.error_bound - self.beta) / self.alpha
             self.threshold = self._clip_bounds(max(t0, 0.0))
@@ -291,7 +303,8 @@ class ThresholdController:
         dmax = self.max_step if self.max_step is not None else 0.25 * scale
         step = min(max(step, -dmax), dmax)
         new_t = self._clip_bounds(self.threshold + step)
-        new_t = min(new_t, max(self._windup_cap(), self.t_min))
+        margin = math.sqrt(self.error_bound / eps) if eps > 0 else math.inf
+        new_t = min(new_t, max(self._windup_cap() * min(max(margin, 1.0), self.max_headroom), self.t_min))
         applied = new_t - self.threshold
         self.threshold = new_t
         self.updates += 1
@@ -313,6 +326,14 @@ class ThresholdController:
 
     def _alpha_floor(self, scale: float) -> float:
         return 1e-3 * self.error_bound / scale
+
+    def _clearly_below(self) -> bool:
+        """``early`` comparisons or more whose mean plus two standard errors is under a quarter of the
+        bound."""
+        n = len(self._window)
+        if self.early is None or n < max(self.early, 3):
+            return False
+        return self.window_error + 2.0 * self.window_error_se < 0.25 * self.error_bound
 
     def _windup_cap(self) -> float:
         if not self._recent_u:

@@ -46,18 +46,24 @@ class IdentityCache:
     def __contains__(self, atoms: Atoms) -> bool:
         return identity(atoms) in self._entries
 
-    def lookup(self, atoms: Atoms, properties: Sequence[str]) -> dict[str, Any] | None:
-        """A copy of the target's answer for ``atoms`` if it holds every one of ``properties``."""
-        entry = self._entries.get(identity(atoms))
+    def holds(self, key: bytes) -> bool:
+        """Is there an answer for the structure whose :func:`identity` is ``key``?"""
+        return key in self._entries
+
+    def lookup(self, atoms: Atoms, properties: Sequence[str], key: bytes | None = None) -> dict[str, Any] | None:
+        """A copy of the target's answer for ``atoms`` if it holds every one of ``properties``
+        (``key``: its :func:`identity`, when the caller has it already)."""
+        key = identity(atoms) if key is None else key
+        entry = self._entries.get(key)
         if entry is None or any(p not in entry for p in properties):
             return None
-        self._entries.move_to_end(identity(atoms))
+        self._entries.move_to_end(key)
         self.hits += 1
         return {k: (np.array(v) if isinstance(v, np.ndarray) else v) for k, v in entry.items()}
 
-    def remember(self, atoms: Atoms, results: Mapping[str, Any]) -> None:
+    def remember(self, atoms: Atoms, results: Mapping[str, Any], key: bytes | None = None) -> None:
         """Keep the target's answer (merged with what was known of the structure)."""
-        key = identity(atoms)
+        key = identity(atoms) if key is None else key
         entry = self._entries.pop(key, {})
         entry.update({k: (np.array(v) if isinstance(v, np.ndarray) else v) for k, v in results.items()})
         self._entries[key] = entry

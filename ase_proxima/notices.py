@@ -4,7 +4,8 @@ run that has stopped serving.
 * An energy metric bounds energies only.  MD asks for forces, and the surrogate's forces
   are then served unchecked: :class:`Notices` warns the first time that happens.
 * A run can go hundreds of calls without a surrogate answer: its bound is below what the
-  surrogate reaches, or its structures are outside the surrogate's domain.  After
+  surrogate reaches, its structures are outside the surrogate's domain, or serving cannot pay
+  and the run is idle (:mod:`.economy`).  After
   ``quiet_calls`` such calls it warns once (again after the next quiet spell), naming the most
   frequent reason and, when the threshold is what stops it, the surrogate's recent error
   against the bound; ``stats['not_serving']`` carries the same sentence while it lasts.
@@ -61,7 +62,12 @@ class Notices:
         reason, count = reasons.most_common(1)[0]
         note = f"no surrogate answer in the last {quiet} calls; most often ({count} of {len(recent)}): {reason}"
         errors = [e for _, e in controller.state().window]
-        if reason == "uncertain" and errors:
+        if reason == "idle":
+            latest = next(r["reason"] for r in reversed(recent) if _first_clause(r.get("reason")) == "idle")
+            note += (f" ({latest.split(':', 1)[1].strip()}): calls go straight to the target, and the surrogate is "
+                     "tried again now and then, ever more rarely; a looser bound or a costlier target would let "
+                     "it serve")
+        elif reason == "uncertain" and errors:
             floor = float(np.median(errors))
             note += (f". The surrogate's recent errors (median {floor:.3g} {unit}) are "
                      f"{'above' if floor > controller.error_bound else 'near'} the bound "

@@ -53,6 +53,9 @@ DEFAULT_PARAMETERS: dict[str, Any] = {
     "cache_size": 1000,
     "verify_fmax": "auto",
     "blend": 0.0,
+    "cost_aware": True,
+    "refit_share": 0.2,
+    "target_threads": "auto",
 }
 
 FIXED_ONCE_STARTED = ("error_metric", "seed")
@@ -154,4 +157,16 @@ def check_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
     verify = p["verify_fmax"]
     out["verify_fmax"] = verify if verify in ("auto", None) else _real("verify_fmax", verify, open_low=True)
     out["blend"] = _real("blend", p["blend"])
+    if not isinstance(p["cost_aware"], (bool, numbers.Integral)):
+        raise SettingsError(f"cost_aware must be True or False, got {p['cost_aware']!r}")
+    out["cost_aware"] = bool(p["cost_aware"])
+    share = p["refit_share"]
+    out["refit_share"] = None if share is None else _real("refit_share", share, open_low=True)
+    threads = p["target_threads"]
+    if threads not in ("auto", None):
+        try:
+            threads = _integer("target_threads", threads, 1)
+        except SettingsError:
+            raise SettingsError(f"target_threads must be 'auto', None or an integer >= 1, got {threads!r}") from None
+    out["target_threads"] = threads
     return out

@@ -39,7 +39,8 @@ def run_state(calc: Any) -> RunState:
     return RunState(step=calc.tally.calls, tally=asdict(calc.tally), controller=asdict(calc.controller.state()),
                     rng=calc.rng.bit_generator.state, training=calc.training.state(),
                     target={"calls": calc._target.calls, "failures": calc._target.failures},
-                    parameters=plain(calc.parameters))
+                    parameters=plain(calc.parameters), costs=calc.costs.state(), economy=calc.economy.state(),
+                    threads=calc.threads.state())
 
 
 def open_store(calc: Any, store: RunStore) -> None:
@@ -67,6 +68,9 @@ def resume(calc: Any, store: RunStore, state: RunState) -> None:
     calc.tally = state.restore_tally()
     calc.controller.load_state(ControllerState(**state.controller))
     calc.rng.bit_generator.state = state.rng
+    calc.costs.load_state(state.costs)
+    calc.economy.load_state(state.economy)
+    calc.threads.load_state(state.threads)
     calc._target.calls, calc._target.failures = state.target["calls"], state.target["failures"]
     total = max(store.point_count(), state.training["total"])
     max_training, n_fitted = calc.parameters["max_training"], state.training["n_fitted"]

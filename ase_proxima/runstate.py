@@ -28,17 +28,27 @@ TIMERS = ("target", "surrogate", "uncertainty", "training", "controller", "store
 
 @dataclass
 class AuditTally:
-    """Running mean and variance of the audited errors (Welford's update)."""
+    """Weighted running mean and variance of the audited errors (West's update of Welford's):
+    an audit drawn with probability p weighs 1/p, so the mean stays unbiased when the audit
+    rate changes during the run."""
 
     n: int = 0
     mean: float = 0.0
     m2: float = 0.0
+    wsum: float = 0.0
+    w2sum: float = 0.0
 
-    def add(self, error: float) -> None:
+    def __post_init__(self) -> None:
+        if self.n and not self.wsum:  # a tally written before audits were weighted: all weigh one
+            self.wsum = self.w2sum = float(self.n)
+
+    def add(self, error: float, weight: float = 1.0) -> None:
         self.n += 1
+        self.wsum += weight
+        self.w2sum += weight * weight
         delta = error - self.mean
-        self.mean += delta / self.n
-        self.m2 += delta * (error - self.mean)
+        self.mean += delta * weight / self.wsum
+        self.m2 += weight * delta * (error - self.mean)
 
     @property
     def estimate(self) -> float:
@@ -46,7 +56,15 @@ class AuditTally:
 
     @property
     def standard_error(self) -> float:
-        return math.sqrt(self.m2 / (self.n - 1) / self.n) if self.n > 1 else math.nan
+        """From the weighted variance and the effective number of audits (equal weights: the usual
+        sample standard error)."""
+        if self.n < 2:
+            return math.nan
+        n_eff = self.wsum ** 2 / self.w2sum
+        if n_eff <= 1.0:
+            return math.nan
+        var = self.m2 / self.wsum * n_eff / (n_eff - 1.0)
+        return math.sqrt(var / n_eff)
 
 
 @dataclass
@@ -110,6 +128,9 @@ class RunState:
     training: dict[str, Any] = field(default_factory=dict)
     target: dict[str, int] = field(default_factory=dict)
     parameters: dict[str, Any] = field(default_factory=dict)
+    costs: dict[str, Any] = field(default_factory=dict)
+    economy: dict[str, Any] = field(default_factory=dict)
+    threads: dict[str, Any] = field(default_factory=dict)
     version: int = STATE_VERSION
 
     def to_json(self) -> str:

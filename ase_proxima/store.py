@@ -202,7 +202,12 @@ class RunStore:
             if readonly and not self.db_path.exists():
                 self.db = None
             else:
-                self.db = ase.db.connect(str(self.db_path), type="db", append=True)
+                # one writer per directory (the lock above), and SQLite's transactions keep each row
+                # whole: ase.db's own lock file adds nothing but a file that a process killed while
+                # writing leaves behind, on which every later open would wait for ever
+                if not readonly:
+                    self.db_path.with_name(self.db_path.name + ".lock").unlink(missing_ok=True)
+                self.db = ase.db.connect(str(self.db_path), type="db", append=True, use_lock_file=False)
         else:
             if not database.startswith(("postgresql://", "postgres://")):
                 raise ValueError(f"database must be a postgresql:// URL, got {database!r}")

@@ -159,8 +159,11 @@ class TrainingSet:
 
     @property
     def range(self) -> PlausibleRange:
-        """The plausible range of the data in memory (recomputed when they changed)."""
-        if self._range is None or self._changes:
+        """The plausible range of the data in memory: recomputed when they changed, and once the
+        set is large, when an eighth of it is new (robust statistics of thousands of points barely
+        move with one more, and recomputing on every call would cost in proportion to the set)."""
+        stale = self._changes and (len(self) < 64 or 8 * self._changes >= len(self))
+        if self._range is None or stale:
             self._range = PlausibleRange.of(self._energies, self._forces)
             self._changes = 0
         return self._range

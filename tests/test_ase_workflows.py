@@ -64,7 +64,7 @@ def test_6_force_metrics_skip_fixed_atoms():
 
 def test_6_a_size_change_is_not_served_before_it_is_validated():
     atoms = Icosahedron("Cu", noshells=2, latticeconstant=3.61)
-    calc = ProximaCalculator(target=EMT(), error_bound=0.3, error_metric="forces_max", seed=0)
+    calc = ProximaCalculator(cost_aware=False, target=EMT(), error_bound=0.3, error_metric="forces_max", seed=0)
     for a in fixed_sequence(atoms, 120, amplitude=0.02, seed=2):
         calc.get_forces(a)
     assert calc.stats["surrogate_calls"] > 30
@@ -94,7 +94,7 @@ def test_7_silent_traps_are_said(tmp_path):
     # MD under an energy bound: the served forces are unchecked, and the user is told so
     atoms = Icosahedron("Cu", noshells=2, latticeconstant=3.61)
     atoms.rattle(0.05, seed=1)
-    atoms.calc = ProximaCalculator(target=EMT(), error_bound=0.05, seed=0)
+    atoms.calc = ProximaCalculator(cost_aware=False, target=EMT(), error_bound=0.05, seed=0)
     with pytest.warns(ProximaWarning, match="bounds energies only"):
         VelocityVerlet(atoms, 2 * fs).run(150)
     assert atoms.calc.stats["surrogate_calls"] > 0
@@ -106,17 +106,23 @@ def test_7_silent_traps_are_said(tmp_path):
     np.testing.assert_array_equal(atoms.get_forces(), forces)
     assert atoms.calc.stats["calls"] == n
     # a bound below what the surrogate reaches: nothing is served, and after a while it says why
-    calc = ProximaCalculator(target=EMT(), error_bound=1e-7, seed=0, store=tmp_path / "s")
+    calc = ProximaCalculator(cost_aware=False, target=EMT(), error_bound=1e-7, seed=0, store=tmp_path / "s")
     with pytest.warns(ProximaWarning, match="no surrogate answer in the last 200 calls"):
         for a in fixed_sequence(molecule("CH4"), 260, amplitude=0.01, seed=3):
             calc.get_potential_energy(a)
     note = calc.stats["not_serving"]
     assert "uncertain" in note and "above the bound" in note
+    # with the default cost rule the same run turns idle, and says so and why
+    idle = ProximaCalculator(target=EMT(), error_bound=1e-7, seed=0)
+    with pytest.warns(ProximaWarning, match="no surrogate answer in the last 200 calls"):
+        for a in fixed_sequence(molecule("CH4"), 260, amplitude=0.01, seed=3):
+            idle.get_potential_energy(a)
+    assert "idle" in idle.stats["not_serving"] and "straight to the target" in idle.stats["not_serving"]
     # a calculator with a store pickles (ASE's EMT itself does not, once used: LennardJones here);
     # the copy carries the run, not the store
     from ase.calculators.lj import LennardJones
 
-    calc = ProximaCalculator(target=LennardJones(), error_bound=0.01, seed=0, store=tmp_path / "lj")
+    calc = ProximaCalculator(cost_aware=False, target=LennardJones(), error_bound=0.01, seed=0, store=tmp_path / "lj")
     for a in fixed_sequence(molecule("CH4"), 40, amplitude=0.01, seed=3):
         calc.get_potential_energy(a)
     copy = pickle.loads(pickle.dumps(calc))
@@ -174,7 +180,7 @@ def test_1_alloys_are_served_under_the_bound(pair):
     a, b = pair
     atoms = bulk(a, "fcc", a=3.8, cubic=True).repeat(2)
     atoms.symbols[::2] = b
-    calc = ProximaCalculator(target=EMT(), error_bound=0.1, error_metric="forces_mean", seed=0)
+    calc = ProximaCalculator(cost_aware=False, target=EMT(), error_bound=0.1, error_metric="forces_mean", seed=0)
     errors = _md_with_truth(atoms, calc, 200, 600.0, "forces_mean")
     s = calc.stats
     assert s["fit_failures"] == 0 and s["surrogate_calls"] > 100
@@ -187,7 +193,7 @@ def test_1_a_molecule_in_a_periodic_box_is_served():
     atoms = molecule("H2O")
     atoms.center(vacuum=4.0)
     atoms.pbc = True
-    calc = ProximaCalculator(target=EMT(), error_bound=0.1, error_metric="forces_mean", seed=0)
+    calc = ProximaCalculator(cost_aware=False, target=EMT(), error_bound=0.1, error_metric="forces_mean", seed=0)
     errors = _md_with_truth(atoms, calc, 200, 300.0, "forces_mean")
     assert isinstance(calc.surrogate, SOAPBayesianRidge)  # seen as the free molecule it is
     assert calc.stats["surrogate_calls"] > 100 and np.mean(errors) < 0.1
@@ -200,7 +206,7 @@ def test_2_slabs_get_forces():
     slab = fcc111("Al", size=(3, 3, 3), vacuum=6.0)
     add_adsorbate(slab, "Au", 1.7, "fcc")
     slab.set_constraint(FixAtoms(indices=range(9)))
-    calc = ProximaCalculator(target=EMT(), error_bound=0.05, error_metric="forces_mean", seed=0)
+    calc = ProximaCalculator(cost_aware=False, target=EMT(), error_bound=0.05, error_metric="forces_mean", seed=0)
     errors = _md_with_truth(slab, calc, 200, 400.0, "forces_mean")
     assert calc.stats["surrogate_calls"] > 100
     assert np.mean(errors) < 0.05
@@ -261,7 +267,7 @@ def test_3_optimisers_stop_on_target_forces_only(optimizer):
     for seed in range(3):
         atoms = Icosahedron("Cu", noshells=3, latticeconstant=3.61)
         atoms.rattle(0.1, seed=seed)
-        atoms.calc = ProximaCalculator(target=EMT(), error_bound=0.1, error_metric="forces_max", seed=seed)
+        atoms.calc = ProximaCalculator(cost_aware=False, target=EMT(), error_bound=0.1, error_metric="forces_max", seed=seed)
         assert opt_class(atoms, logfile=None).run(fmax=0.05, steps=400)
         assert _true_fmax(atoms) <= 0.05
         assert atoms.calc.answer in ("target", "audit", "cached")
@@ -277,7 +283,7 @@ def test_3_every_answer_carries_its_provenance(tmp_path):
 
     atoms = Icosahedron("Cu", noshells=2, latticeconstant=3.61)
     atoms.rattle(0.05, seed=1)
-    atoms.calc = ProximaCalculator(target=EMT(), error_bound=0.2, error_metric="forces_max", seed=0)
+    atoms.calc = ProximaCalculator(cost_aware=False, target=EMT(), error_bound=0.2, error_metric="forces_max", seed=0)
     md = VelocityVerlet(atoms, 2 * fs, trajectory=str(tmp_path / "md.traj"))
     db = ase.db.connect(tmp_path / "md.db")
     md.attach(lambda: db.write(atoms), interval=1)

@@ -30,7 +30,7 @@ def test_registered_with_ase():
 
 def test_one_line_swap_in_monte_carlo_serves_and_counts_target_exactly(methane):
     target = CountingEMT()
-    calc = ProximaCalculator(target=target, error_bound=0.005, seed=1)
+    calc = ProximaCalculator(cost_aware=False, target=target, error_bound=0.005, seed=1)
     walk = metropolis_walk(methane, calc, 400, step_size=0.01, seed=1)
     s = calc.stats
     assert s["calls"] == 401 == len(calc.log)
@@ -49,7 +49,7 @@ def test_one_line_swap_in_monte_carlo_serves_and_counts_target_exactly(methane):
 
 
 def test_served_error_estimate_agrees_with_ground_truth(methane):
-    calc = ProximaCalculator(target=EMT(), error_bound=0.004, audit_fraction=0.25, seed=3)
+    calc = ProximaCalculator(cost_aware=False, target=EMT(), error_bound=0.004, audit_fraction=0.25, seed=3)
     walk = metropolis_walk(methane, calc, 500, step_size=0.01, seed=3)
     reference = EMT()
     truth = [abs(w["energy"] - reference.get_potential_energy(w["atoms"])) for w in walk if w["kind"] == "surrogate"]
@@ -63,7 +63,7 @@ def test_served_error_estimate_agrees_with_ground_truth(methane):
 
 
 def test_target_answers_are_exact_and_served_answers_consistent(methane):
-    calc = ProximaCalculator(target=EMT(), error_bound=0.005, seed=0)
+    calc = ProximaCalculator(cost_aware=False, target=EMT(), error_bound=0.005, seed=0)
     walk = metropolis_walk(methane, calc, 200, seed=0)
     ref = EMT()
     for w in walk:
@@ -91,7 +91,7 @@ def test_target_answers_are_exact_and_served_answers_consistent(methane):
 def test_langevin_md_of_a_cluster_with_force_bound(cu13):
     atoms = cu13.copy()
     target = CountingEMT()
-    atoms.calc = ProximaCalculator(target=target, error_bound=0.2, error_metric="forces_max", seed=0)
+    atoms.calc = ProximaCalculator(cost_aware=False, target=target, error_bound=0.2, error_metric="forces_max", seed=0)
     thermalize_momenta(atoms, temperature_K=300, rng=np.random.default_rng(0))
     dyn = Langevin(atoms, 2 * fs, temperature_K=300, friction=0.02, fixcm=False, rng=np.random.default_rng(1))
     reference, served = EMT(), []
@@ -142,7 +142,7 @@ def test_lennard_jones_target():
 
 
 def test_lazy_retrain_serves_from_a_model_with_every_target_result(methane):
-    calc = ProximaCalculator(target=EMT(), error_bound=0.005, seed=0)
+    calc = ProximaCalculator(cost_aware=False, target=EMT(), error_bound=0.005, seed=0, refit_share=None)
     metropolis_walk(methane, calc, 300, seed=0)
     log = calc.log
     seen = 0  # target results gathered before the call
@@ -168,8 +168,8 @@ def test_lazy_retrain_serves_from_a_model_with_every_target_result(methane):
 
 def test_retrain_never_and_every_k(methane):
     frames = fixed_sequence(methane, 120, amplitude=0.01)
-    never = ProximaCalculator(target=EMT(), error_bound=0.005, retrain="never", seed=0)
-    every = ProximaCalculator(target=EMT(), error_bound=0.005, retrain=7, seed=0)
+    never = ProximaCalculator(cost_aware=False, target=EMT(), error_bound=0.005, retrain="never", seed=0)
+    every = ProximaCalculator(cost_aware=False, target=EMT(), error_bound=0.005, retrain=7, seed=0, refit_share=None)
     for a in frames:
         never.get_potential_energy(a)
         every.get_potential_energy(a)
@@ -179,7 +179,7 @@ def test_retrain_never_and_every_k(methane):
 
 
 def test_unseen_species_fall_back_to_target(methane):
-    calc = ProximaCalculator(target=EMT(), error_bound=0.01, seed=0)
+    calc = ProximaCalculator(cost_aware=False, target=EMT(), error_bound=0.01, seed=0)
     metropolis_walk(methane, calc, 120, seed=0)
     assert calc.surrogate.is_fitted
     for name in ("NH3", "H2O", "CH3OH"):
@@ -195,7 +195,7 @@ def test_unseen_species_fall_back_to_target(methane):
 def test_default_surrogate_for_a_bulk_cell_serves_forces_and_stress():
     """Langevin MD of bulk Cu: the default SNAP ensemble serves forces and stress under the bound."""
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 2))
-    calc = ProximaCalculator(target=EMT(), error_bound=0.05, error_metric="forces_mean", seed=0)
+    calc = ProximaCalculator(cost_aware=False, target=EMT(), error_bound=0.05, error_metric="forces_mean", seed=0)
     atoms.calc = calc
     rng = np.random.default_rng(0)
     thermalize_momenta(atoms, temperature_K=600, rng=rng)
@@ -222,7 +222,7 @@ def test_default_surrogate_for_a_molecule_is_soap():
 
 def test_property_the_surrogate_cannot_give_goes_to_target():
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 2))
-    calc = ProximaCalculator(target=EMT(), error_bound=0.05, seed=0, min_training=5,
+    calc = ProximaCalculator(cost_aware=False, target=EMT(), error_bound=0.05, seed=0, min_training=5,
                              surrogate=SOAPBayesianRidge())
     frames = fixed_sequence(atoms, 40, amplitude=0.01)
     for a in frames:
@@ -257,7 +257,7 @@ def test_bound_on_all_counts_target_answers_as_exact(methane):
 
 
 def test_distance_uncertainty_as_gate(methane):
-    calc = ProximaCalculator(target=EMT(), error_bound=0.005, uncertainty=DistanceUncertainty(), seed=0)
+    calc = ProximaCalculator(cost_aware=False, target=EMT(), error_bound=0.005, uncertainty=DistanceUncertainty(), seed=0)
     walk = metropolis_walk(methane, calc, 300, seed=2)
     assert calc.stats["surrogate_calls"] > 0
     ref = EMT()
@@ -397,7 +397,7 @@ def test_fixed_threshold_strategy_keeps_t(methane):
 
 
 def test_failed_fit_falls_back_to_target_and_is_counted(methane):
-    calc = ProximaCalculator(target=EMT(), error_bound=0.005, seed=0)
+    calc = ProximaCalculator(cost_aware=False, target=EMT(), error_bound=0.005, seed=0, refit_share=None)
     metropolis_walk(methane, calc, 60, seed=0)
     boxed = methane.copy()
     boxed.cell = [5.0, 5.0, 5.0]  # small enough that the molecule sees its images: truly periodic

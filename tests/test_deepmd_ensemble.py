@@ -111,7 +111,7 @@ def test_proxima_serves_md_steps_from_the_deepmd_ensemble(tmp_path):
     thermalize_momenta(atoms, temperature_K=300, rng=np.random.default_rng(0))
     surrogate = DeePMDEnsemble(members=2, train_steps=200, seed=0, workdir=tmp_path / "dp")
     # Fixed strategy with a wide threshold: every call after training is the ensemble's
-    calc = ProximaCalculator(target=EMT(), error_bound=0.3, error_metric="forces_mean", surrogate=surrogate,
+    calc = ProximaCalculator(cost_aware=False, target=EMT(), error_bound=0.3, error_metric="forces_mean", surrogate=surrogate,
                              min_training=5, window=2, retrain="never", audit_fraction=0.0, threshold=10.0,
                              adaptive=False, seed=0)
     atoms.calc = calc

@@ -167,7 +167,7 @@ def test_sigkill_mid_run_loses_at_most_one_checkpoint_interval(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     logged = len((store / "calls.csv").read_text().splitlines()) - 1
-    calc = ProximaCalculator(target=EMT(), error_bound=0.005, store=store, seed=0)
+    calc = ProximaCalculator(cost_aware=False, target=EMT(), error_bound=0.005, store=store, seed=0)
     s = calc.stats
     every = calc.parameters["checkpoint_every"]
     assert s["calls"] > 150

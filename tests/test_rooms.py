@@ -57,7 +57,7 @@ def test_7_non_finite_side_results_are_never_stored_or_returned():
 
 def test_8_one_absurd_target_answer_cannot_switch_the_surrogate_off():
     target = EMTBreakingOnce(on=30, how="absurd")
-    calc = ProximaCalculator(target=target, error_bound=0.005, seed=0)
+    calc = ProximaCalculator(cost_aware=False, target=target, error_bound=0.005, seed=0)
     energies = _walk(calc, 400)
     kinds = calc.log.column("kind")
     assert np.sum(kinds[250:] == "surrogate") > 75, "the surrogate never served again"

@@ -99,7 +99,7 @@ def test_drives_proxima_md_of_periodic_aluminium():
 
     atoms = bulk("Al", "fcc", a=4.05, cubic=True).repeat(2)
     MaxwellBoltzmannDistribution(atoms, temperature_K=600, rng=np.random.default_rng(0))
-    calc = ProximaCalculator(target=EMT(), error_bound=0.1, error_metric="forces_max", surrogate=SNAPEnsemble(),
+    calc = ProximaCalculator(cost_aware=False, target=EMT(), error_bound=0.1, error_metric="forces_max", surrogate=SNAPEnsemble(),
                              seed=0)
     atoms.calc = calc
     errors = []

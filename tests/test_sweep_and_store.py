@@ -15,7 +15,10 @@ from ase_proxima.workflows.sweep import SweepTask, gather, grid, local_executor,
 
 ROOT = Path(__file__).resolve().parents[1]
 # a small MC grid with the EMT target: 2 temperatures x 2 seeds
-AXES = dict(temperature=[300.0, 600.0], seed=[0, 1], target="emt", steps=40, step_size=0.01, error_bound=0.01)
+# decisions that count measured time are not the same in two processes: the comparison of local
+# and Parsl numbers switches the cost rule off (EMT standing in for a costly target)
+AXES = dict(temperature=[300.0, 600.0], seed=[0, 1], target="emt", steps=40, step_size=0.01, error_bound=0.01,
+            cost_aware=False)
 COMPARED = ("acceptance_ratio", "mean_rog_A", "served_fraction", "target_calls", "surrogate_calls", "served_error")
 
 
@@ -39,7 +42,7 @@ def test_parsl_sweep_gives_the_local_numbers(tmp_path):
     for key in local:
         assert local[key]["status"] == parsl[key]["status"] == "ok"
         for col in COMPARED:
-            assert local[key][col] == pytest.approx(parsl[key][col], rel=1e-12, abs=1e-15), (key, col)
+            assert local[key][col] == pytest.approx(parsl[key][col], rel=1e-12, abs=1e-15, nan_ok=True), (key, col)
     # the table holds every task
     table = (tmp_path / "parsl" / "results.csv").read_text().splitlines()
     assert len(table) == 5 and table[0].startswith("key,workflow")

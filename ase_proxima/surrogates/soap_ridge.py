@@ -38,10 +38,10 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 from dscribe.descriptors import SOAP
-from sklearn.linear_model import BayesianRidge
 
 from .base import (FittedState, Prediction, Surrogate, WorkloadSize, check_training_set, isolated_copy,
                    mean_neighbours, structure_key)
+from .evidence import EvidenceRidge
 
 __all__ = ["SOAPBayesianRidge", "posterior"]
 
@@ -88,10 +88,11 @@ class SOAPBayesianRidge(Surrogate):
         self.sigma_: np.ndarray | None = None  # posterior covariance of the weights
         self._soap: SOAP | None = None
         self._cache: dict[bytes, tuple[np.ndarray, np.ndarray | None]] = {}
-        self._acc: np.ndarray | None = None
+        self._gram: np.ndarray | None = None  # [A b]^T [A b] of every design row so far
         self._acc_keys: list[bytes] = []
         self._n_rows = 0
         self._basis_size = 0
+        self._ridge = EvidenceRidge()
 
     # ----------------------------------------------------------- descriptors
     def _make_soap(self, species: Sequence[str], periodic: bool) -> SOAP:
@@ -167,39 +168,61 @@ class SOAPBayesianRidge(Surrogate):
         """Fit on all structures; cost independent of the training-set size when data were appended.
 
         The least-squares problem enters only through ``A^T A``, ``A^T b``,
-        ``|b|^2`` and the row count, which the triangular factor of ``[A b]``
-        holds exactly.  New structures are folded into that factor by a QR
-        update, and ``BayesianRidge`` is fitted on the (p+1)-row factor with
-        sample weights that restore the row count, so its evidence maximisation
-        gives the same posterior as on the full design matrix at O(p^3) cost.
-        Feature scaling and reference energies are frozen between rebuilds; a
-        rebuild from scratch happens when species or periodicity change, when
-        the data were not appended, and whenever the set has doubled.
+        ``|b|^2`` and the row count: new structures add their rows' products to
+        that Gram matrix of ``[A b]`` (features are standardised, so squaring
+        the condition number costs no accuracy the prior does not already
+        remove), and the Bayesian ridge is solved from it
+        (:class:`~.evidence.EvidenceRidge`: the evidence maximum on a schedule,
+        a Cholesky solve at fixed hyperparameters in between), which gives the
+        posterior of the full design matrix at O(p^3) cost.  Feature scaling and
+        reference energies are frozen between rebuilds; a rebuild from scratch
+        happens when species or periodicity change, when the data were not
+        appended, and whenever the set has doubled, up to 256 structures.
         """
         check_training_set(images, results)
-        images = [self._as_described(a) for a in images]
-        periodic = {bool(a.pbc.any()) for a in images}
-        if len(periodic) != 1:
-            raise ValueError("training set mixes periodic and non-periodic structures")
-        species = tuple(sorted({s for a in images for s in a.get_chemical_symbols()}))
-        periodic_flag = periodic.pop()
-        if species != self.species_ or periodic_flag != self.periodic_ or self._soap is None:
-            self.species_, self.periodic_ = species, periodic_flag
-            self._soap = self._make_soap(species, periodic_flag)
-            self._cache.clear()
-            self._acc_keys = []
-        keys = [structure_key(a) for a in images]
         n_old = len(self._acc_keys)
-        appended = 0 < n_old <= len(keys) and keys[:n_old] == self._acc_keys and len(keys) < 2 * self._basis_size
+        # the folded structures are still the first ones: compare the ends (hashing or describing
+        # them all would make a refit's cost grow with the training set)
+        appended = (0 < n_old <= len(images) and self._soap is not None
+                    and structure_key(images[0]) == self._acc_keys[0]
+                    and structure_key(images[n_old - 1]) == self._acc_keys[-1]
+                    and (len(images) < 2 * self._basis_size or self._basis_size >= 256))
+        first = n_old if appended else 0
+        described = [self._as_described(a) for a in images[first:]]
+        periodic = {bool(a.pbc.any()) for a in described}
+        if len(periodic) > 1:
+            raise ValueError("training set mixes periodic and non-periodic structures")
+        species = {s for a in described for s in a.get_chemical_symbols()}
+        periodic_flag = periodic.pop() if periodic else self.periodic_
+        if appended and (not species <= set(self.species_) or periodic_flag != self.periodic_):
+            appended, first = False, 0  # new species or periodicity: describe everything afresh
+            described = [self._as_described(a) for a in images]
+            species = {s for a in described for s in a.get_chemical_symbols()}
+            periodic = {bool(a.pbc.any()) for a in described}
+            if len(periodic) != 1:
+                raise ValueError("training set mixes periodic and non-periodic structures")
+            periodic_flag = periodic.pop()
         if not appended:
-            self._set_basis(images, results)
-            self._acc, self._n_rows, n_old = None, 0, 0
+            species_t = tuple(sorted(species))
+            if species_t != self.species_ or periodic_flag != self.periodic_ or self._soap is None:
+                self.species_, self.periodic_ = species_t, periodic_flag
+                self._soap = self._make_soap(species_t, periodic_flag)
+                self._cache.clear()
+        keys = self._acc_keys[:n_old] if appended else []
+        keys += [structure_key(a) for a in images[first:]]
+        if not appended:
+            wanted = {structure_key(a) for a in described}  # forget features of structures gone
+            self._cache = {k: v for k, v in self._cache.items() if k in wanted}
+            self._ridge = EvidenceRidge()
+            self._set_basis(described, results)
+            self._gram, self._n_rows = None, 0
             self._basis_size = len(images)
-            self._cache = {k: v for k, v in self._cache.items() if k in set(keys)}
-        A, b = self._rows(images[n_old:], results[n_old:])
+        if not described:  # nothing new to fold in
+            self.coef_, self.sigma_ = self._solve()
+            return
+        A, b = self._rows(described, results[first:])
         block = np.column_stack([A, b])
-        stacked = block if self._acc is None else np.vstack([self._acc, block])
-        self._acc = np.linalg.qr(stacked, mode="r")
+        self._gram = block.T @ block if self._gram is None else self._gram + block.T @ block
         self._n_rows += len(A)
         self._acc_keys = keys
         self.coef_, self.sigma_ = self._solve()
@@ -245,15 +268,11 @@ class SOAPBayesianRidge(Surrogate):
         return np.vstack(blocks), np.concatenate(targets)
 
     def _solve(self) -> tuple[np.ndarray, np.ndarray]:
-        """BayesianRidge on the triangular factor, weighted so it sees the true row count;
-        returns the posterior mean and covariance of the weights."""
-        q = self._acc.shape[1]
-        R = np.zeros((q, q))
-        R[: len(self._acc)] = self._acc
-        w = self._n_rows / q
-        model = BayesianRidge(fit_intercept=False, max_iter=500)
-        model.fit(R[:, :-1] / np.sqrt(w), R[:, -1] / np.sqrt(w), sample_weight=np.full(q, w))
-        return np.array(model.coef_), np.array(model.sigma_)
+        """The Bayesian ridge posterior (mean and covariance of the weights) from the triangular
+        factor: ``A^T A``, ``A^T b`` and ``|b|^2`` with the true row count."""
+        g = self._gram
+        coef, sigma = self._ridge.solve(g[:-1, :-1], g[:-1, -1], float(g[-1, -1]), self._n_rows)
+        return np.array(coef), np.array(sigma)
 
     def predict(self, atoms: Atoms, properties: Sequence[str] | None = None) -> Prediction:
         reason = self.accepts(atoms)
@@ -281,11 +300,11 @@ class SOAPBayesianRidge(Surrogate):
         posterior, so a reopened run predicts and refits exactly as the original would have."""
         if not self.is_fitted:
             return None
-        arrays = {"coef": self.coef_, "sigma": self.sigma_, "acc": self._acc, "e_ref": self._e_ref,
+        arrays = {"coef": self.coef_, "sigma": self.sigma_, "gram": self._gram, "e_ref": self._e_ref,
                   "mu": self._mu, "scale": self._scale,
                   "keys": np.frombuffer(b"".join(self._acc_keys), np.uint8).reshape(len(self._acc_keys), -1)}
         meta = {"species": list(self.species_), "periodic": bool(self.periodic_), "y_mean": self._y_mean,
-                "n_rows": self._n_rows, "basis_size": self._basis_size}
+                "n_rows": self._n_rows, "basis_size": self._basis_size, "evidence": self._ridge.state()}
         return FittedState(arrays, meta)
 
     def restore_fitted_state(self, state: FittedState) -> None:
@@ -293,10 +312,17 @@ class SOAPBayesianRidge(Surrogate):
         self.species_, self.periodic_ = tuple(m["species"]), bool(m["periodic"])
         self._soap = self._make_soap(self.species_, self.periodic_)
         self.coef_, self.sigma_ = np.array(a["coef"], float), np.array(a["sigma"], float)
-        self._acc, self._e_ref = np.array(a["acc"], float), np.array(a["e_ref"], float)
+        if "gram" in a:
+            self._gram = np.array(a["gram"], float)
+        else:  # a store written when the factor was kept triangular: R^T R is the same statistic
+            R = np.array(a["acc"], float)
+            self._gram = R.T @ R
+        self._e_ref = np.array(a["e_ref"], float)
         self._mu, self._scale = np.array(a["mu"], float), np.array(a["scale"], float)
         self._acc_keys = [bytes(row) for row in np.asarray(a["keys"], np.uint8)]
         self._y_mean, self._n_rows, self._basis_size = float(m["y_mean"]), int(m["n_rows"]), int(m["basis_size"])
+        self._ridge = EvidenceRidge()
+        self._ridge.load_state(m.get("evidence", {}))
         self._cache = {}
 
     def call_cost(self, atoms: Atoms) -> list[WorkloadSize]:

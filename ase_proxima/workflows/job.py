@@ -90,6 +90,7 @@ class Job:
     threshold: float | None = None
     audit_fraction: float = 0.05
     threads: int = 1  # per process: PySCF and BLAS otherwise take every core, and processes share them
+    cost_aware: bool = True  # False: serve whatever the target costs (a cheap target standing in for a costly one)
 
     #: the error metric of the run (a field in jobs that let the user choose)
     error_metric: ClassVar[str] = "energy"
@@ -143,7 +144,8 @@ class Job:
 
         return ProximaCalculator(target=target, error_bound=self.error_bound, error_metric=self.error_metric,
                                  threshold=self.threshold, adaptive=self.method == "proxima",
-                                 audit_fraction=self.audit_fraction, store=out / "store", **self.settings())
+                                 audit_fraction=self.audit_fraction, cost_aware=self.cost_aware, store=out / "store",
+                                 **self.settings())
 
     def run(self, out: str | os.PathLike, progress: bool = False) -> dict[str, Any]:
         """Run into ``out`` (made if needed); returns the report written to ``stats.json``."""

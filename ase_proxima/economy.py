@@ -1,0 +1,148 @@
+"""Do no harm: consult the surrogate only while it can pay for itself.
+
+Every call's cost is compared with what the target alone would have cost for it (its
+*baseline*: the target's measured time when the target answered, the running estimate of a
+target call when the surrogate did).  The difference accumulates as the run's *debt*:
+predictions, refits, audits, store writes and glue add to it, every served call pays some
+back.  A run whose surrogate serves cheaply runs a negative debt.
+
+The calculator consults the surrogate (predicts, refits, compares) on every call while the
+economy is *consulting*.  It turns *idle*, sending calls straight to the target, when one of
+these shows that serving does not pay:
+
+* ``cost``: a surrogate answer costs at least ``max_cost_ratio`` of a target call of the
+  same property set (a cheap target: EMT, a classical potential);
+* ``floor``: nothing served for ``patience`` consulted calls since the first fit (the bound is
+  below what the surrogate reaches here);
+* ``spending``: the last ``patience`` consulted calls cost more than their baseline.
+
+While idle it *probes*, consulting on one call, on a geometric schedule in target time: the
+first once the debt is at most ``probe_share`` of the baseline so far, each later one after
+twice the target time of the gap before (at least the probe's own excess cost over
+``probe_share``).  So the probes' share of the run falls towards zero and an idle run tends to
+the target's cost plus its start-up.  A probe the surrogate would answer, at a cost that
+pays, resumes consulting.  Pure bookkeeping, no ASE.
+"""
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any
+
+__all__ = ["Economy"]
+
+
+class Economy:
+    """Whether to consult the surrogate on the next call (see the module doc).
+
+    Parameters
+    ----------
+    patience:
+        Consulted calls without a served answer (once a model exists), or costing more than
+        their baseline, before the run turns idle.
+    max_cost_ratio:
+        A surrogate answer costing this share of a target call or more does not pay.
+    probe_share:
+        While idle, probe when the debt is at most this share of the baseline so far.
+    """
+
+    def __init__(self, patience: int = 50, max_cost_ratio: float = 0.6, probe_share: float = 0.05) -> None:
+        if patience < 1 or not 0 < max_cost_ratio or not 0 <= probe_share < 1:
+            raise ValueError("patience >= 1, max_cost_ratio > 0 and 0 <= probe_share < 1 are required")
+        self.patience, self.max_cost_ratio, self.probe_share = int(patience), float(max_cost_ratio), probe_share
+        self.idle = False
+        self.reason: str | None = None
+        self.debt = 0.0  # seconds spent beyond the target alone (negative: saved)
+        self.baseline = 0.0  # seconds the target alone would have spent on the calls so far
+        self.idle_calls = 0
+        self.probes = 0
+        self.idle_spells = 0
+        self._quiet = 0  # consulted calls since the last served one (once a model exists)
+        self._recent: deque[tuple[float, float]] = deque(maxlen=self.patience)  # (cost, baseline) consulted
+        self._gap = 0.0  # target seconds between probes (doubles after each probe that fails)
+        self._next_probe = 0.0  # baseline at which the next probe may come
+
+    # -------------------------------------------------------------- decisions
+    def consult(self) -> bool:
+        """Should the surrogate be consulted on the next call?  While idle: only as a probe."""
+        return not self.idle or (self.baseline >= self._next_probe
+                                 and self.debt <= self.probe_share * self.baseline)
+
+    def is_probe(self) -> bool:
+        return self.idle and self.consult()
+
+    def charge(self, seconds: float, baseline: float) -> None:
+        """One finished call cost ``seconds``; the target alone would have cost ``baseline``."""
+        if math.isfinite(seconds) and math.isfinite(baseline):
+            self.debt += seconds - baseline
+            self.baseline += baseline
+
+    def record(self, consulted: bool, kind: str, seconds: float, baseline: float, fitted: bool,
+               cost_ratio: float) -> None:
+        """One finished call, charged to the ledger: ``kind`` its answer (surrogate, audit, target),
+        ``seconds`` its whole cost, ``baseline`` the target-alone cost of it, ``fitted`` whether a
+        surrogate model existed, ``cost_ratio`` the measured c_S / c_T of its property set (nan:
+        not known yet)."""
+        self.charge(seconds, baseline)
+        if not consulted:
+            self.idle_calls += 1
+            return
+        served = kind in ("surrogate", "audit")  # an audit is a call the surrogate would have answered
+        pays = not (cost_ratio >= self.max_cost_ratio)
+        if self.idle:  # a probe
+            self.probes += 1
+            if served and pays:
+                self._wake()
+            else:
+                excess = (seconds - baseline) / self.probe_share if self.probe_share > 0 else math.inf
+                self._gap = max(2.0 * self._gap, excess)
+                self._next_probe = self.baseline + self._gap
+            return
+        if not fitted:
+            return
+        self._recent.append((seconds, baseline))
+        self._quiet = 0 if served else self._quiet + 1
+        if not pays:
+            self._sleep(f"a surrogate answer costs {cost_ratio:.0%} of a target call")
+        elif self._quiet >= self.patience:
+            self._sleep(f"nothing served in {self._quiet} calls: the bound is below what the surrogate reaches here")
+        elif len(self._recent) == self.patience and sum(c for c, _ in self._recent) > sum(
+                b for _, b in self._recent):
+            self._sleep(f"the last {self.patience} calls cost more than the target alone")
+
+    def wake(self) -> None:
+        """Consult again from the next call (a setting changed what the surrogate can do)."""
+        if self.idle:
+            self._wake()
+
+    def _sleep(self, why: str) -> None:
+        self.idle, self.reason = True, why
+        self.idle_spells += 1
+        self._gap, self._next_probe = 0.0, self.baseline
+
+    def _wake(self) -> None:
+        self.idle, self.reason = False, None
+        self._quiet = 0
+        self._recent.clear()
+
+    # -------------------------------------------------------------- reporting
+    def summary(self) -> dict[str, Any]:
+        return {"economy": "idle" if self.idle else "consulting", "idle_reason": self.reason,
+                "idle_calls": self.idle_calls, "probes": self.probes, "idle_spells": self.idle_spells,
+                "overhead_share": self.debt / self.baseline if self.baseline > 0 else math.nan}
+
+    def state(self) -> dict[str, Any]:
+        return {"idle": self.idle, "reason": self.reason, "debt": self.debt, "baseline": self.baseline,
+                "idle_calls": self.idle_calls, "probes": self.probes, "idle_spells": self.idle_spells,
+                "quiet": self._quiet, "recent": [list(x) for x in self._recent], "gap": self._gap,
+                "next_probe": self._next_probe}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        if not state:
+            return
+        self.idle, self.reason = bool(state["idle"]), state["reason"]
+        self.debt, self.baseline = float(state["debt"]), float(state["baseline"])
+        self.idle_calls, self.probes, self.idle_spells = state["idle_calls"], state["probes"], state["idle_spells"]
+        self._quiet = int(state["quiet"])
+        self._recent = deque((tuple(x) for x in state["recent"]), maxlen=self.patience)
+        self._gap, self._next_probe = float(state.get("gap", 0.0)), float(state.get("next_probe", 0.0))

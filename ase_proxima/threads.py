@@ -1,0 +1,124 @@
+"""Thread pools of a run, managed so that a user who sets nothing gets the fast case.
+
+Two kinds of work share the cores: the target's (PySCF's OpenMP and BLAS pools, a C++
+library's threads) and the surrogate's (small dense linear algebra, descriptors).  Left
+alone they fight: a BLAS call in a prediction wakes a pool that then spins while the
+target's OpenMP threads want the same cores, and a small molecule's SCF is often slower on
+all cores than on one.  :class:`ThreadPlan` therefore
+
+* runs the surrogate's numerics (fits, predictions, uncertainties) on one thread: its
+  matrices are too small to gain from more, and no pool it wakes competes with the target;
+* gives the target the faster of its own default and one thread, measured: its first
+  calls alternate between the two (``trial_calls`` of each, the very first call, which sets
+  programs up, not counted) and the faster median is kept, unless it is not faster by at
+  least ``margin``, when the default stays.
+
+``target_threads``: ``'auto'`` (the above), an integer (the target always runs with that
+many), or ``None`` (touch no thread pool, the surrogate's included).  A user who set
+``OMP_NUM_THREADS`` (or a BLAS library's own variable) has chosen: ``'auto'`` then leaves the
+target's pools as set.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from typing import Any
+
+from threadpoolctl import ThreadpoolController
+
+__all__ = ["ThreadPlan", "USER_THREAD_VARIABLES"]
+
+USER_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
+
+_pools_seen: tuple[int, list[Any]] = (-1, [])
+
+
+def _pools() -> list[Any]:
+    """threadpoolctl's controller of every BLAS and OpenMP pool loaded in this process, looked up
+    again when modules were imported since (a new import may have loaded a new pool)."""
+    global _pools_seen
+    if _pools_seen[0] != len(sys.modules):
+        _pools_seen = (len(sys.modules), list(ThreadpoolController().lib_controllers))
+    return _pools_seen[1]
+
+
+class ThreadPlan:
+    """Which thread counts the target and the surrogate run with (see the module doc)."""
+
+    def __init__(self, target_threads: str | int | None = "auto", trial_calls: int = 3, margin: float = 0.1) -> None:
+        self.target_threads = target_threads
+        self.trial_calls, self.margin = int(trial_calls), float(margin)
+        self.chosen: int | None = None  # threads the target runs with once decided (None: its default)
+        self.decided = target_threads != "auto" or any(v in os.environ for v in USER_THREAD_VARIABLES)
+        if isinstance(target_threads, int) and not isinstance(target_threads, bool):
+            self.chosen = target_threads
+        self._trials: dict[str, list[float]] = {"default": [], "one": []}
+        self._calls = 0
+        self._pending: str | None = None
+
+    # ---------------------------------------------------------------- contexts
+    def surrogate(self) -> Any:
+        """Context for the surrogate's numerics: one thread (nothing touched with ``None``)."""
+        if self.target_threads is None:
+            return nullcontext()
+        return _limited(1)
+
+    def target(self) -> Any:
+        """Context for one target call: the chosen thread count, or the next trial."""
+        if self.target_threads is None:
+            return nullcontext()
+        self._pending = None
+        if not self.decided:
+            self._calls += 1
+            if self._calls > 1:  # the first call sets programs up: not a fair trial
+                self._pending = "one" if len(self._trials["one"]) < len(self._trials["default"]) else "default"
+                return _limited(1) if self._pending == "one" else nullcontext()
+            return nullcontext()
+        return nullcontext() if self.chosen is None else _limited(self.chosen)
+
+    def timed(self, seconds: float) -> None:
+        """The target call just made took ``seconds``: a trial counts towards the decision."""
+        if self._pending is None:
+            return
+        self._trials[self._pending].append(seconds)
+        self._pending = None
+        if min(len(v) for v in self._trials.values()) >= self.trial_calls:
+            default, one = (statistics.median(self._trials[k]) for k in ("default", "one"))
+            self.chosen = 1 if one < (1.0 - self.margin) * default else None
+            self.decided = True
+
+    # ----------------------------------------------------------- reporting
+    def summary(self) -> dict[str, Any]:
+        trials = {k: statistics.median(v) for k, v in self._trials.items() if v}
+        return {"target_threads": ("untouched" if self.target_threads is None else
+                                   "deciding" if not self.decided else
+                                   "default" if self.chosen is None else self.chosen),
+                "thread_trials": trials}
+
+    def state(self) -> dict[str, Any]:
+        return {"chosen": self.chosen, "decided": self.decided, "trials": self._trials, "calls": self._calls}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        if state and self.target_threads == "auto":
+            self.chosen, self.decided = state["chosen"], bool(state["decided"])
+            self._trials = {k: list(v) for k, v in state["trials"].items()}
+            self._calls = int(state["calls"])
+
+
+@contextmanager
+def _limited(n: int) -> Iterator[None]:
+    """Every loaded BLAS and OpenMP pool (PySCF's included) at ``n`` threads, then back as it was
+    (threadpoolctl's controllers, driven directly: its ``limit`` context costs ten times more)."""
+    pools = _pools()
+    before = [p.get_num_threads() for p in pools]
+    for p in pools:
+        p.set_num_threads(n)
+    try:
+        yield
+    finally:
+        for p, b in zip(pools, before):
+            if b is not None:
+                p.set_num_threads(b)

@@ -1,0 +1,302 @@
+"""Decisions that count cost: running cost estimates, do-no-harm (idle with probes), refits that
+pay, and a Bayesian ridge whose refit does not redo a full fit.  Real calculators (EMT, LAMMPS
+through SNAP); each test reaches a defect of the version before cost accounting."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from ase.build import molecule
+from ase.calculators.emt import EMT
+from ase.cluster import Icosahedron
+from ase.md.verlet import VelocityVerlet
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+from ase import units
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.linear_model import BayesianRidge
+
+from ase_proxima import ProximaCalculator
+from ase_proxima.costs import CostMeter, ideal_speedup, property_key
+from ase_proxima.economy import Economy
+from ase_proxima.surrogates import SOAPBayesianRidge
+from ase_proxima.surrogates.evidence import EvidenceRidge
+from conftest import fixed_sequence
+
+
+# ------------------------------------------------------------------ Bayesian ridge
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(8, 120), p=st.integers(1, 30), noise=st.floats(1e-4, 1.0), seed=st.integers(0, 10_000))
+def test_evidence_maximum_equals_a_full_bayesian_ridge_fit(n, p, noise, seed):
+    """From X^T X, X^T y, y.y and n alone, the posterior is scikit-learn's on the full design."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, p)) * rng.uniform(0.1, 10, size=p)
+    y = X @ rng.normal(size=p) + noise * rng.normal(size=n)
+    ref = BayesianRidge(fit_intercept=False, tol=1e-12, max_iter=5000).fit(X, y)
+    ours = EvidenceRidge(tol=1e-12, max_iter=5000)
+    coef, sigma = ours.optimise(X.T @ X, X.T @ y, float(y @ y), n)
+    scale = np.abs(ref.coef_).max() + 1e-12
+    assert np.allclose(coef, ref.coef_, rtol=1e-5, atol=1e-6 * scale)
+    assert np.allclose(sigma, ref.sigma_, rtol=1e-4, atol=1e-8 * np.abs(ref.sigma_).max())
+    assert ours.alpha_ == pytest.approx(ref.alpha_, rel=1e-4)
+    assert ours.lambda_ == pytest.approx(ref.lambda_, rel=1e-4)
+
+
+def test_update_between_optimisations_is_the_posterior_at_those_hyperparameters():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(200, 12))
+    y = X @ rng.normal(size=12) + 0.1 * rng.normal(size=200)
+    ridge = EvidenceRidge(regrow=10.0, every=100)
+    ridge.solve(X[:100].T @ X[:100], X[:100].T @ y[:100], float(y[:100] @ y[:100]), 100)
+    alpha, lam = ridge.alpha_, ridge.lambda_
+    coef, sigma = ridge.solve(X.T @ X, X.T @ y, float(y @ y), 200)  # not due: a Cholesky update
+    assert ridge.optimisations == 1 and ridge.updates_since == 1
+    exact_sigma = np.linalg.inv(alpha * X.T @ X + lam * np.eye(12))
+    assert np.allclose(sigma, exact_sigma, rtol=1e-8)
+    assert np.allclose(coef, alpha * exact_sigma @ X.T @ y, rtol=1e-8)
+    # and re-optimising on schedule lands on the full fit's evidence maximum
+    ridge.every = 1
+    coef, _ = ridge.solve(X.T @ X, X.T @ y, float(y @ y), 200)
+    ref = BayesianRidge(fit_intercept=False, tol=1e-12, max_iter=5000).fit(X, y)
+    assert np.allclose(coef, ref.coef_, rtol=1e-3, atol=1e-6)
+
+
+def test_incremental_soap_refit_matches_a_fit_from_scratch(methane):
+    """Structures folded in one at a time give the posterior of one fit on all of them."""
+    frames = fixed_sequence(methane, 40, amplitude=0.02, seed=3)
+    results = []
+    for a in frames:
+        a.calc = EMT()
+        results.append({"energy": a.get_potential_energy(), "forces": a.get_forces()})
+    grown = SOAPBayesianRidge()
+    for n in range(10, 41, 3):
+        grown.fit(frames[:n], results[:n])
+    grown.fit(frames, results)
+    once = SOAPBayesianRidge().fit(frames[:10], results[:10])  # same frozen basis as the grown one
+    once._ridge.regrow = 0.0  # always optimise
+    once.fit(frames, results)
+    probe = fixed_sequence(methane, 3, amplitude=0.03, seed=9)
+    for a in probe:
+        p1, p2 = grown.predict(a), once.predict(a)
+        assert p1.results["energy"] == pytest.approx(p2.results["energy"], abs=2e-3)
+        assert np.allclose(p1.results["forces"], p2.results["forces"], atol=5e-3)
+
+
+def test_a_refit_does_not_touch_every_stored_structure(methane):
+    """Folding one structure into a large set hashes and describes only that one (the old refit
+    hashed every structure and rebuilt a set each time: its cost grew with the data)."""
+    frames = fixed_sequence(methane, 300, amplitude=0.02, seed=4)
+    results = []
+    for a in frames:
+        a.calc = EMT()
+        results.append({"energy": a.get_potential_energy(), "forces": a.get_forces()})
+    model = SOAPBayesianRidge().fit(frames[:299], results[:299])
+    described = []
+    original = model._as_described
+    model._as_described = lambda a: described.append(a) or original(a)
+    model.fit(frames, results)
+    assert len(described) == 1
+
+
+# ------------------------------------------------------------------ cost meter
+def test_cost_meter_medians_keys_and_limit():
+    meter = CostMeter(memory=5)
+    for t in (0.010, 0.011, 5.0, 0.009, 0.010):  # one first call that set a program up
+        meter.add("target", t, "energy+forces")
+    meter.add("surrogate", 0.002, "energy+forces")
+    assert meter.cost("target", "energy+forces") == pytest.approx(0.010)
+    assert meter.cost("target", "energy") == pytest.approx(0.010)  # pooled when a key has none
+    assert math.isnan(meter.cost("refit"))
+    assert meter.ratio("energy+forces") == pytest.approx(0.2)
+    assert meter.surrogate_pays("energy+forces", 0.6) is None  # too few surrogate samples
+    s = meter.summary(0.9)
+    assert s["cost_limit"] == pytest.approx(ideal_speedup(0.010, 0.002, 0.9))
+    assert ideal_speedup(1.0, 0.0, 1.0) == math.inf
+    assert property_key(["forces", "free_energy"]) == "energy+forces"
+    with pytest.raises(ValueError):
+        meter.add("lunch", 1.0)
+    again = CostMeter(memory=5)
+    again.load_state(meter.state())
+    assert again.summary(0.9) == s
+
+
+@settings(max_examples=50, deadline=None)
+@given(c_t=st.floats(1e-4, 10), ratio=st.floats(0, 2), s=st.floats(0, 1))
+def test_ideal_speedup_is_one_without_serving_and_grows_with_the_share(c_t, ratio, s):
+    assert ideal_speedup(c_t, ratio * c_t, 0.0) == pytest.approx(1.0)
+    limit = ideal_speedup(c_t, ratio * c_t, s)
+    assert (limit >= 1.0 - 1e-9) if ratio <= 1 else (limit <= 1.0 + 1e-9)
+
+
+# ------------------------------------------------------------------ economy
+def test_economy_idles_when_serving_cannot_pay_and_probes_ever_more_rarely():
+    eco = Economy(patience=5, max_cost_ratio=0.6, probe_share=0.05)
+    eco.record(True, "target", seconds=0.0020, baseline=0.0010, fitted=True, cost_ratio=0.9)
+    assert eco.idle and "costs 90%" in eco.reason
+    probes = []
+    for step in range(5000):
+        consulted = eco.consult()
+        if consulted:
+            probes.append(step)
+        # a probe costs a prediction and a refit (ten target calls' worth); idle calls cost the target
+        eco.record(consulted, "target", 0.011 if consulted else 0.001, 0.001, True, 0.9)
+    gaps = np.diff(probes)
+    assert len(probes) >= 5 and np.all(gaps[1:] >= gaps[:-1])  # geometric back-off
+    assert eco.summary()["overhead_share"] < 0.06  # tends to the target alone plus the probe share
+    eco.record(True, "surrogate", 0.0001, 0.001, True, 0.1)  # a probe that serves cheaply
+    assert not eco.idle
+
+
+def test_economy_floor_and_spending():
+    eco = Economy(patience=4)
+    for _ in range(4):
+        eco.record(True, "target", 0.002, 0.001, True, math.nan)
+    assert eco.idle and "nothing served" in eco.reason
+    eco.wake()
+    for _ in range(4):  # serves, but each call costs more than the target would
+        eco.record(True, "surrogate", 0.002, 0.001, True, 0.5)
+    assert eco.idle and "cost more than the target alone" in eco.reason
+
+
+# ------------------------------------------------------------------ the calculator
+def _cu13_md(calc, steps, seed=0):
+    atoms = Icosahedron("Cu", 2)
+    atoms.rattle(0.05, seed=seed)
+    MaxwellBoltzmannDistribution(atoms, temperature_K=500, rng=np.random.default_rng(seed))
+    atoms.calc = calc
+    VelocityVerlet(atoms, 2 * units.fs).run(steps)
+    return atoms
+
+
+def test_a_bound_below_the_floor_stops_predicting_and_refitting():
+    """Cu13 MD with forces_max 0.02 eV/A: nothing can be served.  The old calculator predicted on
+    every call and refitted every window: several times the target's own cost."""
+    calc = ProximaCalculator(target=EMT(), error_bound=0.02, error_metric="forces_max", seed=0)
+    _cu13_md(calc, 400)
+    s = calc.stats
+    assert s["economy"] == "idle" and s["idle_calls"] > 300
+    assert s["surrogate_calls"] == 0
+    assert s["fits"] <= 6
+    assert s["cost_target"] > 0 and s["cost_limit"] == pytest.approx(1.0)
+    assert any(r["reason"].startswith("idle:") for r in calc.log if r["reason"])
+    # the same run with the cost rule off consults on every call (what the old version did)
+    off = ProximaCalculator(target=EMT(), error_bound=0.02, error_metric="forces_max", seed=0, cost_aware=False)
+    _cu13_md(off, 400)
+    assert off.stats["fits"] > s["fits"] and off.stats["idle_calls"] == 0
+
+
+def test_loosening_the_bound_wakes_an_idle_run():
+    calc = ProximaCalculator(target=EMT(), error_bound=1e-6, seed=0)
+    frames = fixed_sequence(molecule("CH4"), 200, amplitude=0.004, seed=0)
+    for a in frames[:120]:
+        a.calc = calc
+        a.get_potential_energy()
+    assert calc.economy.idle
+    calc.set(error_bound=0.05)
+    assert not calc.economy.idle
+
+
+def test_cost_estimates_are_in_stats_and_survive_a_reopened_store(tmp_path):
+    calc = ProximaCalculator(target=EMT(), error_bound=0.01, seed=0, store=tmp_path / "run")
+    for a in fixed_sequence(molecule("CH4"), 40, amplitude=0.004, seed=0):
+        a.calc = calc
+        a.get_potential_energy()
+    s = calc.stats
+    for k in ("cost_target", "cost_surrogate", "cost_refit", "cost_store", "cost_limit", "economy", "probes"):
+        assert k in s
+    assert s["cost_per_call"]["energy"]["target"] > 0
+    before = calc.costs.state(), calc.economy.state()
+    calc.close()
+    again = ProximaCalculator(target=EMT(), error_bound=0.01, seed=0, store=tmp_path / "run")
+    assert (again.costs.state(), again.economy.state()) == before
+    again.close()
+
+
+def test_refits_stay_within_their_share_of_the_target_time(methane):
+    """With ``refit_share`` the time spent refitting stays within that share of the target's time
+    (plus the first fit) while the model's error is under the bound; the old schedule refitted
+    every window whatever it cost."""
+    def run(share):
+        calc = ProximaCalculator(target=EMT(), error_bound=0.1, seed=0, cost_aware=False, refit_share=share)
+        for a in fixed_sequence(methane, 300, amplitude=0.003, seed=1):
+            a.calc = calc
+            a.get_potential_energy()
+        return calc
+
+    calc, free = run(0.2), run(None)
+    assert calc.controller.controlled_error < 0.1
+    first = max(calc.costs.state()["seen"][[p for p, _, _ in calc.costs.state()["seen"]].index("refit")][2])
+    assert calc.costs.totals["refit"] <= 0.2 * calc.costs.totals["target"] + first
+    assert free.stats["fits"] > calc.stats["fits"] >= 1
+
+
+# ------------------------------------------------------------------ a bound that buys speed
+def test_audits_are_priced_by_the_margin_to_the_bound():
+    from ase_proxima.audits import AuditPolicy
+
+    policy = AuditPolicy(0.05)
+    assert policy.rate(1.0, math.nan, math.nan, 0, math.nan) == 0.05  # nothing known yet: the full rate
+    assert policy.rate(1.0, math.nan, math.nan, 0, 0.9) == pytest.approx(0.045)
+    assert policy.rate(1.0, 0.01, 0.001, 20, 0.5) == pytest.approx(0.01)  # far below: the floor
+    assert policy.rate(1.0, 0.9, 0.2, 20, 0.1) == 0.05  # audited estimate near the bound wins
+    assert AuditPolicy(0.0).rate(1.0, 0.5, 0.1, 20, 0.5) == 0.0
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_weighted_audit_mean_is_unbiased_when_the_rate_changes(seed):
+    """Errors that grow during a run, audited ever more rarely: weighting each audit by 1/p keeps
+    the estimate of the served mean error unbiased; the plain mean of the audits is not."""
+    from ase_proxima.runstate import AuditTally
+
+    rng = np.random.default_rng(seed)
+    n = 20000
+    errors = np.linspace(0.1, 1.0, n) * rng.exponential(1.0, n)
+    rates = np.linspace(0.2, 0.01, n)
+    drawn = rng.random(n) < rates
+    weighted, plain = AuditTally(), AuditTally()
+    for e, p in zip(errors[drawn], rates[drawn]):
+        weighted.add(float(e), 1.0 / p)
+        plain.add(float(e))
+    truth = errors.mean()
+    assert abs(weighted.estimate - truth) < 4 * weighted.standard_error
+    assert plain.estimate < truth - 4 * plain.standard_error  # the early, small errors dominate it
+    same = AuditTally()
+    for e in errors[:50]:
+        same.add(float(e), 3.0)
+    ref = np.array(errors[:50])
+    assert same.estimate == pytest.approx(ref.mean())
+    assert same.standard_error == pytest.approx(ref.std(ddof=1) / np.sqrt(50))
+
+
+def test_a_plainly_good_surrogate_starts_serving_before_a_full_window():
+    from ase_proxima.control import ThresholdController
+
+    good = ThresholdController(1.0, window=10)
+    for i in range(5):
+        good.observe(0.01 * (i + 1), 0.01 * (i + 1))
+        good.update()
+    assert good.ready  # five comparisons far below the bound are evidence enough
+    close = ThresholdController(1.0, window=10)
+    for i in range(9):
+        close.observe(0.1 * (i + 1), 0.3 + 0.01 * i)
+        close.update()
+    assert not close.ready  # near the bound: wait for the whole window
+
+
+def test_a_large_margin_lets_the_threshold_above_the_uncertainties_seen():
+    from ase_proxima.control import ThresholdController
+
+    c = ThresholdController(1.0, window=4, threshold=0.1, max_step=10.0)
+    for _ in range(40):
+        c.note_uncertainty(0.1)
+        c.observe(0.1, 0.01)  # errors a hundredth of the bound
+        c.update()
+    assert 1.1 * 0.1 < c.threshold <= 4 * 1.1 * 0.1 + 1e-12
+    tight = ThresholdController(1.0, window=4, threshold=0.1, max_step=10.0)
+    for _ in range(40):
+        tight.note_uncertainty(0.1)
+        tight.observe(0.1, 0.9)
+        tight.update()
+    assert tight.threshold <= 1.1 * 0.1 * math.sqrt(1 / 0.9) + 1e-12
