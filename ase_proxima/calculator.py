@@ -126,6 +126,8 @@ class ProximaCalculator(Calculator):
         self._resuming = False  # continuing a saved run: the settings that define its data are fixed
         self._new_to_store = False  # a store with data: the first structure must be of its species
         self._models_saved = -1  # points of the model last written to the store
+        self._previous: bytes | None = None  # identity of the structure of the previous call
+        self._target_last: bytes | None = None  # identity of the structure the target last computed
         self.answer: str | None = None  # who answered the last call: target, surrogate, audit, cached
         if store is not None:
             self.store = store if isinstance(store, RunStore) else RunStore(store)
@@ -198,7 +200,7 @@ class ProximaCalculator(Calculator):
         kept = dict(self.results) if not system_changes else {}
         Calculator.calculate(self, atoms, properties, system_changes)
         try:
-            self._answer(self.atoms, properties)
+            self._answer(self.atoms, properties, system_changes)
         except BaseException:
             # a failed extra property of the same structure (the stress of a cluster) keeps what
             # was computed; otherwise forget the half-done call, so ASE never pairs these atoms
@@ -211,11 +213,12 @@ class ProximaCalculator(Calculator):
         if atoms is not None:  # who answered travels with the structure (.traj, .extxyz keep info)
             atoms.info["proxima_answer"] = self.answer
 
-    def _answer(self, atoms: Atoms, properties: list[str]) -> None:
+    def _answer(self, atoms: Atoms, properties: list[str], system_changes: list[str] = all_changes) -> None:
         watch = Stopwatch()
         key = property_key(properties)
         rec: dict[str, Any] = {"step": self.tally.calls, "error": math.nan}
         ident = identity(atoms)
+        previous, self._previous = getattr(self, "_previous", None), ident
         known = self.cache.lookup(atoms, properties, key=ident)
         if known is not None:  # the target answered this very structure before
             self.results = known
@@ -249,14 +252,19 @@ class ProximaCalculator(Calculator):
             self.tally.surrogate_calls += 1
         else:
             with watch("target"), self.threads.target():
-                exact = self._target(atoms, properties, self._extras(atoms, properties))
+                # the structure before this one was the target's last: it is told what changed
+                changes = system_changes if previous is not None and previous == self._target_last else None
+                exact = self._target(atoms, properties, self._extras(atoms, properties, consult), changes)
+            self._target_last = ident
             self.threads.timed(watch.parts["target"])
             self.costs.add("target", watch.parts["target"], key)
             self.tally.audits += kind == "audit"
             with watch("store" if self.store is not None else "training"):
                 absurd = (None if self.cache.holds(ident) else
-                          self.training.add(atoms, exact, step=rec["step"], kind=kind))
+                          self.training.add(atoms, exact, owned=atoms is self.atoms, step=rec["step"], kind=kind))
             self.cache.remember(atoms, exact, key=ident)
+            if consult and self.parameters["cost_aware"] and not self.surrogate.is_fitted:
+                self._time_descriptors(atoms, properties, watch, key)
             if absurd is not None:
                 reason = (f"{reason}; " if reason else "") + f"absurd target answer kept out of training: {absurd}"
             elif consult and (kind == "audit" or self._comparable(atoms)):
@@ -395,6 +403,23 @@ class ProximaCalculator(Calculator):
         self.costs.add("surrogate", watch.parts["surrogate"] + watch.parts["uncertainty"] - before, key)
         return prediction, u
 
+    def _time_descriptors(self, atoms: Atoms, properties: list[str], watch: Stopwatch, key: str) -> None:
+        """Before the first fit: the surrogate's descriptors of this structure (kept for the fit),
+        timed, as the first estimates of what a prediction costs; a surrogate that could never pay
+        against this target is then never fitted (the economy turns idle)."""
+        if self.costs.samples("surrogate", key) >= 3:
+            return
+        wanted = sorted({"energy" if p == "free_energy" else p for p in properties}
+                        | set(metric_properties(self.parameters["error_metric"])))
+        before = watch.parts["surrogate"]
+        try:
+            with self.threads.surrogate(), watch("surrogate"):
+                described = self.surrogate.describe(atoms, wanted)
+        except Exception:  # a structure the family cannot describe: no estimate, the fit will say
+            return
+        if described:
+            self.costs.add("surrogate", watch.parts["surrogate"] - before, key)
+
     def _refit_due(self, before_use: bool) -> bool:
         """A refit by the schedule, and affordable: training so far plus one more refit within
         ``refit_share`` of the target's time (a model whose error is over the bound is refitted
@@ -409,11 +434,12 @@ class ProximaCalculator(Calculator):
                       or self.costs.totals["refit"] + c_refit <= share * self.costs.totals["target"])
         return affordable or self.controller.controlled_error > self.controller.error_bound
 
-    def _extras(self, atoms: Atoms, properties: list[str]) -> list[str]:
-        """Training extras asked of the target, and the stress after a force call on a bulk cell
-        whose surrogate learns it (a barostat asks for it next)."""
+    def _extras(self, atoms: Atoms, properties: list[str], consult: bool = True) -> list[str]:
+        """Training extras asked of the target, and, while the surrogate is consulted, the stress
+        after a force call on a bulk cell whose surrogate learns it (a barostat asks for it next;
+        an idle run does not pay for it on every call)."""
         extras = list(self.training_extras)
-        if ("forces" in properties and "stress" in self.implemented_properties and atoms.pbc.all()
+        if (consult and "forces" in properties and "stress" in self.implemented_properties and atoms.pbc.all()
                 and "stress" in self.surrogate.properties_for(atoms)):
             extras.append("stress")
         return extras

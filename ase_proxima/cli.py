@@ -51,7 +51,7 @@ def _demo(args: argparse.Namespace) -> int:
     from .workflows.demo_job import DemoJob
 
     params = dict(error_bound=args.error_bound, metric=args.metric, steps=args.steps, temperature=args.temperature,
-                  timestep=args.timestep, seed=args.seed, threads=args.threads)
+                  timestep=args.timestep, seed=args.seed, threads=args.threads, cost_aware=args.cost_aware)
     return _run_job(DemoJob, params, args.out, args.overwrite, False, args.quiet)
 
 
@@ -185,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--metric", choices=("forces_max", "forces_mean"), default="forces_max")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--threads", type=int, default=1, help="threads per process (BLAS, OpenMP, PySCF)")
+    demo.add_argument("--cost-aware", action="store_true",
+                      help="keep the cost rule on: against EMT (as fast as the surrogate) every call then goes to "
+                           "the target; by default the demo lets EMT stand in for a costly target")
     demo.add_argument("--out", default="runs/demo")
     demo.add_argument("--overwrite", action="store_true", help="replace an earlier demo run in --out")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -98,13 +98,14 @@ class Economy:
                 self._gap = max(2.0 * self._gap, excess)
                 self._next_probe = self.baseline + self._gap
             return
+        if not pays:  # known before any fit when the surrogate's descriptors were timed
+            self._sleep(f"a surrogate answer costs {cost_ratio:.0%} of a target call")
+            return
         if not fitted:
             return
         self._recent.append((seconds, baseline))
         self._quiet = 0 if served else self._quiet + 1
-        if not pays:
-            self._sleep(f"a surrogate answer costs {cost_ratio:.0%} of a target call")
-        elif self._quiet >= self.patience:
+        if self._quiet >= self.patience:
             self._sleep(f"nothing served in {self._quiet} calls: the bound is below what the surrogate reaches here")
         elif len(self._recent) == self.patience and sum(c for c, _ in self._recent) > sum(
                 b for _, b in self._recent):

@@ -11,6 +11,12 @@
 
 Every failed attempt is counted (``failures``); the target is reset after each, so no
 half-computed result survives into the next attempt.
+
+What changed since the target's last calculation is ASE's ``check_state``, a comparison of
+every atom's position that costs about as much as a small classical target's whole answer.
+When the caller already knows the changes (the structure before this one was the target's
+last, and nothing else has used the target since), they are handed to the target as its own
+``get_property`` would have found them; otherwise the target compares as usual.
 """
 from __future__ import annotations
 
@@ -80,34 +86,74 @@ class TargetCall:
         self.timeout = timeout
         self.calls = 0
         self.failures = 0
+        self._left: Any = None  # the target's own copy of the structure our last call left it with
+        # a target whose get_property and check_state are ASE's: changes can be handed to it
+        kind = type(target)
+        self._plain = (isinstance(target, Calculator) and kind.get_property is Calculator.get_property
+                       and kind.check_state is Calculator.check_state)
 
-    def __call__(self, atoms: Atoms, properties: Sequence[str], extras: Iterable[str] = ()) -> dict[str, Any]:
-        """The target's results for ``properties`` (and, where it can, ``extras``) on ``atoms``."""
+    def in_step(self) -> bool:
+        """Has the target been left as our last call left it (nothing else used it since)?"""
+        return self._left is not None and self.target.atoms is self._left
+
+    def __call__(self, atoms: Atoms, properties: Sequence[str], extras: Iterable[str] = (),
+                 changes: Sequence[str] | None = None) -> dict[str, Any]:
+        """The target's results for ``properties`` (and, where it can, ``extras``) on ``atoms``;
+        ``changes``: what changed since the structure of the target's last call, when known."""
         extras = [p for p in extras if p not in properties]
+        known = list(changes) if changes is not None and self._plain and self.in_step() else None
+        self._left = None
         attempt = 0
         while True:
             try:
-                results = call_with_timeout(lambda: self._ask(atoms, properties, extras), self.timeout)
+                results = call_with_timeout(lambda: self._ask(atoms, properties, extras, known), self.timeout)
                 bad = non_finite(results)
                 if bad:
                     raise TargetError(f"the target returned non-finite {', '.join(bad)}")
             except Exception:
                 self.failures += 1
+                known = None
                 self.target.reset()
                 if attempt >= self.retries:
                     raise
                 attempt += 1
                 continue
             self.calls += 1
+            self._left = getattr(self.target, "atoms", None)
             return results
 
-    def _ask(self, atoms: Atoms, properties: Sequence[str], extras: Sequence[str]) -> dict[str, Any]:
+    def _ask(self, atoms: Atoms, properties: Sequence[str], extras: Sequence[str],
+             known: list[str] | None) -> dict[str, Any]:
+        pending = known  # the changes the next calculation is told of (none after the first)
+
+        def get(name: str) -> None:
+            nonlocal pending
+            if pending is None:
+                self.target.get_property(name, atoms)
+            else:
+                self._get(name, atoms, pending)
+                pending = []
+
+        if known:  # as ASE's get_property does on a change
+            self.target.atoms, self.target.results = None, {}
         for name in properties:
-            self.target.get_property(name, atoms)
+            get(name)
         for name in extras:
             if name not in self.target.results:
                 try:
-                    self.target.get_property(name, atoms)
+                    get(name)
                 except PropertyNotImplementedError:
                     pass  # a training extra the target could not give this time
         return {k: (np.array(v) if isinstance(v, np.ndarray) else v) for k, v in self.target.results.items()}
+
+    def _get(self, name: str, atoms: Atoms, changes: list[str]) -> None:
+        """ASE's ``Calculator.get_property`` with the changes known instead of compared."""
+        t = self.target
+        if name not in t.implemented_properties:
+            raise PropertyNotImplementedError(f"{name} property not implemented")
+        if name not in t.results:
+            if t.use_cache:
+                t.atoms = atoms.copy()
+            t.calculate(atoms, [name], changes)
+            if name not in t.results:
+                raise PropertyNotImplementedError(f"{name} not present in this calculation")

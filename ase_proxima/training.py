@@ -169,16 +169,17 @@ class TrainingSet:
         return self._range
 
     # ------------------------------------------------------------------- data
-    def add(self, atoms: Atoms, results: Mapping[str, Any], **keys: Any) -> str | None:
+    def add(self, atoms: Atoms, results: Mapping[str, Any], owned: bool = False, **keys: Any) -> str | None:
         """Add one target result (and write it to the store); returns why it was kept out of the
-        data as absurd, or ``None``."""
+        data as absurd, or ``None``.  ``owned``: ``atoms`` is a private copy no one changes later
+        (the calculator's own, which ASE replaces on the next call), kept without copying again."""
         why = self.range.absurd(results, len(atoms))
         if self.store is not None:
             self.store.add_training(atoms, results, absurd=why is not None, **keys)
         if why is not None:
             self.absurd += 1
             return why
-        self._append(atoms.copy(), dict(results))
+        self._append(atoms if owned else atoms.copy(), dict(results))
         self.total += 1
         self.trim()
         return None

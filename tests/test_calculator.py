@@ -246,8 +246,8 @@ def test_unknown_property_raises():
 
 
 def test_bound_on_all_counts_target_answers_as_exact(methane):
-    served = ProximaCalculator(target=EMT(), error_bound=0.003, seed=0)
-    all_ = ProximaCalculator(target=EMT(), error_bound=0.003, bound_on="all", seed=0)
+    served = ProximaCalculator(cost_aware=False, target=EMT(), error_bound=0.003, seed=0, refit_share=None)
+    all_ = ProximaCalculator(cost_aware=False, target=EMT(), error_bound=0.003, bound_on="all", seed=0, refit_share=None)
     metropolis_walk(methane, served, 300, seed=5)
     metropolis_walk(methane, all_, 300, seed=5)
     # the lenient definition lets the surrogate answer at least as often
@@ -387,7 +387,8 @@ def test_never_serves_before_trained_and_started(min_training, seed, audit):
 
 
 def test_fixed_threshold_strategy_keeps_t(methane):
-    calc = ProximaCalculator(target=EMT(), error_bound=0.005, threshold=0.002, adaptive=False, retrain=5, seed=0)
+    calc = ProximaCalculator(cost_aware=False, target=EMT(), error_bound=0.005, threshold=0.002, adaptive=False, retrain=5,
+                             seed=0)
     metropolis_walk(methane, calc, 120, seed=0)
     t = calc.log.column("threshold")
     assert np.all(t == 0.002)

@@ -153,12 +153,20 @@ def test_step_is_clipped():
 
 
 def test_anti_windup_caps_threshold_near_seen_uncertainty():
+    """Zero error pushes T up for ever; the cap holds it near the largest recent uncertainty,
+    widened by the margin to the bound at most ``max_headroom`` times."""
     ctrl = ThresholdController(error_bound=1.0, window=2, threshold=0.1, max_step=100.0, alpha=1.0)
     for _ in range(20):
         ctrl.note_uncertainty(0.5)
         ctrl.observe(0.5, 0.0)
         ctrl.update()
-    assert ctrl.threshold <= ctrl.headroom * 0.5 + 1e-12
+    assert ctrl.threshold <= ctrl.max_headroom * ctrl.headroom * 0.5 + 1e-12
+    plain = ThresholdController(error_bound=1.0, window=2, threshold=0.1, max_step=100.0, alpha=1.0, max_headroom=1.0)
+    for _ in range(20):
+        plain.note_uncertainty(0.5)
+        plain.observe(0.5, 0.0)
+        plain.update()
+    assert plain.threshold <= plain.headroom * 0.5 + 1e-12
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,15 @@ from ase_proxima.surrogates.evidence import EvidenceRidge
 from conftest import fixed_sequence
 
 
+def _labelled(frames):
+    """EMT's energies and forces of each structure, as a surrogate's training results."""
+    out = []
+    for a in frames:
+        a.calc = EMT()
+        out.append({"energy": a.get_potential_energy(), "forces": a.get_forces()})
+    return out
+
+
 # ------------------------------------------------------------------ Bayesian ridge
 @settings(max_examples=25, deadline=None)
 @given(n=st.integers(8, 120), p=st.integers(1, 30), noise=st.floats(1e-4, 1.0), seed=st.integers(0, 10_000))
@@ -41,6 +50,22 @@ def test_evidence_maximum_equals_a_full_bayesian_ridge_fit(n, p, noise, seed):
     assert np.allclose(sigma, ref.sigma_, rtol=1e-4, atol=1e-8 * np.abs(ref.sigma_).max())
     assert ours.alpha_ == pytest.approx(ref.alpha_, rel=1e-4)
     assert ours.lambda_ == pytest.approx(ref.lambda_, rel=1e-4)
+
+
+def test_a_noise_free_collinear_design_stays_finite():
+    """Data a linear model fits exactly, with duplicated columns (zero eigenvalues): the residual
+    computed from the statistics cancels to rounding, which once drove the evidence updates to
+    overflow (seen on the forces of a Pt13 Vibrations run)."""
+    for seed in (0, 3, 9, 37):
+        rng = np.random.default_rng(seed)
+        n, p = int(rng.integers(20, 400)), int(rng.integers(5, 60))
+        X = rng.normal(size=(n, p)) * 10.0 ** rng.uniform(-8, 3, size=p)  # columns of wildly different scale
+        if seed % 2:
+            X = np.hstack([X, X[:, :3] * (1 + 1e-9)])  # nearly collinear columns
+        y = X @ rng.normal(size=X.shape[1]) * 10.0 ** rng.uniform(-3, 3)
+        coef, sigma = EvidenceRidge().optimise(X.T @ X, X.T @ y, float(y @ y), n)
+        assert np.all(np.isfinite(coef)) and np.all(np.isfinite(sigma)), seed
+        assert np.abs(X @ coef - y).max() < 1e-3 * np.abs(y).max(), seed
 
 
 def test_update_between_optimisations_is_the_posterior_at_those_hyperparameters():
@@ -65,10 +90,7 @@ def test_update_between_optimisations_is_the_posterior_at_those_hyperparameters(
 def test_incremental_soap_refit_matches_a_fit_from_scratch(methane):
     """Structures folded in one at a time give the posterior of one fit on all of them."""
     frames = fixed_sequence(methane, 40, amplitude=0.02, seed=3)
-    results = []
-    for a in frames:
-        a.calc = EMT()
-        results.append({"energy": a.get_potential_energy(), "forces": a.get_forces()})
+    results = _labelled(frames)
     grown = SOAPBayesianRidge()
     for n in range(10, 41, 3):
         grown.fit(frames[:n], results[:n])
@@ -87,10 +109,7 @@ def test_a_refit_does_not_touch_every_stored_structure(methane):
     """Folding one structure into a large set hashes and describes only that one (the old refit
     hashed every structure and rebuilt a set each time: its cost grew with the data)."""
     frames = fixed_sequence(methane, 300, amplitude=0.02, seed=4)
-    results = []
-    for a in frames:
-        a.calc = EMT()
-        results.append({"energy": a.get_potential_energy(), "forces": a.get_forces()})
+    results = _labelled(frames)
     model = SOAPBayesianRidge().fit(frames[:299], results[:299])
     described = []
     original = model._as_described
@@ -300,3 +319,94 @@ def test_a_large_margin_lets_the_threshold_above_the_uncertainties_seen():
         tight.observe(0.1, 0.9)
         tight.update()
     assert tight.threshold <= 1.1 * 0.1 * math.sqrt(1 / 0.9) + 1e-12
+
+
+def test_a_surrogate_that_cannot_pay_is_never_fitted():
+    """BFGS of a rattled Cu38 against EMT: the SOAP force descriptors alone cost more than an EMT
+    call.  They are timed on the first target calls (and kept for a fit), the run turns idle
+    before any fit, and the optimiser makes exactly the target calls it makes alone."""
+    from ase.cluster import Octahedron
+    from ase.optimize import BFGS
+
+    start = Octahedron("Cu", 4, cutoff=1)
+    start.rattle(0.1, seed=0)
+    alone = start.copy()
+    alone.calc = EMT()
+    opt = BFGS(alone, logfile=None)
+    opt.run(fmax=0.05, steps=300)
+    atoms = start.copy()
+    atoms.calc = ProximaCalculator(target=EMT(), error_bound=0.02, error_metric="forces_max", seed=0)
+    BFGS(atoms, logfile=None).run(fmax=0.05, steps=300)
+    s = atoms.calc.stats
+    assert s["fits"] == 0 and s["economy"] == "idle" and "costs" in s["idle_reason"]
+    assert s["target_calls"] == opt.nsteps + 1
+
+
+def test_descriptors_timed_before_the_fit_are_the_fit_s(methane):
+    """What describe computes is what the fit uses: no structure is described twice."""
+    frames = fixed_sequence(methane, 12, amplitude=0.02, seed=5)
+    results = _labelled(frames)
+    model = SOAPBayesianRidge()
+    for a in frames[:3]:
+        assert model.describe(a, ["energy", "forces"])
+    computed = []
+    original = model._features
+    model._features = lambda a, d: computed.append(1) or original(a, d)
+    model.fit(frames, results)
+    assert len(computed) == len(frames) - 3
+
+
+def test_the_target_is_told_what_changed_and_answers_as_alone(monkeypatch):
+    """An idle run hands the target the changes ASE already found for the calculator, instead of
+    a second comparison of every atom; the answers are the target's own at every step, and a
+    target someone else used in between compares again."""
+    import ase.calculators.calculator as ase_calc
+
+    compared = []
+    original = ase_calc.compare_atoms
+    monkeypatch.setattr(ase_calc, "compare_atoms", lambda *a, **k: compared.append(1) or original(*a, **k))
+    calc = ProximaCalculator(target=EMT(), error_bound=0.02, error_metric="forces_max", seed=0)
+    atoms = _cu13_md(calc, 60)
+    assert calc.economy.idle
+    reference = EMT()
+    for step in range(40):
+        atoms.positions += np.random.default_rng(step).normal(0, 0.01, atoms.positions.shape)
+        if step == 20:  # someone asks the target directly: it must not be told stale changes
+            other = atoms.copy()
+            other.positions[0] += 0.3
+            calc.target.get_forces(other)
+        before = len(compared)
+        forces = atoms.get_forces()
+        # the calculator's own comparison only (and the target's own, once it was used elsewhere)
+        assert len(compared) - before == (2 if step == 20 else 1)
+        np.testing.assert_allclose(forces, reference.get_forces(atoms), atol=1e-12)
+    np.testing.assert_allclose(atoms.get_forces(), reference.get_forces(atoms), atol=1e-12)
+
+
+def test_thread_plan_keeps_one_thread_only_for_a_clear_gain(monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    from ase_proxima.threads import USER_THREAD_VARIABLES, ThreadPlan
+
+    for var in USER_THREAD_VARIABLES:
+        monkeypatch.delenv(var, raising=False)
+
+    def decide(default_s, one_s):
+        plan = ThreadPlan()
+        with plan.target():  # the first call sets programs up: not a trial
+            pass
+        plan.timed(1.0)
+        while plan.summary()["target_threads"] == "deciding":
+            with plan.target():
+                pending = plan._pending
+            plan.timed(one_s if pending == "one" else default_s)
+        return plan
+
+    clear = decide(0.010, 0.004)  # a small SCF: one thread 2.5x faster
+    assert clear.summary()["target_threads"] == 1
+    with clear.target():
+        assert all(p["num_threads"] == 1 for p in threadpool_info())
+    assert decide(0.010, 0.0095).summary()["target_threads"] == "default"  # noise: left alone
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert ThreadPlan().summary()["target_threads"] == "default"  # the user chose
+    assert ThreadPlan(None).summary()["target_threads"] == "untouched"

@@ -201,7 +201,7 @@ def test_non_finite_surrogate_prediction_is_never_served():
 
 
 def test_changed_periodicity_goes_to_the_target_with_its_reason():
-    calc = ProximaCalculator(target=EMT(), error_bound=0.05, threshold=1e9, seed=0)
+    calc = ProximaCalculator(cost_aware=False, target=EMT(), error_bound=0.05, threshold=1e9, seed=0)
     for f in _frames(25):
         calc.get_potential_energy(f)
     boxed = _frames(1, seed=9)[0]

@@ -39,7 +39,7 @@ def test_bad_parameters_and_specs_are_refused():
 
 
 def test_lammps_lj_drives_proxima():
-    calc = ProximaCalculator(target=LammpsLJ("Ar", EPS, SIG, 8.5), error_bound=0.002, error_metric="forces_mean",
+    calc = ProximaCalculator(cost_aware=False, target=LammpsLJ("Ar", EPS, SIG, 8.5), error_bound=0.002, error_metric="forces_mean",
                              seed=0)
     rng = np.random.default_rng(0)
     base = argon()

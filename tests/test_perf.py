@@ -156,7 +156,7 @@ def test_annotation_of_a_live_run_and_of_lj_nn():
     from lj_nn import LennardJonesNN
 
     atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(2)
-    calc = ProximaCalculator(target=EMT(), error_bound=0.5, seed=0)
+    calc = ProximaCalculator(cost_aware=False, target=EMT(), error_bound=0.5, seed=0)
     atoms.calc = calc
     with pytest.raises(ValueError):
         annotate_calculator(calc)

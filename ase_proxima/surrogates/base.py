@@ -104,6 +104,12 @@ class Surrogate(BaseEstimator, ABC):
         """``None`` if ``atoms`` is inside what the model can describe, else the reason it is not."""
         return None
 
+    def describe(self, atoms: Atoms, properties: Sequence[str] | None = None) -> bool:
+        """Compute, before any fit, what a prediction of ``properties`` on ``atoms`` computes first
+        (its descriptors), keeping it where the family caches them for the fit: a caller can then
+        time a prediction's main cost before paying for a fit.  ``False``: this family cannot."""
+        return False
+
     def properties_for(self, atoms: Atoms) -> tuple[str, ...]:
         """Properties the model can return for this structure (default: all it implements)."""
         return self.implemented_properties

@@ -76,18 +76,25 @@ class EvidenceRidge:
         # first guess (or the last maximum): the fixed point does not depend on it
         alpha = 1.0 / (yty / max(n, 1) + _EPS) if self.alpha_ is None else self.alpha_
         lam = 1.0 if self.lambda_ is None else self.lambda_
+        # the residual from the statistics, |y|^2 - 2 w.X^T y + w.X^T X w, cancels: below this
+        # share of |y|^2 it is rounding, not a fit better than the data allow
+        rmse_floor = 1e-12 * max(yty, _EPS)
+        jitter = 1e-12 * max(float(ev.max()) if ev.size else 0.0, _EPS)  # keeps lambda/alpha > 0
         coef_old = None
         for _ in range(self.max_iter):
-            zc = z / (ev + lam / alpha)  # weights in the eigenbasis
-            rmse = max(yty - 2.0 * zc @ z + (zc * ev) @ zc, 0.0)
+            zc = z / (ev + max(lam / alpha, jitter))  # weights in the eigenbasis
+            rmse = max(yty - 2.0 * zc @ z + (zc * ev) @ zc, rmse_floor)
             gamma = float(np.sum(alpha * ev / (lam + alpha * ev)))
-            lam = (gamma + 2 * self.lambda_1) / (float(zc @ zc) + 2 * self.lambda_2)
-            alpha = (n - gamma + 2 * self.alpha_1) / (rmse + 2 * self.alpha_2)
+            new_lam = (gamma + 2 * self.lambda_1) / (float(zc @ zc) + 2 * self.lambda_2)
+            new_alpha = (n - gamma + 2 * self.alpha_1) / (rmse + 2 * self.alpha_2)
+            if not (math.isfinite(new_lam) and math.isfinite(new_alpha) and new_lam > 0 and new_alpha > 0):
+                break  # the last finite pair is the answer
+            lam, alpha = new_lam, new_alpha
             if coef_old is not None and np.sum(np.abs(V @ (coef_old - zc))) < self.tol:
                 break
             coef_old = zc
         self.alpha_, self.lambda_ = float(alpha), float(lam)
-        zc = z / (ev + lam / alpha)
+        zc = z / (ev + max(lam / alpha, jitter))
         self.coef_ = V @ zc
         self.sigma_ = (V / (alpha * ev + lam)) @ V.T
         self.optimised_rows, self.updates_since = n, 0

@@ -210,6 +210,13 @@ class SNAPEnsemble(Surrogate):
             return None
         return self._descriptor.accepts(atoms)
 
+    def describe(self, atoms: Atoms, properties: Sequence[str] | None = None) -> bool:
+        """The bispectrum rows of ``atoms`` (one LAMMPS pass), kept for the fit that follows."""
+        if self._descriptor is not None and self._descriptor.accepts(atoms) is not None:
+            return False
+        self._rows(self._desc([atoms]), atoms)
+        return True
+
     def _equations(self, atoms: Atoms, rows: DesignMatrix, res: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         n = len(atoms)
         w_e = float(self.energy_weight)

@@ -164,6 +164,22 @@ class SOAPBayesianRidge(Surrogate):
     def properties_for(self, atoms: Atoms) -> tuple[str, ...]:
         return ("energy",) if self._as_described(atoms).pbc.any() else ("energy", "forces")
 
+    def describe(self, atoms: Atoms, properties: Sequence[str] | None = None) -> bool:
+        """The SOAP features (and, for forces, their derivatives) of ``atoms``, kept for the fit."""
+        atoms = self._as_described(atoms)
+        species = tuple(sorted(set(atoms.get_chemical_symbols())))
+        periodic = bool(atoms.pbc.any())
+        if self._soap is None:
+            self.species_, self.periodic_ = species, periodic
+            self._soap = self._make_soap(species, periodic)
+        elif not set(species) <= set(self.species_) or periodic != self.periodic_:
+            return False
+        want_d = self.fit_forces and not periodic and (properties is None or "forces" in properties)
+        key = structure_key(atoms)
+        if key not in self._cache or (want_d and self._cache[key][1] is None):
+            self._cache[key] = self._features(atoms, want_d)
+        return True
+
     def _fit(self, images: Sequence[Atoms], results: Sequence[Mapping[str, Any]]) -> None:
         """Fit on all structures; cost independent of the training-set size when data were appended.
 
