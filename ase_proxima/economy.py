@@ -11,7 +11,8 @@ economy is *consulting*.  It turns *idle*, sending calls straight to the target,
 these shows that serving does not pay:
 
 * ``cost``: a surrogate answer costs at least ``max_cost_ratio`` of a target call of the
-  same property set (a cheap target: EMT, a classical potential);
+  same property set (a cheap target: EMT, a classical potential); known before any fit when the
+  calculator timed the surrogate's descriptors on the first target calls;
 * ``floor``: nothing served for ``patience`` consulted calls since the first fit (the bound is
   below what the surrogate reaches here);
 * ``spending``: the last ``patience`` consulted calls cost more than their baseline.
