@@ -44,7 +44,7 @@ def test_6_force_metrics_skip_fixed_atoms():
 
     atoms = Icosahedron("Cu", noshells=2, latticeconstant=3.61)
     atoms.set_constraint(FixAtoms(indices=range(1, 13)))  # only the centre moves
-    calc = ProximaCalculator(target=EMT(), error_bound=0.3, error_metric="forces_mean", min_training=6,
+    calc = ProximaCalculator(cost_aware=False, target=EMT(), error_bound=0.3, error_metric="forces_mean", min_training=6,
                              retrain="never", window=2, audit_fraction=1.0, seed=0)
     trials = []
     for a in fixed_sequence(atoms, 30, amplitude=0.05, seed=4):

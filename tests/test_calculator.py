@@ -133,7 +133,7 @@ def test_optimiser_converges_to_target_minimum(cu13):
 def test_lennard_jones_target():
     atoms = Icosahedron("Ar", noshells=2, latticeconstant=5.26)
     target = LennardJones(sigma=3.4, epsilon=0.0104, rc=8.0)
-    calc = ProximaCalculator(target=target, error_bound=0.002, seed=0)
+    calc = ProximaCalculator(cost_aware=False, target=target, error_bound=0.002, seed=0)
     walk = metropolis_walk(atoms, calc, 300, temperature=40.0, step_size=0.03, seed=0)
     assert calc.stats["surrogate_calls"] > 0
     ref = LennardJones(sigma=3.4, epsilon=0.0104, rc=8.0)

@@ -84,7 +84,7 @@ def test_store_with_training_data_only_warm_starts(frames, tmp_path):
             b.calc = ref
             store.add_training(b, {"energy": b.get_potential_energy(), "forces": b.get_forces()}, step=-1,
                                kind="seed")
-    calc = ProximaCalculator(target=EMT(), error_bound=0.003, store=tmp_path / "shared", seed=0)
+    calc = ProximaCalculator(cost_aware=False, target=EMT(), error_bound=0.003, store=tmp_path / "shared", seed=0)
     assert calc.stats["training_size"] == 30 and calc.stats["calls"] == 0
     calc.get_potential_energy(frames[31])
     assert calc.surrogate.is_fitted
