@@ -297,9 +297,8 @@ class ProximaCalculator(Calculator):
         seconds = self._record(rec, watch)
         if self.parameters["cost_aware"]:
             baseline = watch.parts["target"] if kind in ("target", "audit") else self.costs.cost("target", key)
-            enough = consult and min(self.costs.samples("surrogate", key), self.costs.samples("target", key)) >= 3
             self.economy.record(consult, kind, seconds, baseline, self.surrogate.is_fitted,
-                                self.costs.ratio(key) if enough else math.nan)
+                                self.costs.known_ratio(key) if consult else math.nan)
         self.notices.after_call(rec["step"], kind, properties, self.parameters["error_metric"],
                                 self.tally.last_served, self.log, self.controller, UNITS[self.parameters["error_metric"]])
 

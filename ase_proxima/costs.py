@@ -13,7 +13,7 @@ keeps running estimates, in seconds, of
 each the median of the newest ``memory`` measurements (one slow call, a first call that
 sets a program up, does not move it).  From them it gives the ideal speed-up a run serving
 a share ``s`` of its calls can reach, ``c_T / ((1 - s) c_T + s c_S)``, and whether serving
-can pay at all (:meth:`CostMeter.surrogate_pays`).
+can pay at all (:meth:`CostMeter.known_ratio`).
 """
 from __future__ import annotations
 
@@ -87,12 +87,11 @@ class CostMeter:
         """``c_S / c_T`` for the property set ``key`` (nan until both were measured)."""
         return self.cost("surrogate", key) / self.cost("target", key)
 
-    def surrogate_pays(self, key: str, max_ratio: float, min_samples: int = 3) -> bool | None:
-        """Does a surrogate answer cost less than ``max_ratio`` target calls for ``key``?  ``None``
-        while either cost has fewer than ``min_samples`` measurements."""
+    def known_ratio(self, key: str, min_samples: int = 3) -> float:
+        """``c_S / c_T`` for ``key`` once both have ``min_samples`` measurements, else nan."""
         if self.samples("surrogate", key) < min_samples or self.samples("target", key) < min_samples:
-            return None
-        return self.ratio(key) < max_ratio
+            return math.nan
+        return self.ratio(key)
 
     def keys(self) -> list[str]:
         return sorted({k for (_, k) in self._seen if k})

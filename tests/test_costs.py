@@ -128,7 +128,7 @@ def test_cost_meter_medians_keys_and_limit():
     assert meter.cost("target", "energy") == pytest.approx(0.010)  # pooled when a key has none
     assert math.isnan(meter.cost("refit"))
     assert meter.ratio("energy+forces") == pytest.approx(0.2)
-    assert meter.surrogate_pays("energy+forces", 0.6) is None  # too few surrogate samples
+    assert math.isnan(meter.known_ratio("energy+forces"))  # too few surrogate samples
     s = meter.summary(0.9)
     assert s["cost_limit"] == pytest.approx(ideal_speedup(0.010, 0.002, 0.9))
     assert ideal_speedup(1.0, 0.0, 1.0) == math.inf
