@@ -191,6 +191,15 @@ class ProximaCalculator(Calculator):
         return tuple(p for p in wanted if p in self.implemented_properties)
 
     # ------------------------------------------------------------- ASE entry
+    def get_property(self, name: str, atoms: Atoms | None = None, allow_calculation: bool = True) -> Any:
+        # ASE's get_property copies the structure into self.atoms just before it calls calculate:
+        # calculate then keeps that copy instead of making a second one
+        self._copied_by_ase = self.use_cache
+        try:
+            return super().get_property(name, atoms, allow_calculation)
+        finally:
+            self._copied_by_ase = False
+
     def calculate(self, atoms: Atoms | None = None, properties: list[str] | tuple[str, ...] = ("energy",),
                   system_changes: list[str] = all_changes) -> None:
         properties = list(properties) if properties else ["energy"]
@@ -198,7 +207,9 @@ class ProximaCalculator(Calculator):
         if bad:
             raise PropertyNotImplementedError(f"{bad} not implemented by the target {self.target.name}")
         kept = dict(self.results) if not system_changes else {}
-        Calculator.calculate(self, atoms, properties, system_changes)
+        if atoms is not None and not (getattr(self, "_copied_by_ase", False) and self.atoms is not None):
+            self.atoms = atoms.copy()
+        self._copied_by_ase = False
         try:
             self._answer(self.atoms, properties, system_changes)
         except BaseException:
@@ -254,7 +265,8 @@ class ProximaCalculator(Calculator):
             with watch("target"), self.threads.target():
                 # the structure before this one was the target's last: it is told what changed
                 changes = system_changes if previous is not None and previous == self._target_last else None
-                exact = self._target(atoms, properties, self._extras(atoms, properties, consult), changes)
+                exact = self._target(atoms, properties, self._extras(atoms, properties, consult), changes,
+                                     snapshot=atoms is self.atoms)
             self._target_last = ident
             self.threads.timed(watch.parts["target"])
             self.costs.add("target", watch.parts["target"], key)

@@ -20,6 +20,7 @@ last, and nothing else has used the target since), they are handed to the target
 """
 from __future__ import annotations
 
+import math
 import signal
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -67,11 +68,17 @@ def non_finite(results: Mapping[str, Any], names: Sequence[str] | None = None) -
     for k in names if names is not None else list(results):
         if k not in results:
             continue
-        try:
-            values = np.asarray(results[k], float)
-        except (TypeError, ValueError):
-            continue  # not numeric
-        if not np.all(np.isfinite(values)):
+        v = results[k]
+        if isinstance(v, float):  # the common cases first: this runs on every target call
+            finite = math.isfinite(v)
+        elif isinstance(v, np.ndarray) and v.dtype.kind == "f":
+            finite = bool(np.isfinite(v).all())
+        else:
+            try:
+                finite = bool(np.isfinite(np.asarray(v, float)).all())
+            except (TypeError, ValueError):
+                continue  # not numeric
+        if not finite:
             bad.append(k)
     return bad
 
@@ -97,16 +104,17 @@ class TargetCall:
         return self._left is not None and self.target.atoms is self._left
 
     def __call__(self, atoms: Atoms, properties: Sequence[str], extras: Iterable[str] = (),
-                 changes: Sequence[str] | None = None) -> dict[str, Any]:
+                 changes: Sequence[str] | None = None, snapshot: bool = False) -> dict[str, Any]:
         """The target's results for ``properties`` (and, where it can, ``extras``) on ``atoms``;
-        ``changes``: what changed since the structure of the target's last call, when known."""
+        ``changes``: what changed since the structure of the target's last call, when known;
+        ``snapshot``: ``atoms`` is a private copy no one changes (the target need not copy it)."""
         extras = [p for p in extras if p not in properties]
         known = list(changes) if changes is not None and self._plain and self.in_step() else None
         self._left = None
         attempt = 0
         while True:
             try:
-                results = call_with_timeout(lambda: self._ask(atoms, properties, extras, known), self.timeout)
+                results = call_with_timeout(lambda: self._ask(atoms, properties, extras, known, snapshot), self.timeout)
                 bad = non_finite(results)
                 if bad:
                     raise TargetError(f"the target returned non-finite {', '.join(bad)}")
@@ -123,7 +131,7 @@ class TargetCall:
             return results
 
     def _ask(self, atoms: Atoms, properties: Sequence[str], extras: Sequence[str],
-             known: list[str] | None) -> dict[str, Any]:
+             known: list[str] | None, snapshot: bool = False) -> dict[str, Any]:
         pending = known  # the changes the next calculation is told of (none after the first)
 
         def get(name: str) -> None:
@@ -131,7 +139,7 @@ class TargetCall:
             if pending is None:
                 self.target.get_property(name, atoms)
             else:
-                self._get(name, atoms, pending)
+                self._get(name, atoms, pending, snapshot)
                 pending = []
 
         if known:  # as ASE's get_property does on a change
@@ -146,14 +154,15 @@ class TargetCall:
                     pass  # a training extra the target could not give this time
         return {k: (np.array(v) if isinstance(v, np.ndarray) else v) for k, v in self.target.results.items()}
 
-    def _get(self, name: str, atoms: Atoms, changes: list[str]) -> None:
-        """ASE's ``Calculator.get_property`` with the changes known instead of compared."""
+    def _get(self, name: str, atoms: Atoms, changes: list[str], snapshot: bool = False) -> None:
+        """ASE's ``Calculator.get_property`` with the changes known instead of compared (and a
+        private ``snapshot`` handed over as it is: ASE's calculate makes the target's own copy)."""
         t = self.target
         if name not in t.implemented_properties:
             raise PropertyNotImplementedError(f"{name} property not implemented")
         if name not in t.results:
             if t.use_cache:
-                t.atoms = atoms.copy()
+                t.atoms = atoms if snapshot else atoms.copy()
             t.calculate(atoms, [name], changes)
             if name not in t.results:
                 raise PropertyNotImplementedError(f"{name} not present in this calculation")

@@ -79,28 +79,29 @@ class PlausibleRange:
 
     def implausible(self, results: Mapping[str, Any], natoms: int) -> str | None:
         """Why a surrogate answer lies too far outside the trained range, or ``None``."""
-        return self._check(results, natoms, self._margin(), 3.0 * self.f_hi + 1.0, "trained")
-
-    def absurd(self, results: Mapping[str, Any], natoms: int) -> str | None:
-        """Why a target answer lies so far outside every earlier one that it cannot be physics."""
-        if self.count < 5:
+        if not natoms:
             return None
-        return self._check(results, natoms, max(10.0 * self._margin(), 10.0), 10.0 * (3.0 * self.f_hi + 1.0),
+        e, fmax = _summary(results, natoms)
+        return self._check(e, fmax, self._margin(), 3.0 * self.f_hi + 1.0, "trained")
+
+    def absurd(self, results: Mapping[str, Any], natoms: int,
+               summary: tuple[float, float] | None = None) -> str | None:
+        """Why a target answer lies so far outside every earlier one that it cannot be physics
+        (``summary``: its per-atom energy and largest force, when the caller has them)."""
+        if self.count < 5 or not natoms:
+            return None
+        e, fmax = summary if summary is not None else _summary(results, natoms)
+        return self._check(e, fmax, max(10.0 * self._margin(), 10.0), 10.0 * (3.0 * self.f_hi + 1.0),
                            "earlier target")
 
-    def _check(self, results: Mapping[str, Any], natoms: int, margin: float, force_limit: float,
-               what: str) -> str | None:
-        if self.count == 0 or not natoms:
+    def _check(self, e: float, fmax: float, margin: float, force_limit: float, what: str) -> str | None:
+        """``e`` per-atom energy and ``fmax`` largest force (nan: not in the answer)."""
+        if self.count == 0:
             return None
-        if "energy" in results and math.isfinite(self.e_lo):
-            e = float(results["energy"]) / natoms
-            if not self.e_lo - margin <= e <= self.e_hi + margin:
-                return (f"energy {e:.4g} eV/atom outside the {what} {self.e_lo:.4g} .. {self.e_hi:.4g} "
-                        f"(+- {margin:.3g})")
-        if "forces" in results and self.f_hi > 0:
-            fmax = largest_force(results["forces"])
-            if fmax > force_limit:
-                return f"force {fmax:.3g} eV/A above {force_limit:.3g} (from the {what} forces)"
+        if math.isfinite(e) and math.isfinite(self.e_lo) and not self.e_lo - margin <= e <= self.e_hi + margin:
+            return f"energy {e:.4g} eV/atom outside the {what} {self.e_lo:.4g} .. {self.e_hi:.4g} (+- {margin:.3g})"
+        if math.isfinite(fmax) and self.f_hi > 0 and fmax > force_limit:
+            return f"force {fmax:.3g} eV/A above {force_limit:.3g} (from the {what} forces)"
         return None
 
 
@@ -173,21 +174,22 @@ class TrainingSet:
         """Add one target result (and write it to the store); returns why it was kept out of the
         data as absurd, or ``None``.  ``owned``: ``atoms`` is a private copy no one changes later
         (the calculator's own, which ASE replaces on the next call), kept without copying again."""
-        why = self.range.absurd(results, len(atoms))
+        summary = _summary(results, len(atoms))
+        why = self.range.absurd(results, len(atoms), summary)
         if self.store is not None:
             self.store.add_training(atoms, results, absurd=why is not None, **keys)
         if why is not None:
             self.absurd += 1
             return why
-        self._append(atoms if owned else atoms.copy(), dict(results))
+        self._append(atoms if owned else atoms.copy(), dict(results), summary)
         self.total += 1
         self.trim()
         return None
 
-    def _append(self, atoms: Atoms, results: dict[str, Any]) -> None:
+    def _append(self, atoms: Atoms, results: dict[str, Any], summary: tuple[float, float] | None = None) -> None:
         self._atoms.append(atoms)
         self._results.append(results)
-        e, f = _summary(results, len(atoms))
+        e, f = summary if summary is not None else _summary(results, len(atoms))
         self._energies.append(e)
         self._forces.append(f)
         self._changes += 1

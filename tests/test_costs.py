@@ -383,6 +383,35 @@ def test_the_target_is_told_what_changed_and_answers_as_alone(monkeypatch):
     np.testing.assert_allclose(atoms.get_forces(), reference.get_forces(atoms), atol=1e-12)
 
 
+def test_a_call_copies_the_structure_once_per_calculator(monkeypatch):
+    """ASE's get_property copies the structure for the calculator and the target's calculate
+    copies it for itself: an idle call makes no copy beyond those two, and the copies stay
+    private (moving the user's atoms afterwards changes neither the calculator's nor the
+    target's, so both see the next step as a change)."""
+    from ase import Atoms
+
+    calc = ProximaCalculator(target=EMT(), error_bound=0.02, error_metric="forces_max", seed=0)
+    atoms = _cu13_md(calc, 60)
+    assert calc.economy.idle
+    copies = []
+    original = Atoms.copy
+    monkeypatch.setattr(Atoms, "copy", lambda self: copies.append(1) or original(self))
+    reference = EMT()
+    for step in range(10):
+        atoms.positions += np.random.default_rng(step).normal(0, 0.01, atoms.positions.shape)
+        before = len(copies)
+        forces = atoms.get_forces()
+        assert len(copies) - before == 2
+        assert calc.atoms is not atoms and calc.target.atoms is not atoms and calc.target.atoms is not calc.atoms
+        np.testing.assert_allclose(forces, reference.get_forces(atoms), atol=1e-12)
+    # calculate called directly (not through get_property) still keeps its own copy
+    atoms.positions[0] += 0.05
+    calc.calculate(atoms, ["energy", "forces"], ["positions"])
+    atoms.positions[0] += 0.05
+    assert calc.check_state(atoms) == ["positions"]
+    np.testing.assert_allclose(atoms.get_forces(), reference.get_forces(atoms), atol=1e-12)
+
+
 def test_thread_plan_keeps_one_thread_only_for_a_clear_gain(monkeypatch):
     from threadpoolctl import threadpool_info
 

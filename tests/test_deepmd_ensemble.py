@@ -7,6 +7,10 @@ run rather than skip: a broken build must fail here.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
+
 import numpy as np
 import pytest
 from ase.build import bulk
@@ -17,6 +21,7 @@ from ase import units
 
 from ase_proxima import FitError, ProximaCalculator
 from ase_proxima.surrogates.deepmd import DeePMDEnsemble, deepmd_available
+from ase_proxima.surrogates.deepmd_worker import training_worker
 
 
 def _frames(n: int, seed: int) -> list:
@@ -88,6 +93,25 @@ def test_refit_warm_starts_from_the_restored_checkpoints(trained):
     copy.fit([x for x, _ in more], [r for _, r in more])
     assert copy.fits_ == model.fits_ + 1
     assert not np.allclose(copy.predict(a).results["forces"], before)
+
+
+def test_a_killed_training_worker_is_reported_then_replaced(trained):
+    """The training worker outlives a fit; SIGKILLed in the middle of a refit, the fit fails
+    with its exit status, and the next fit starts a fresh worker and succeeds."""
+    model, train = trained
+    copy = _restored(model)
+    worker = training_worker()
+    images, results = [x for x, _ in train], [r for _, r in train]
+    killer = threading.Timer(1.0, lambda: os.kill(worker.process.pid, signal.SIGKILL))
+    killer.start()
+    try:
+        with pytest.raises(FitError, match=r"deepmd training failed \(exit -9\)"):
+            copy.fit(images, results)
+    finally:
+        killer.cancel()
+    assert not worker.alive()
+    copy.fit(images, results)
+    assert training_worker() is not worker and training_worker().alive() and copy.is_fitted
 
 
 def test_bad_input_is_refused(trained):

@@ -98,8 +98,8 @@ def posterior_case(n_features: int) -> Case:
     from ase_proxima.surrogates.soap_ridge import posterior
 
     rng = np.random.default_rng(n_features)
-    a = rng.standard_normal((n_features, n_features))
-    cov = a @ a.T / n_features
+    low_rank = rng.standard_normal((n_features, 8))  # a positive definite covariance built in O(n^2)
+    cov = low_rank @ low_rank.T / 8 + np.eye(n_features)
     row, w = rng.standard_normal(n_features), rng.standard_normal(n_features)
     return Case("bayesian_posterior", {"features": n_features}, costs.bayesian_ridge_predict(n_features),
                 lambda: posterior(row, w, cov))

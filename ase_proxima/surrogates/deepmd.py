@@ -5,9 +5,10 @@ their random seeds.  They are trained together on the target results gathered
 so far; their mean is the served answer and their standard deviation the
 spread the gate compares with the threshold (the thesis's "model deviation").
 
-Training runs out of process (``python -m ase_proxima.surrogates._deepmd_train``):
-one interpreter imports torch once and trains every member, and deepmd-kit's
-logging, threads and working-directory files stay out of the user's process.
+Training runs out of process, in a worker that stays up between trainings
+(:mod:`.deepmd_worker`): it imports torch and deepmd-kit once and trains every
+member, and deepmd-kit's logging, threads and working-directory files stay out
+of the user's process.
 A refit after the first warm-starts each member from its last checkpoint
 (``init_model``) with ``refit_steps`` more steps, so online retraining costs
 seconds, not minutes.  Prediction loads the checkpoints with
@@ -23,8 +24,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,6 +34,7 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from .base import FittedState, Prediction, Surrogate, WorkloadSize, check_training_set, mean_neighbours
+from .deepmd_worker import training_worker
 
 __all__ = ["DeePMDEnsemble", "deepmd_available"]
 
@@ -160,13 +160,7 @@ class DeePMDEnsemble(Surrogate):
             (mdir / "input.json").write_text(json.dumps(self._input(systems, m, warm), indent=1))
             jobs.append({"dir": str(mdir), "init_model": str(self._checkpoint(m)) if warm else None})
         (self._dir() / "jobs.json").write_text(json.dumps(jobs))
-        env = dict(os.environ, DP_BACKEND="pytorch")
-        env.setdefault("OMP_NUM_THREADS", "1")
-        proc = subprocess.run([sys.executable, "-m", "ase_proxima.surrogates._deepmd_train",
-                               str(self._dir() / "jobs.json")], capture_output=True, text=True,
-                              timeout=float(self.timeout), env=env)
-        if proc.returncode != 0:
-            raise RuntimeError(f"deepmd training failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+        training_worker().train(self._dir() / "jobs.json", float(self.timeout))
         self.fits_ += 1
         self._models = None
 
