@@ -274,7 +274,7 @@ class ProximaCalculator(Calculator):
             with watch("store" if self.store is not None else "training"):
                 absurd = (None if self.cache.holds(ident) else
                           self.training.add(atoms, exact, owned=atoms is self.atoms, step=rec["step"], kind=kind))
-            self.cache.remember(atoms, exact, key=ident)
+            self.cache.remember(atoms, exact, key=ident, private=True)  # the target call copied them
             if consult and self.parameters["cost_aware"] and not self.surrogate.is_fitted:
                 self._time_descriptors(atoms, properties, watch, key)
             if absurd is not None:

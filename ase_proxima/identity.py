@@ -22,14 +22,13 @@ __all__ = ["IdentityCache", "identity"]
 
 def identity(atoms: Atoms) -> bytes:
     """A digest of everything a target's answer depends on in ``atoms``."""
-    h = hashlib.sha1()
-    for part in (atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc):
-        h.update(np.ascontiguousarray(part).tobytes())
+    arrays = atoms.arrays
+    parts = [arrays["numbers"].tobytes(), np.ascontiguousarray(arrays["positions"]).tobytes(),
+             np.ascontiguousarray(atoms.cell.array).tobytes(), atoms.pbc.tobytes()]
     for name in ("initial_magmoms", "initial_charges"):
-        if name in atoms.arrays:
-            h.update(name.encode())
-            h.update(np.ascontiguousarray(atoms.arrays[name]).tobytes())
-    return h.digest()
+        if name in arrays:
+            parts += [name.encode(), np.ascontiguousarray(arrays[name]).tobytes()]
+    return hashlib.sha1(b"".join(parts)).digest()
 
 
 class IdentityCache:
@@ -61,11 +60,14 @@ class IdentityCache:
         self.hits += 1
         return {k: (np.array(v) if isinstance(v, np.ndarray) else v) for k, v in entry.items()}
 
-    def remember(self, atoms: Atoms, results: Mapping[str, Any], key: bytes | None = None) -> None:
-        """Keep the target's answer (merged with what was known of the structure)."""
+    def remember(self, atoms: Atoms, results: Mapping[str, Any], key: bytes | None = None,
+                 private: bool = False) -> None:
+        """Keep the target's answer (merged with what was known of the structure); ``private``:
+        its arrays are a copy no one else changes, kept as they are (a lookup copies them)."""
         key = identity(atoms) if key is None else key
         entry = self._entries.pop(key, {})
-        entry.update({k: (np.array(v) if isinstance(v, np.ndarray) else v) for k, v in results.items()})
+        entry.update(results if private else
+                     {k: (np.array(v) if isinstance(v, np.ndarray) else v) for k, v in results.items()})
         self._entries[key] = entry
         while len(self._entries) > self.maxsize:
             self._entries.popitem(last=False)

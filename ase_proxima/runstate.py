@@ -37,6 +37,8 @@ class AuditTally:
     m2: float = 0.0
     wsum: float = 0.0
     w2sum: float = 0.0
+    w2e: float = 0.0  # sum of weight^2 * error
+    w2e2: float = 0.0  # sum of weight^2 * error^2
 
     def __post_init__(self) -> None:
         if self.n and not self.wsum:  # a tally written before audits were weighted: all weigh one
@@ -46,6 +48,8 @@ class AuditTally:
         self.n += 1
         self.wsum += weight
         self.w2sum += weight * weight
+        self.w2e += weight * weight * error
+        self.w2e2 += weight * weight * error * error
         delta = error - self.mean
         self.mean += delta * weight / self.wsum
         self.m2 += weight * delta * (error - self.mean)
@@ -56,16 +60,17 @@ class AuditTally:
 
     @property
     def standard_error(self) -> float:
-        """From the weighted variance and the effective number of audits (equal weights: the usual
-        sample standard error)."""
+        """The weighted mean's standard error by linearisation, ``sqrt(sum w^2 (e - mean)^2) / sum w``
+        with a small-sample factor n/(n-1): it holds when the weights follow the errors (audits
+        grown rarer while errors grew), where an effective-sample-size formula understates it.
+        Equal weights give the usual sample standard error."""
         if self.n < 2:
             return math.nan
-        n_eff = self.wsum ** 2 / self.w2sum
-        if n_eff <= 1.0:
-            return math.nan
-        var = self.m2 / self.wsum * n_eff / (n_eff - 1.0)
-        return math.sqrt(var / n_eff)
-
+        if self.w2e2 == 0.0 and self.m2 > 0.0:  # a tally written before these sums were kept
+            n_eff = self.wsum ** 2 / self.w2sum
+            return math.sqrt(self.m2 / self.wsum / (n_eff - 1.0)) if n_eff > 1.0 else math.nan
+        spread = max(self.w2e2 - 2.0 * self.mean * self.w2e + self.mean ** 2 * self.w2sum, 0.0)
+        return math.sqrt(spread * self.n / (self.n - 1.0)) / self.wsum
 
 @dataclass
 class RunTally:

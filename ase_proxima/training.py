@@ -107,7 +107,7 @@ class PlausibleRange:
 
 def largest_force(forces: Any) -> float:
     f = np.asarray(forces, float)
-    return float(np.sqrt((f ** 2).sum(axis=1)).max()) if f.size else 0.0
+    return math.sqrt(float(np.einsum("ij,ij->i", f, f).max())) if f.size else 0.0
 
 
 def _summary(results: Mapping[str, Any], natoms: int) -> tuple[float, float]:
