@@ -14,8 +14,11 @@ these shows that serving does not pay:
   same property set (a cheap target: EMT, a classical potential); known before any fit when the
   calculator timed the surrogate's descriptors on the first target calls;
 * ``floor``: nothing served for ``patience`` consulted calls since the first fit (the bound is
-  below what the surrogate reaches here);
-* ``spending``: the last ``patience`` consulted calls cost more than their baseline.
+  below what the surrogate reaches here), and consulting cost more than ``probe_share`` beyond
+  the target's own time over those calls (beside a costly target, a few per cent buy the
+  chance that the surrogate, still learning, serves again);
+* ``spending``: the last ``patience`` consulted calls cost more than their baseline plus
+  ``probe_share``.
 
 While idle it *probes*, consulting on one call, on a geometric schedule in target time: the
 first once the debt is at most ``probe_share`` of the baseline so far, each later one after
@@ -44,7 +47,8 @@ class Economy:
     max_cost_ratio:
         A surrogate answer costing this share of a target call or more does not pay.
     probe_share:
-        While idle, probe when the debt is at most this share of the baseline so far.
+        While idle, probe when the debt is at most this share of the baseline so far; while
+        consulting, the excess cost over the target alone tolerated before turning idle.
     """
 
     def __init__(self, patience: int = 50, max_cost_ratio: float = 0.6, probe_share: float = 0.05) -> None:
@@ -106,10 +110,12 @@ class Economy:
             return
         self._recent.append((seconds, baseline))
         self._quiet = 0 if served else self._quiet + 1
+        spent, saved_on = sum(c for c, _ in self._recent), sum(b for _, b in self._recent)
+        if len(self._recent) < self.patience or spent <= (1.0 + self.probe_share) * saved_on:
+            return  # consulting costs at most a few per cent more than the target alone
         if self._quiet >= self.patience:
             self._sleep(f"nothing served in {self._quiet} calls: the bound is below what the surrogate reaches here")
-        elif len(self._recent) == self.patience and sum(c for c, _ in self._recent) > sum(
-                b for _, b in self._recent):
+        else:
             self._sleep(f"the last {self.patience} calls cost more than the target alone")
 
     def wake(self) -> None:

@@ -12,11 +12,14 @@ run that has stopped serving.
 """
 from __future__ import annotations
 
+import sys
 import warnings
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import ase
 import numpy as np
 
 __all__ = ["Notices", "ProximaWarning"]
@@ -24,6 +27,18 @@ __all__ = ["Notices", "ProximaWarning"]
 
 class ProximaWarning(UserWarning):
     """Something about a run the user should know."""
+
+
+_LIBRARIES = (str(Path(ase.__file__).parent), str(Path(__file__).parent))
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the user's line: the first frame outside ASE
+    and this package (an MD driver, an optimiser and the calculator layers in between vary)."""
+    level, frame = 1, sys._getframe(1)  # stacklevel 1: the function that calls warn
+    while frame is not None and frame.f_code.co_filename.startswith(_LIBRARIES):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 class Notices:
@@ -43,12 +58,12 @@ class Notices:
                 self._warned_forces = True
                 warnings.warn(f"error_metric {metric!r} bounds energies only: the forces the surrogate serves are "
                               "not checked. For dynamics or relaxations use 'forces_mean' or 'forces_max'.",
-                              ProximaWarning, stacklevel=5)
+                              ProximaWarning, stacklevel=_user_stacklevel())
         elif not self._warned_quiet:
             note = self.not_serving(step + 1, last_served, log, controller, unit)
             if note is not None:
                 self._warned_quiet = True
-                warnings.warn(note, ProximaWarning, stacklevel=5)
+                warnings.warn(note, ProximaWarning, stacklevel=_user_stacklevel())
 
     def not_serving(self, calls: int, last_served: int, log: Any, controller: Any, unit: str) -> str | None:
         """Why the calls since ``last_served`` (``quiet_calls`` or more) got no surrogate answer, or ``None``."""

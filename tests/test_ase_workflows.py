@@ -95,9 +95,11 @@ def test_7_silent_traps_are_said(tmp_path):
     atoms = Icosahedron("Cu", noshells=2, latticeconstant=3.61)
     atoms.rattle(0.05, seed=1)
     atoms.calc = ProximaCalculator(cost_aware=False, target=EMT(), error_bound=0.05, seed=0)
-    with pytest.warns(ProximaWarning, match="bounds energies only"):
+    with pytest.warns(ProximaWarning, match="bounds energies only") as said:
         VelocityVerlet(atoms, 2 * fs).run(150)
     assert atoms.calc.stats["surrogate_calls"] > 0
+    # it points at the user's line (here), not at ASE's or the calculator's
+    assert [w.filename for w in said if w.category is ProximaWarning] == [__file__]
     # a stress request the target cannot answer keeps the energy and forces already computed
     n = atoms.calc.stats["calls"]
     forces = atoms.get_forces()

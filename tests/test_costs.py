@@ -176,6 +176,15 @@ def test_economy_floor_and_spending():
     for _ in range(4):  # serves, but each call costs more than the target would
         eco.record(True, "surrogate", 0.002, 0.001, True, 0.5)
     assert eco.idle and "cost more than the target alone" in eco.reason
+    # beside a costly target (quantum chemistry), consulting a model still learning costs a few per
+    # cent: nothing served for a while is no reason to stop consulting, spending more would be
+    cheap = Economy(patience=4, probe_share=0.05)
+    for _ in range(40):
+        cheap.record(True, "target", 0.0510, 0.050, True, 0.02)
+    assert not cheap.idle
+    for _ in range(4):
+        cheap.record(True, "target", 0.060, 0.050, True, 0.02)  # refits: consulting costs 20% more
+    assert cheap.idle and "nothing served" in cheap.reason
 
 
 # ------------------------------------------------------------------ the calculator
