@@ -72,6 +72,7 @@ class AuditTally:
         spread = max(self.w2e2 - 2.0 * self.mean * self.w2e + self.mean ** 2 * self.w2sum, 0.0)
         return math.sqrt(spread * self.n / (self.n - 1.0)) / self.wsum
 
+
 @dataclass
 class RunTally:
     """Counters and timers of a run."""
