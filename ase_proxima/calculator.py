@@ -312,7 +312,8 @@ class ProximaCalculator(Calculator):
             self.economy.record(consult, kind, seconds, baseline, self.surrogate.is_fitted,
                                 self.costs.known_ratio(key) if consult else math.nan)
         self.notices.after_call(rec["step"], kind, properties, self.parameters["error_metric"],
-                                self.tally.last_served, self.log, self.controller, UNITS[self.parameters["error_metric"]])
+                                self.tally.last_served, self.log, self.controller,
+                                UNITS[self.parameters["error_metric"]])
 
     # --------------------------------------------------------------- pieces
     def _ensure_models(self, atoms: Atoms) -> None:
@@ -349,7 +350,8 @@ class ProximaCalculator(Calculator):
             return prediction, u, reason
         formula = atoms.get_chemical_formula()
         reason = gate.why_unvalidated(formula, self.tally.validated.get(formula, 0), self.controller.window_size)
-        return prediction, u, reason or gate.why_uncertain(self.controller, u) or self._why_unconfirmed(atoms, prediction)
+        return prediction, u, (reason or gate.why_uncertain(self.controller, u)
+                               or self._why_unconfirmed(atoms, prediction))
 
     def _blended(self, kind: str, reason: str | None, prediction: Prediction | None, u: float,
                  exact: dict[str, Any]) -> dict[str, Any]:
