@@ -128,6 +128,7 @@ class ProximaCalculator(Calculator):
         self._models_saved = -1  # points of the model last written to the store
         self._previous: bytes | None = None  # identity of the structure of the previous call
         self._target_last: bytes | None = None  # identity of the structure the target last computed
+        self._copied_by_ase = False  # inside ASE's get_property, which has just copied the structure
         self.answer: str | None = None  # who answered the last call: target, surrogate, audit, cached
         if store is not None:
             self.store = store if isinstance(store, RunStore) else RunStore(store)
@@ -207,9 +208,8 @@ class ProximaCalculator(Calculator):
         if bad:
             raise PropertyNotImplementedError(f"{bad} not implemented by the target {self.target.name}")
         kept = dict(self.results) if not system_changes else {}
-        if atoms is not None and not (getattr(self, "_copied_by_ase", False) and self.atoms is not None):
+        if atoms is not None and not (self._copied_by_ase and self.atoms is not None):
             self.atoms = atoms.copy()
-        self._copied_by_ase = False
         try:
             self._answer(self.atoms, properties, system_changes)
         except BaseException:
@@ -229,7 +229,7 @@ class ProximaCalculator(Calculator):
         key = property_key(properties)
         rec: dict[str, Any] = {"step": self.tally.calls, "error": math.nan}
         ident = identity(atoms)
-        previous, self._previous = getattr(self, "_previous", None), ident
+        previous, self._previous = self._previous, ident
         known = self.cache.lookup(atoms, properties, key=ident)
         if known is not None:  # the target answered this very structure before
             self.results = known
@@ -405,16 +405,20 @@ class ProximaCalculator(Calculator):
                key: str) -> tuple[Prediction, float]:
         """Predict what the call and the error metric need (an energy-only Monte Carlo step
         skips the force derivatives), then the uncertainty; its cost is measured per property set."""
-        wanted = {"energy" if p == "free_energy" else p for p in properties}
-        wanted.update(metric_properties(self.parameters["error_metric"]))
         before = watch.parts["surrogate"] + watch.parts["uncertainty"]
         with self.threads.surrogate():
             with watch("surrogate"):
-                prediction = self.surrogate.predict(atoms, sorted(wanted))
+                prediction = self.surrogate.predict(atoms, self._predicted(properties))
             with watch("uncertainty"):
                 u = float(self.uncertainty.score(atoms, prediction))
         self.costs.add("surrogate", watch.parts["surrogate"] + watch.parts["uncertainty"] - before, key)
         return prediction, u
+
+    def _predicted(self, properties: list[str]) -> list[str]:
+        """What a prediction for a call of ``properties`` computes: the call's own and what the
+        error metric compares."""
+        wanted = {"energy" if p == "free_energy" else p for p in properties}
+        return sorted(wanted | set(metric_properties(self.parameters["error_metric"])))
 
     def _time_descriptors(self, atoms: Atoms, properties: list[str], watch: Stopwatch, key: str) -> None:
         """Before the first fit: the surrogate's descriptors of this structure (kept for the fit),
@@ -422,12 +426,10 @@ class ProximaCalculator(Calculator):
         against this target is then never fitted (the economy turns idle)."""
         if self.costs.samples("surrogate", key) >= 3:
             return
-        wanted = sorted({"energy" if p == "free_energy" else p for p in properties}
-                        | set(metric_properties(self.parameters["error_metric"])))
         before = watch.parts["surrogate"]
         try:
             with self.threads.surrogate(), watch("surrogate"):
-                described = self.surrogate.describe(atoms, wanted)
+                described = self.surrogate.describe(atoms, self._predicted(properties))
         except Exception:  # a structure the family cannot describe: no estimate, the fit will say
             return
         if described:

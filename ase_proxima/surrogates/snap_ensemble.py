@@ -212,7 +212,7 @@ class SNAPEnsemble(Surrogate):
 
     def describe(self, atoms: Atoms, properties: Sequence[str] | None = None) -> bool:
         """The bispectrum rows of ``atoms`` (one LAMMPS pass), kept for the fit that follows."""
-        if self._descriptor is not None and self._descriptor.accepts(atoms) is not None:
+        if self.accepts(atoms) is not None:
             return False
         self._rows(self._desc([atoms]), atoms)
         return True
