@@ -37,7 +37,7 @@ from .calllog import CallLog
 from .control import ThresholdController
 from .costs import CostMeter, property_key
 from .economy import Economy
-from .identity import IdentityCache, identity
+from .identity import IdentityCache, identity, system_changes
 from .metrics import UNITS, compute_error, free_atoms, metric_properties
 from .notices import Notices
 from .parameters import DEFAULT_PARAMETERS, FIXED_ONCE_STARTED, SettingsError, check_parameters, setting_property
@@ -130,6 +130,10 @@ class ProximaCalculator(Calculator):
         self._target_last: bytes | None = None  # identity of the structure the target last computed
         self._copied_by_ase = False  # inside ASE's get_property, which has just copied the structure
         self.answer: str | None = None  # who answered the last call: target, surrogate, audit, cached
+        self._training_extras: tuple[str, ...] | None = None
+        self._cost_bounds: dict[str, tuple[float, float] | None] = {}  # per property set: see _time_descriptors
+        self._cost_pending = False  # this call left open whether the surrogate can pay: no fit
+        self._formulas: dict[bytes, str] = {}
         if store is not None:
             self.store = store if isinstance(store, RunStore) else RunStore(store)
             self.training.store = self.store
@@ -150,6 +154,7 @@ class ProximaCalculator(Calculator):
         if "error_metric" in frozen:
             self._check_metric(new["error_metric"])
         changed = Calculator.set(self, **new)
+        self._training_extras = None
         p = self.parameters
         self.controller.reconfigure(error_bound=p["error_bound"], window=p["window"],
                                     threshold_bounds=p["threshold_bounds"], max_step=p["max_threshold_step"],
@@ -187,9 +192,11 @@ class ProximaCalculator(Calculator):
     def training_extras(self) -> tuple[str, ...]:
         """Properties asked of the target on every target call beyond the call's own: what the
         error metric compares and the user's ``train_properties``, where the target has them."""
-        wanted = dict.fromkeys([*metric_properties(self.parameters["error_metric"]),
-                                *(self.parameters["train_properties"] or ())])
-        return tuple(p for p in wanted if p in self.implemented_properties)
+        if self._training_extras is None:  # asked on every target call: kept until a setting changes
+            wanted = dict.fromkeys([*metric_properties(self.parameters["error_metric"]),
+                                    *(self.parameters["train_properties"] or ())])
+            self._training_extras = tuple(p for p in wanted if p in self.implemented_properties)
+        return self._training_extras
 
     # ------------------------------------------------------------- ASE entry
     def get_property(self, name: str, atoms: Atoms | None = None, allow_calculation: bool = True) -> Any:
@@ -200,6 +207,11 @@ class ProximaCalculator(Calculator):
             return super().get_property(name, atoms, allow_calculation)
         finally:
             self._copied_by_ase = False
+
+    def check_state(self, atoms: Atoms, tol: float = 1e-15) -> list[str]:
+        """ASE's check (what changed since the last call), computed faster (see
+        :func:`~ase_proxima.identity.system_changes`): it runs on every call, cached ones included."""
+        return system_changes(self.atoms, atoms, tol, excluded=self.ignored_changes)
 
     def calculate(self, atoms: Atoms | None = None, properties: list[str] | tuple[str, ...] = ("energy",),
                   system_changes: list[str] = all_changes) -> None:
@@ -242,7 +254,11 @@ class ProximaCalculator(Calculator):
             self.economy.charge(self._record(rec, watch), self.costs.cost("target", key))
             return
         self._ensure_models(atoms)
-        consult = not self.parameters["cost_aware"] or self.economy.consult()
+        self._cost_pending = False
+        consult = not self.parameters["cost_aware"] or self.economy.consult(self._probe_cost(key))
+        # idle because a surrogate answer costs too much: a probe only measures that cost again
+        recost = consult and self.economy.idle and self.economy.cause == "cost"
+        consult = consult and not recost
         if consult:
             prediction, u, reason = self._decide(atoms, properties, watch, key)
         else:
@@ -275,8 +291,8 @@ class ProximaCalculator(Calculator):
                 absurd = (None if self.cache.holds(ident) else
                           self.training.add(atoms, exact, owned=atoms is self.atoms, step=rec["step"], kind=kind))
             self.cache.remember(atoms, exact, key=ident, private=True)  # the target call copied them
-            if consult and self.parameters["cost_aware"] and not self.surrogate.is_fitted:
-                self._time_descriptors(atoms, properties, watch, key)
+            if recost or consult and self.parameters["cost_aware"] and not self.surrogate.is_fitted:
+                self._time_descriptors(atoms, properties, watch, key, again=recost)
             if absurd is not None:
                 reason = (f"{reason}; " if reason else "") + f"absurd target answer kept out of training: {absurd}"
             elif consult and (kind == "audit" or self._comparable(atoms)):
@@ -289,7 +305,7 @@ class ProximaCalculator(Calculator):
                                             free_atoms(atoms))
                         self.controller.observe(u, err)
                     rec["error"], compared = err, True
-                    formula = atoms.get_chemical_formula()
+                    formula = self._formula(atoms)
                     self.tally.validated[formula] = self.tally.validated.get(formula, 0) + 1
                     if kind == "audit":
                         self.tally.audited.add(err, 1.0 / audit_p)
@@ -309,8 +325,11 @@ class ProximaCalculator(Calculator):
         seconds = self._record(rec, watch)
         if self.parameters["cost_aware"]:
             baseline = watch.parts["target"] if kind in ("target", "audit") else self.costs.cost("target", key)
-            self.economy.record(consult, kind, seconds, baseline, self.surrogate.is_fitted,
-                                self.costs.known_ratio(key) if consult else math.nan)
+            self.economy.record(consult or recost, kind, seconds, baseline, self.surrogate.is_fitted,
+                                self._cost_ratio(key) if consult or recost else math.nan)
+            if self._cost_pending:
+                self.economy.defer(f"a surrogate answer may cost up to {self._cost_bounds[key][1] / baseline:.0%} "
+                                   "of a target call: it is timed once the run can afford that")
         self.notices.after_call(rec["step"], kind, properties, self.parameters["error_metric"],
                                 self.tally.last_served, self.log, self.controller,
                                 UNITS[self.parameters["error_metric"]])
@@ -348,10 +367,20 @@ class ProximaCalculator(Calculator):
         if reason is not None:
             self.tally.refusals += 1
             return prediction, u, reason
-        formula = atoms.get_chemical_formula()
+        formula = self._formula(atoms)
         reason = gate.why_unvalidated(formula, self.tally.validated.get(formula, 0), self.controller.window_size)
         return prediction, u, (reason or gate.why_uncertain(self.controller, u)
                                or self._why_unconfirmed(atoms, prediction))
+
+    def _formula(self, atoms: Atoms) -> str:
+        """The chemical formula (asked on every call: kept per atom numbering, which decides it)."""
+        numbers = atoms.numbers.tobytes()
+        formula = self._formulas.get(numbers)
+        if formula is None:
+            if len(self._formulas) > 64:
+                self._formulas.clear()
+            formula = self._formulas[numbers] = atoms.get_chemical_formula()
+        return formula
 
     def _blended(self, kind: str, reason: str | None, prediction: Prediction | None, u: float,
                  exact: dict[str, Any]) -> dict[str, Any]:
@@ -420,16 +449,70 @@ class ProximaCalculator(Calculator):
         wanted = {"energy" if p == "free_energy" else p for p in properties}
         return sorted(wanted | set(metric_properties(self.parameters["error_metric"])))
 
-    def _time_descriptors(self, atoms: Atoms, properties: list[str], watch: Stopwatch, key: str) -> None:
-        """Before the first fit: the surrogate's descriptors of this structure (kept for the fit),
-        timed, as the first estimates of what a prediction costs; a surrogate that could never pay
-        against this target is then never fitted (the economy turns idle)."""
-        if self.costs.samples("surrogate", key) >= 3:
+    def _probe_cost(self, key: str) -> float:
+        """The seconds a probe would add to an idle run's next call: a surrogate answer (and the
+        refit it would need first, when it consults)."""
+        if not self.economy.idle:
+            return 0.0
+        extra = self._surrogate_cost(key)
+        if self.economy.cause != "cost" and self.training.needs_refit(True, self.surrogate.is_fitted):
+            refit = self.costs.cost("refit")
+            extra += 0.0 if math.isnan(refit) else refit
+        return extra
+
+    def _surrogate_cost(self, key: str) -> float:
+        """Seconds a surrogate answer is expected to cost: measured, else the most its sample
+        allows (:meth:`_time_descriptors`), else 0."""
+        if self.costs.samples("surrogate", key):
+            return self.costs.cost("surrogate", key)
+        bounds = self._cost_bounds.get(key)
+        return bounds[1] if bounds is not None else 0.0
+
+    def _cost_ratio(self, key: str) -> float:
+        """c_S / c_T as the economy should judge it: measured (nan until it is); before any fit,
+        where the surrogate's sample bounds it (:meth:`_time_descriptors`), the lower bound when
+        that alone shows it cannot pay, else from the first whole timing on."""
+        ratio = self.costs.known_ratio(key)
+        bounds = self._cost_bounds.get(key)
+        if math.isnan(ratio) and bounds is not None and not self.surrogate.is_fitted:
+            low = bounds[0] / self.costs.cost("target", key)
+            return low if low >= self.economy.max_cost_ratio else self.costs.known_ratio(key, min_samples=1)
+        return ratio
+
+    def _time_descriptors(self, atoms: Atoms, properties: list[str], watch: Stopwatch, key: str,
+                          again: bool = False) -> None:
+        """Before the first fit (``again``: on a probe of an idle run): the surrogate's descriptors
+        of this structure (kept for the fit), timed, as estimates of what a prediction costs; a
+        surrogate that could never pay against this target is then never fitted (the economy
+        turns idle).
+
+        Timing the whole can cost several calls of a cheap target, more than a short run (an
+        optimisation of twenty steps) has to spare.  So the family's sample of one atomic
+        environment comes first: when even that costs too much, the economy turns idle at
+        once; when the whole might cost too much, the economy idles until the run's target time
+        so far can afford to time it (a probe), and the first whole timing decides."""
+        if self.costs.samples("surrogate", key) >= 3 and not again:
             return
+        predicted = self._predicted(properties)
+        if key not in self._cost_bounds:
+            try:
+                with self.threads.surrogate(), watch("surrogate"):
+                    self._cost_bounds[key] = self.surrogate.cost_bounds(atoms, predicted)
+            except Exception:  # a structure the family cannot describe: no estimate, the fit will say
+                self._cost_bounds[key] = None
+        bounds, e = self._cost_bounds[key], self.economy
+        if bounds is not None and not again:
+            limit = e.max_cost_ratio * self.costs.cost("target", key)
+            if bounds[0] >= limit:
+                return  # cannot pay (see _cost_ratio)
+            undecided = bounds[1] > limit and self.costs.samples("surrogate", key) == 0
+            if undecided and e.debt + bounds[1] > e.probe_share * e.baseline:
+                self._cost_pending = True  # neither timed nor fitted until the run can afford it
+                return
         before = watch.parts["surrogate"]
         try:
             with self.threads.surrogate(), watch("surrogate"):
-                described = self.surrogate.describe(atoms, self._predicted(properties))
+                described = self.surrogate.describe(atoms, predicted)
         except Exception:  # a structure the family cannot describe: no estimate, the fit will say
             return
         if described:
@@ -439,7 +522,7 @@ class ProximaCalculator(Calculator):
         """A refit by the schedule, and affordable: training so far plus one more refit within
         ``refit_share`` of the target's time (a model whose error is over the bound is refitted
         anyway, as is one never fitted)."""
-        if not self.training.needs_refit(before_use, self.surrogate.is_fitted):
+        if self._cost_pending or not self.training.needs_refit(before_use, self.surrogate.is_fitted):
             return False
         share = self.parameters["refit_share"]
         if share is None or not self.surrogate.is_fitted:

@@ -141,6 +141,7 @@ class ThresholdController:
         self._alpha_history_arg = alpha_history
         self._recent_calls_arg = recent_calls
         self._window: deque[tuple[float, float]] = deque()
+        self._moments: tuple[float, float] | None = None  # mean and standard error of the window
         self._history: deque[tuple[float, float]] = deque()
         self._recent_u: deque[float] = deque()
         self._recent_served: deque[bool] = deque()
@@ -198,6 +199,7 @@ class ThresholdController:
         n_hist = self._alpha_history_arg if self._alpha_history_arg is not None else max(5 * self.window_size, 20)
         n_recent = self._recent_calls_arg if self._recent_calls_arg is not None else max(50, 5 * self.window_size)
         self._window = deque(self._window, maxlen=self.window_size)
+        self._moments = None
         self._history = deque(self._history, maxlen=int(n_hist))
         self._recent_u = deque(self._recent_u, maxlen=int(n_recent))
         self._recent_served = deque(self._recent_served, maxlen=max(100, 10 * self.window_size))
@@ -225,6 +227,7 @@ class ThresholdController:
         pair = (float(u), abs(float(error)))
         self._window.append(pair)
         self._history.append(pair)
+        self._moments = None
 
     # ----------------------------------------------------------------- outputs
     @property
@@ -235,19 +238,22 @@ class ThresholdController:
     @property
     def window_error(self) -> float:
         """``eps_k``: mean error over the window (nan while it is empty)."""
-        if not self._window:
-            return math.nan
-        return sum(e for _, e in self._window) / len(self._window)
+        return self._window_moments()[0]
 
     @property
     def window_error_se(self) -> float:
         """Standard error of :attr:`window_error` (nan with fewer than two comparisons)."""
-        n = len(self._window)
-        if n < 2:
-            return math.nan
-        mean = self.window_error
-        var = sum((e - mean) ** 2 for _, e in self._window) / (n - 1)
-        return math.sqrt(var / n)
+        return self._window_moments()[1]
+
+    def _window_moments(self) -> tuple[float, float]:
+        """Mean and standard error of the window's errors, kept until the window changes (they
+        are asked several times on every call)."""
+        if self._moments is None:
+            n = len(self._window)
+            mean = sum(e for _, e in self._window) / n if n else math.nan
+            se = math.sqrt(sum((e - mean) ** 2 for _, e in self._window) / (n - 1) / n) if n >= 2 else math.nan
+            self._moments = (mean, se)
+        return self._moments
 
     @property
     def controlled_error(self) -> float:
@@ -425,6 +431,7 @@ class ThresholdController:
         self.oscillations = state.oscillations
         self.updates = state.updates
         self._window = deque((tuple(p) for p in state.window), maxlen=self.window_size)
+        self._moments = None
         self._history = deque((tuple(p) for p in state.history), maxlen=self._history.maxlen)
         self._recent_u = deque(state.recent_u, maxlen=self._recent_u.maxlen)
         self._steps = deque(state.steps, maxlen=4)

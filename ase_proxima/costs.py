@@ -61,6 +61,7 @@ class CostMeter:
         self._seen: dict[tuple[str, str], deque[float]] = {}
         self.counts: dict[str, int] = dict.fromkeys(PARTS, 0)
         self.totals: dict[str, float] = dict.fromkeys(PARTS, 0.0)
+        self._medians: dict[tuple[str, str], float] = {}  # asked on every call: kept until a new sample
 
     def add(self, part: str, seconds: float, key: str = "") -> None:
         """One measurement of ``part`` (for the property set ``key``, where it matters)."""
@@ -69,6 +70,7 @@ class CostMeter:
         if not math.isfinite(seconds) or seconds < 0:
             return
         self._seen.setdefault((part, key), deque(maxlen=self.memory)).append(float(seconds))
+        self._medians.pop((part, key), None)
         self.counts[part] += 1
         self.totals[part] += float(seconds)
 
@@ -81,7 +83,10 @@ class CostMeter:
         if not seen:
             pooled = [x for (p, _), d in self._seen.items() if p == part for x in d]
             return float(statistics.median(pooled)) if pooled else math.nan
-        return float(statistics.median(seen))
+        median = self._medians.get((part, key))
+        if median is None:
+            median = self._medians[(part, key)] = float(statistics.median(seen))
+        return median
 
     def ratio(self, key: str) -> float:
         """``c_S / c_T`` for the property set ``key`` (nan until both were measured)."""
@@ -118,3 +123,4 @@ class CostMeter:
         self.counts = {**dict.fromkeys(PARTS, 0), **state.get("counts", {})}
         self.totals = {**dict.fromkeys(PARTS, 0.0), **state.get("totals", {})}
         self._seen = {(p, k): deque(v, maxlen=self.memory) for p, k, v in state.get("seen", [])}
+        self._medians = {}

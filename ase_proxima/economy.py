@@ -20,12 +20,15 @@ these shows that serving does not pay:
 * ``spending``: the last ``patience`` consulted calls cost more than their baseline plus
   ``probe_share``.
 
-While idle it *probes*, consulting on one call, on a geometric schedule in target time: the
-first once the debt is at most ``probe_share`` of the baseline so far, each later one after
-twice the target time of the gap before (at least the probe's own excess cost over
+While idle it *probes* on a geometric schedule in target time: the first once the debt, with
+the probe's expected cost added, is at most ``probe_share`` of the baseline so far, each later
+one after twice the target time of the gap before (at least the probe's own excess cost over
 ``probe_share``).  So the probes' share of the run falls towards zero and an idle run tends to
-the target's cost plus its start-up.  A probe the surrogate would answer, at a cost that
-pays, resumes consulting.  Pure bookkeeping, no ASE.
+the target's cost plus its start-up.  What a probe does depends on the ``cause``: idle for
+``cost``, it only measures a surrogate answer's cost again (no fit: a model cannot change what
+its descriptors cost), and resumes consulting when that now pays; otherwise it consults on one
+call, and resumes when the surrogate would answer it at a cost that pays.  Pure bookkeeping,
+no ASE.
 """
 from __future__ import annotations
 
@@ -57,6 +60,7 @@ class Economy:
         self.patience, self.max_cost_ratio, self.probe_share = int(patience), float(max_cost_ratio), probe_share
         self.idle = False
         self.reason: str | None = None
+        self.cause: str | None = None  # "cost", "floor" or "spending" while idle
         self.debt = 0.0  # seconds spent beyond the target alone (negative: saved)
         self.baseline = 0.0  # seconds the target alone would have spent on the calls so far
         self.idle_calls = 0
@@ -64,17 +68,16 @@ class Economy:
         self.idle_spells = 0
         self._quiet = 0  # consulted calls since the last served one (once a model exists)
         self._recent: deque[tuple[float, float]] = deque(maxlen=self.patience)  # (cost, baseline) consulted
+        self._spent = self._spent_baseline = 0.0  # their sums
         self._gap = 0.0  # target seconds between probes (doubles after each probe that fails)
         self._next_probe = 0.0  # baseline at which the next probe may come
 
     # -------------------------------------------------------------- decisions
-    def consult(self) -> bool:
-        """Should the surrogate be consulted on the next call?  While idle: only as a probe."""
+    def consult(self, expected: float = 0.0) -> bool:
+        """Should the surrogate be consulted on the next call?  While idle: only as a probe, one
+        that is due and whose ``expected`` extra seconds keep the debt within ``probe_share``."""
         return not self.idle or (self.baseline >= self._next_probe
-                                 and self.debt <= self.probe_share * self.baseline)
-
-    def is_probe(self) -> bool:
-        return self.idle and self.consult()
+                                 and self.debt + expected <= self.probe_share * self.baseline)
 
     def charge(self, seconds: float, baseline: float) -> None:
         """One finished call cost ``seconds``; the target alone would have cost ``baseline``."""
@@ -96,42 +99,56 @@ class Economy:
         pays = not (cost_ratio >= self.max_cost_ratio)
         if self.idle:  # a probe
             self.probes += 1
-            if served and pays:
+            if pays and (served or self.cause == "cost" and math.isfinite(cost_ratio)):
                 self._wake()
             else:
+                if self.cause == "cost" and not pays:  # measured now: say so
+                    self.reason = f"a surrogate answer costs {cost_ratio:.0%} of a target call"
                 excess = (seconds - baseline) / self.probe_share if self.probe_share > 0 else math.inf
                 self._gap = max(2.0 * self._gap, excess)
                 self._next_probe = self.baseline + self._gap
             return
         if not pays:  # known before any fit when the surrogate's descriptors were timed
-            self._sleep(f"a surrogate answer costs {cost_ratio:.0%} of a target call")
+            self._sleep(f"a surrogate answer costs {cost_ratio:.0%} of a target call", "cost")
             return
         if not fitted:
             return
+        if len(self._recent) == self.patience:  # running sums: this runs on every call
+            self._spent -= self._recent[0][0]
+            self._spent_baseline -= self._recent[0][1]
         self._recent.append((seconds, baseline))
+        self._spent += seconds
+        self._spent_baseline += baseline
         self._quiet = 0 if served else self._quiet + 1
-        spent, saved_on = sum(c for c, _ in self._recent), sum(b for _, b in self._recent)
-        if len(self._recent) < self.patience or spent <= (1.0 + self.probe_share) * saved_on:
+        if len(self._recent) < self.patience or self._spent <= (1.0 + self.probe_share) * self._spent_baseline:
             return  # consulting costs at most a few per cent more than the target alone
         if self._quiet >= self.patience:
-            self._sleep(f"nothing served in {self._quiet} calls: the bound is below what the surrogate reaches here")
+            self._sleep(f"nothing served in {self._quiet} calls: the bound is below what the surrogate reaches here",
+                        "floor")
         else:
-            self._sleep(f"the last {self.patience} calls cost more than the target alone")
+            self._sleep(f"the last {self.patience} calls cost more than the target alone", "spending")
+
+    def defer(self, why: str) -> None:
+        """Idle for ``cost`` now: whether a surrogate answer pays is open, and measuring it costs
+        more than the run can spare yet (a probe measures it once the run can)."""
+        if not self.idle:
+            self._sleep(why, "cost")
 
     def wake(self) -> None:
         """Consult again from the next call (a setting changed what the surrogate can do)."""
         if self.idle:
             self._wake()
 
-    def _sleep(self, why: str) -> None:
-        self.idle, self.reason = True, why
+    def _sleep(self, why: str, cause: str) -> None:
+        self.idle, self.reason, self.cause = True, why, cause
         self.idle_spells += 1
         self._gap, self._next_probe = 0.0, self.baseline
 
     def _wake(self) -> None:
-        self.idle, self.reason = False, None
+        self.idle, self.reason, self.cause = False, None, None
         self._quiet = 0
         self._recent.clear()
+        self._spent = self._spent_baseline = 0.0
 
     # -------------------------------------------------------------- reporting
     def summary(self) -> dict[str, Any]:
@@ -140,7 +157,7 @@ class Economy:
                 "overhead_share": self.debt / self.baseline if self.baseline > 0 else math.nan}
 
     def state(self) -> dict[str, Any]:
-        return {"idle": self.idle, "reason": self.reason, "debt": self.debt, "baseline": self.baseline,
+        return {"idle": self.idle, "reason": self.reason, "cause": self.cause, "debt": self.debt, "baseline": self.baseline,
                 "idle_calls": self.idle_calls, "probes": self.probes, "idle_spells": self.idle_spells,
                 "quiet": self._quiet, "recent": [list(x) for x in self._recent], "gap": self._gap,
                 "next_probe": self._next_probe}
@@ -149,8 +166,10 @@ class Economy:
         if not state:
             return
         self.idle, self.reason = bool(state["idle"]), state["reason"]
+        self.cause = state.get("cause", "floor" if self.idle else None)
         self.debt, self.baseline = float(state["debt"]), float(state["baseline"])
         self.idle_calls, self.probes, self.idle_spells = state["idle_calls"], state["probes"], state["idle_spells"]
         self._quiet = int(state["quiet"])
         self._recent = deque((tuple(x) for x in state["recent"]), maxlen=self.patience)
+        self._spent, self._spent_baseline = sum(c for c, _ in self._recent), sum(b for _, b in self._recent)
         self._gap, self._next_probe = float(state.get("gap", 0.0)), float(state.get("next_probe", 0.0))

@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from ase import Atoms
+from ase.calculators.calculator import all_changes
 
-__all__ = ["IdentityCache", "identity"]
+__all__ = ["IdentityCache", "identity", "system_changes"]
+
+#: what ASE's ``compare_atoms`` looks at, and in its order: the cell and periodicity, then arrays
+_ATTRIBUTES = ("cell", "pbc")
+_ARRAYS = tuple(c for c in all_changes if c not in _ATTRIBUTES)
 
 
 def identity(atoms: Atoms) -> bytes:
@@ -29,6 +34,36 @@ def identity(atoms: Atoms) -> bytes:
         if name in arrays:
             parts += [name.encode(), np.ascontiguousarray(arrays[name]).tobytes()]
     return hashlib.sha1(b"".join(parts)).digest()
+
+
+def _close(a: np.ndarray, b: np.ndarray, tol: float) -> bool:
+    """``np.allclose(a, b, rtol=0, atol=tol)`` for same-shaped float arrays, at a fraction of its cost."""
+    if a.shape != b.shape:
+        return False
+    if np.array_equal(a, b):
+        return True
+    with np.errstate(invalid="ignore"):
+        return bool((np.abs(a - b) <= tol).all())
+
+
+def system_changes(old: Atoms | None, new: Atoms, tol: float = 1e-15,
+                   excluded: Collection[str] = ()) -> list[str]:
+    """What changed from ``old`` to ``new``, leaving out ``excluded``: the answer of ASE's
+    ``compare_atoms`` (the same names, the same tolerance), computed without its general-purpose
+    comparisons, which cost about as much as a small classical target's whole answer and run on
+    every call."""
+    if old is None:
+        return list(all_changes)
+    changes = []
+    if "cell" not in excluded and not _close(old.cell.array, new.cell.array, tol):
+        changes.append("cell")
+    if "pbc" not in excluded and not np.array_equal(old.pbc, new.pbc):
+        changes.append("pbc")
+    a, b = old.arrays, new.arrays
+    names = [k for k in _ARRAYS if k not in excluded]
+    changes += [k for k in names if (k in a) != (k in b)]
+    changes += [k for k in names if k in a and k in b and not _close(np.asarray(a[k]), np.asarray(b[k]), tol)]
+    return changes
 
 
 class IdentityCache:

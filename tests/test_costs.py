@@ -87,6 +87,29 @@ def test_update_between_optimisations_is_the_posterior_at_those_hyperparameters(
     assert np.allclose(coef, ref.coef_, rtol=1e-3, atol=1e-6)
 
 
+@settings(max_examples=30, deadline=None)
+@given(blocks=st.lists(st.integers(0, 5), min_size=1, max_size=12), seed=st.integers(0, 2**16))
+def test_low_rank_updates_are_the_posterior_at_those_hyperparameters(blocks, seed):
+    """Rows folded in a few at a time (a Woodbury correction of the covariance, no
+    factorisation) give the posterior a factorisation of all of them gives."""
+    rng = np.random.default_rng(seed)
+    d = 24
+    X = rng.normal(size=(60 + sum(blocks), d))
+    y = X @ rng.normal(size=d) + 0.1 * rng.normal(size=len(X))
+    ridge = EvidenceRidge(regrow=1e9, every=10**6)
+    n = 60
+    ridge.solve(X[:n].T @ X[:n], X[:n].T @ y[:n], float(y[:n] @ y[:n]), n)
+    alpha, lam = ridge.alpha_, ridge.lambda_
+    for k in blocks:
+        rows = X[n:n + k]
+        n += k
+        coef, sigma = ridge.solve(X[:n].T @ X[:n], X[:n].T @ y[:n], float(y[:n] @ y[:n]), n, new_rows=rows)
+    exact_sigma = np.linalg.inv(alpha * X[:n].T @ X[:n] + lam * np.eye(d))
+    assert ridge.optimisations == 1
+    np.testing.assert_allclose(sigma, exact_sigma, rtol=1e-7, atol=1e-12 * np.abs(exact_sigma).max())
+    np.testing.assert_allclose(coef, alpha * exact_sigma @ X[:n].T @ y[:n], rtol=1e-7, atol=1e-10)
+
+
 def test_incremental_soap_refit_matches_a_fit_from_scratch(methane):
     """Structures folded in one at a time give the posterior of one fit on all of them."""
     frames = fixed_sequence(methane, 40, amplitude=0.02, seed=3)
@@ -333,9 +356,11 @@ def test_a_large_margin_lets_the_threshold_above_the_uncertainties_seen():
 
 
 def test_a_surrogate_that_cannot_pay_is_never_fitted():
-    """BFGS of a rattled Cu38 against EMT: the SOAP force descriptors alone cost more than an EMT
-    call.  They are timed on the first target calls (and kept for a fit), the run turns idle
-    before any fit, and the optimiser makes exactly the target calls it makes alone."""
+    """BFGS of a rattled Cu38 against EMT: the SOAP force descriptors alone may cost more than an
+    EMT call.  A sample of one atomic environment says so on the first call; timing the whole
+    would cost several EMT calls, more than a twenty-step relaxation can spare, so the run turns
+    idle before any whole timing or fit, and the optimiser makes exactly the target calls it
+    makes alone."""
     from ase.cluster import Octahedron
     from ase.optimize import BFGS
 
@@ -349,7 +374,7 @@ def test_a_surrogate_that_cannot_pay_is_never_fitted():
     atoms.calc = ProximaCalculator(target=EMT(), error_bound=0.02, error_metric="forces_max", seed=0)
     BFGS(atoms, logfile=None).run(fmax=0.05, steps=300)
     s = atoms.calc.stats
-    assert s["fits"] == 0 and s["economy"] == "idle" and "costs" in s["idle_reason"]
+    assert s["fits"] == 0 and s["economy"] == "idle" and "cost" in s["idle_reason"]
     assert s["target_calls"] == opt.nsteps + 1
 
 
@@ -373,9 +398,12 @@ def test_the_target_is_told_what_changed_and_answers_as_alone(monkeypatch):
     target someone else used in between compares again."""
     import ase.calculators.calculator as ase_calc
 
-    compared = []
-    original = ase_calc.compare_atoms
+    import ase_proxima.calculator as proxima_calc
+
+    compared, own = [], []  # the target's comparisons (ASE's), the calculator's own
+    original, faster = ase_calc.compare_atoms, proxima_calc.system_changes
     monkeypatch.setattr(ase_calc, "compare_atoms", lambda *a, **k: compared.append(1) or original(*a, **k))
+    monkeypatch.setattr(proxima_calc, "system_changes", lambda *a, **k: own.append(1) or faster(*a, **k))
     calc = ProximaCalculator(target=EMT(), error_bound=0.02, error_metric="forces_max", seed=0)
     atoms = _cu13_md(calc, 60)
     assert calc.economy.idle
@@ -386,10 +414,11 @@ def test_the_target_is_told_what_changed_and_answers_as_alone(monkeypatch):
             other = atoms.copy()
             other.positions[0] += 0.3
             calc.target.get_forces(other)
-        before = len(compared)
+        before, before_own = len(compared), len(own)
         forces = atoms.get_forces()
         # the calculator's own comparison only (and the target's own, once it was used elsewhere)
-        assert len(compared) - before == (2 if step == 20 else 1)
+        assert len(own) - before_own == 1
+        assert len(compared) - before == (1 if step == 20 else 0)
         np.testing.assert_allclose(forces, reference.get_forces(atoms), atol=1e-12)
     np.testing.assert_allclose(atoms.get_forces(), reference.get_forces(atoms), atol=1e-12)
 
@@ -450,3 +479,92 @@ def test_thread_plan_keeps_one_thread_only_for_a_clear_gain(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     assert ThreadPlan().summary()["target_threads"] == "default"  # the user chose
     assert ThreadPlan(None).summary()["target_threads"] == "untouched"
+
+
+# ------------------------------------------------------------------ cheap bookkeeping
+_CHANGES = ("none", "positions", "tiny", "cell", "pbc", "numbers", "magmoms", "charges", "drop_magmoms")
+
+
+@settings(max_examples=80, deadline=None)
+@given(change=st.sampled_from(_CHANGES), size=st.floats(1e-17, 0.5), seed=st.integers(0, 2**16),
+       excluded=st.sets(st.sampled_from(["positions", "cell", "numbers", "initial_magmoms"]), max_size=2))
+def test_the_calculator_s_change_check_is_ase_s(change, size, seed, excluded):
+    """``system_changes`` answers as ASE's ``compare_atoms`` (same names, same tolerance) for
+    every kind of change, tiny ones below the tolerance included."""
+    from ase.calculators.calculator import compare_atoms
+
+    from ase_proxima.identity import system_changes
+
+    rng = np.random.default_rng(seed)
+    old = molecule("CH3CH2OH", vacuum=4.0)
+    old.set_initial_magnetic_moments(rng.normal(size=len(old)))
+    new = old.copy()
+    if change in ("positions", "tiny"):
+        new.positions[rng.integers(len(new))] += (size if change == "positions" else size * 1e-15) * rng.normal(size=3)
+    elif change == "cell":
+        new.cell[0, 0] += size
+    elif change == "pbc":
+        new.pbc = [True, False, True]
+    elif change == "numbers":
+        new.numbers[0] = 14
+    elif change == "magmoms":
+        new.arrays["initial_magmoms"][1] += size
+    elif change == "charges":
+        new.set_initial_charges(rng.normal(size=len(new)))
+    elif change == "drop_magmoms":
+        del new.arrays["initial_magmoms"]
+    assert sorted(system_changes(old, new, excluded=excluded)) == sorted(
+        compare_atoms(old, new, excluded_properties=excluded))
+    assert sorted(system_changes(None, new)) == sorted(compare_atoms(None, new))
+
+
+def test_an_economy_idle_for_cost_probes_by_measuring_and_wakes_when_that_pays():
+    eco = Economy(patience=5, max_cost_ratio=0.6, probe_share=0.05)
+    eco.defer("a surrogate answer may cost up to 200% of a target call")
+    assert eco.idle and eco.cause == "cost"
+    eco.defer("again")  # already idle: nothing changes
+    assert "200%" in eco.reason and eco.idle_spells == 1
+    for _ in range(30):
+        eco.record(False, "target", 0.001, 0.001, False, math.nan)
+    assert eco.consult() and not eco.consult(expected=1.0)  # a probe waits until its cost is affordable
+    eco.record(True, "target", 0.0015, 0.001, False, 0.9)  # measured: does not pay
+    assert eco.idle and "costs 90%" in eco.reason and eco.probes == 1
+    while not eco.consult():
+        eco.record(False, "target", 0.001, 0.001, False, math.nan)
+    eco.record(True, "target", 0.0015, 0.001, False, 0.3)  # pays: no served answer is needed to wake
+    assert not eco.idle and eco.cause is None
+
+
+def test_the_soap_cost_sample_bounds_a_prediction_at_a_fraction_of_its_price():
+    atoms = Icosahedron("Cu", 2)
+    model = SOAPBayesianRidge()
+    low, high = model.cost_bounds(atoms, ["energy", "forces"])
+    assert 0 < low and high == pytest.approx(low * len(atoms))
+    assert model._soap is None and not model._cache  # a sample: nothing kept, no species fixed
+    from ase_proxima.surrogates import SNAPEnsemble
+
+    assert SNAPEnsemble().cost_bounds(bulk_cu()) is None  # no sample for this family: timed whole
+
+
+def bulk_cu():
+    from ase.build import bulk
+
+    return bulk("Cu", "fcc", a=3.6, cubic=True)
+
+
+def test_an_md_run_idle_for_cost_probes_by_timing_only_never_fitting():
+    """Cu38 against EMT: idle from the first call (the SOAP sample); its probes time the
+    descriptors of one structure each and never fit, and the answers are the target's."""
+    from ase.cluster import Octahedron
+
+    atoms = Octahedron("Cu", 4, cutoff=1)
+    atoms.rattle(0.05, seed=0)
+    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
+    calc = ProximaCalculator(target=EMT(), error_bound=0.02, error_metric="forces_max", seed=0)
+    atoms.calc = calc
+    VelocityVerlet(atoms, 2 * units.fs).run(600)
+    s = calc.stats
+    assert s["economy"] == "idle" and s["fits"] == 0 and s["surrogate_calls"] == 0
+    assert s["probes"] >= 1 and math.isfinite(s["cost_surrogate"])  # a probe timed the whole
+    assert s["idle_calls"] + s["probes"] == s["calls"] - 1  # all but the first call
+    np.testing.assert_allclose(atoms.get_forces(), EMT().get_forces(atoms), atol=1e-12)

@@ -131,3 +131,14 @@ def test_invalid_settings_rejected(temperature, step):
         MonteCarlo(_ch4(), temperature)
     with pytest.raises(ValueError):
         MonteCarlo(_ch4(), 300.0, step_size=step)
+
+
+def test_the_radius_of_gyration_history_follows_the_current_state():
+    """Kept per step without recomputing it on a rejected move: each value is the state's."""
+    atoms = _ch4()
+    mc = MonteCarlo(atoms, 300, step_size=0.05, rng=3)
+    seen = []
+    mc.attach(lambda: seen.append(radius_of_gyration(mc.atoms)))
+    result = mc.run(60)
+    assert 0 < result.accepted.sum() < 60
+    np.testing.assert_allclose(result.rog, seen[1:], rtol=0, atol=1e-12)

@@ -110,6 +110,13 @@ class Surrogate(BaseEstimator, ABC):
         time a prediction's main cost before paying for a fit.  ``False``: this family cannot."""
         return False
 
+    def cost_bounds(self, atoms: Atoms, properties: Sequence[str] | None = None) -> tuple[float, float] | None:
+        """Lower and upper bounds, in seconds, on what describing ``atoms`` for a prediction of
+        ``properties`` costs, from a sample at a fraction of that price (one atomic environment):
+        a caller beside a cheap target can then tell whether timing the whole is worth its price.
+        ``None``: this family has no such sample."""
+        return None
+
     def properties_for(self, atoms: Atoms) -> tuple[str, ...]:
         """Properties the model can return for this structure (default: all it implements)."""
         return self.implemented_properties

@@ -32,6 +32,7 @@ described as the free molecule it is, with analytic forces.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -88,6 +89,7 @@ class SOAPBayesianRidge(Surrogate):
         self.sigma_: np.ndarray | None = None  # posterior covariance of the weights
         self._soap: SOAP | None = None
         self._cache: dict[bytes, tuple[np.ndarray, np.ndarray | None]] = {}
+        self._layouts: dict[tuple[bytes, tuple[str, ...]], tuple[frozenset[str], list[np.ndarray], np.ndarray]] = {}
         self._gram: np.ndarray | None = None  # [A b]^T [A b] of every design row so far
         self._acc_keys: list[bytes] = []
         self._n_rows = 0
@@ -109,15 +111,14 @@ class SOAPBayesianRidge(Surrogate):
     def _features(self, atoms: Atoms, with_derivatives: bool) -> tuple[np.ndarray, np.ndarray | None]:
         """Element-resolved summed spectrum X (n_feat,) and, optionally, dX/dr (N, 3, n_feat)."""
         assert self._soap is not None
-        symbols = atoms.get_chemical_symbols()
+        masks = self._layout(atoms)[1]
         if with_derivatives:
             d, p = self._soap.derivatives(atoms, method="analytical", return_descriptor=True)
         else:
             p, d = self._soap.create(atoms), None
         p = np.atleast_2d(p)
         blocks, dblocks = [], []
-        for s in self.species_:
-            mask = np.fromiter((x == s for x in symbols), bool, len(symbols))
+        for mask in masks:
             blocks.append(p[mask].sum(axis=0))
             if d is not None:
                 dblocks.append(d[mask].sum(axis=0))  # (N, 3, F)
@@ -126,18 +127,33 @@ class SOAPBayesianRidge(Surrogate):
         return x, dx
 
     def _counts(self, atoms: Atoms) -> np.ndarray:
-        symbols = atoms.get_chemical_symbols()
-        return np.array([symbols.count(s) for s in self.species_], float)
+        return self._layout(atoms)[2]
+
+    def _layout(self, atoms: Atoms) -> tuple[frozenset[str], list[np.ndarray], np.ndarray]:
+        """The species in ``atoms``, a mask of the atoms of each fitted species and their counts:
+        asked several times on every call, so kept per atom numbering (ASE's symbols are slow)."""
+        key = (atoms.numbers.tobytes(), self.species_)
+        layout = self._layouts.get(key)
+        if layout is None:
+            symbols = atoms.get_chemical_symbols()
+            masks = [np.array([x == s for x in symbols], bool) for s in self.species_]
+            layout = (frozenset(symbols), masks, np.array([m.sum() for m in masks], float))
+            if len(self._layouts) >= 64:
+                self._layouts.clear()
+            self._layouts[key] = layout
+        return layout
 
     def __getstate__(self) -> dict[str, Any]:
         """Copies carry the fitted state, not the descriptor cache or dscribe's object (rebuilt)."""
         state = dict(self.__dict__)
         state["_soap"] = None
         state["_cache"] = {}
+        state["_layouts"] = {}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("_layouts", {})
         if self.species_:
             self._soap = self._make_soap(self.species_, bool(self.periodic_))
 
@@ -154,7 +170,7 @@ class SOAPBayesianRidge(Surrogate):
     def accepts(self, atoms: Atoms) -> str | None:
         if not self.is_fitted:
             return "surrogate not trained"
-        unseen = sorted(set(atoms.get_chemical_symbols()) - set(self.species_))
+        unseen = sorted(self._layout(atoms)[0] - set(self.species_))
         if unseen:
             return f"species {unseen} not in the training data"
         if bool(self._as_described(atoms).pbc.any()) != self.periodic_:
@@ -163,6 +179,24 @@ class SOAPBayesianRidge(Surrogate):
 
     def properties_for(self, atoms: Atoms) -> tuple[str, ...]:
         return ("energy",) if self._as_described(atoms).pbc.any() else ("energy", "forces")
+
+    def cost_bounds(self, atoms: Atoms, properties: Sequence[str] | None = None) -> tuple[float, float] | None:
+        """The SOAP features (and derivatives) of one atom's environment, timed: at least what the
+        whole costs, and with one such time per atom at most (the fixed part counted every time)."""
+        atoms = self._as_described(atoms)
+        periodic = bool(atoms.pbc.any())
+        soap = self._soap
+        if soap is None:
+            soap = self._make_soap(tuple(sorted(set(atoms.get_chemical_symbols()))), periodic)
+        elif not set(atoms.get_chemical_symbols()) <= set(self.species_) or periodic != self.periodic_:
+            return None
+        start = time.perf_counter()
+        if self.fit_forces and not periodic and (properties is None or "forces" in properties):
+            soap.derivatives(atoms, centers=[0], method="analytical", return_descriptor=True)
+        else:
+            soap.create(atoms, centers=[0])
+        one = time.perf_counter() - start
+        return one, one * len(atoms)
 
     def describe(self, atoms: Atoms, properties: Sequence[str] | None = None) -> bool:
         """The SOAP features (and, for forces, their derivatives) of ``atoms``, kept for the fit."""
@@ -234,14 +268,14 @@ class SOAPBayesianRidge(Surrogate):
             self._gram, self._n_rows = None, 0
             self._basis_size = len(images)
         if not described:  # nothing new to fold in
-            self.coef_, self.sigma_ = self._solve()
+            self.coef_, self.sigma_ = self._solve(np.empty((0, len(self._gram) - 1)))
             return
         A, b = self._rows(described, results[first:])
         block = np.column_stack([A, b])
         self._gram = block.T @ block if self._gram is None else self._gram + block.T @ block
         self._n_rows += len(A)
         self._acc_keys = keys
-        self.coef_, self.sigma_ = self._solve()
+        self.coef_, self.sigma_ = self._solve(A)
 
     def _cached_features(self, atoms: Atoms, res: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
         want_d = self.fit_forces and not self.periodic_ and "forces" in res
@@ -283,11 +317,12 @@ class SOAPBayesianRidge(Surrogate):
                 targets.append(np.asarray(res["forces"], float).ravel())
         return np.vstack(blocks), np.concatenate(targets)
 
-    def _solve(self) -> tuple[np.ndarray, np.ndarray]:
-        """The Bayesian ridge posterior (mean and covariance of the weights) from the triangular
-        factor: ``A^T A``, ``A^T b`` and ``|b|^2`` with the true row count."""
+    def _solve(self, new_rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The Bayesian ridge posterior (mean and covariance of the weights) from the Gram matrix
+        of ``[A b]``: ``A^T A``, ``A^T b`` and ``|b|^2`` with the true row count (``new_rows``:
+        the rows of ``A`` added since the last solve)."""
         g = self._gram
-        coef, sigma = self._ridge.solve(g[:-1, :-1], g[:-1, -1], float(g[-1, -1]), self._n_rows)
+        coef, sigma = self._ridge.solve(g[:-1, :-1], g[:-1, -1], float(g[-1, -1]), self._n_rows, new_rows)
         return np.array(coef), np.array(sigma)
 
     def predict(self, atoms: Atoms, properties: Sequence[str] | None = None) -> Prediction:

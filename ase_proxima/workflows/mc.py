@@ -36,8 +36,12 @@ __all__ = ["radius_of_gyration", "MonteCarlo", "MCResult", "replay", "ReplayResu
 
 
 def radius_of_gyration(atoms: Atoms) -> float:
-    """Mass-weighted radius of gyration in Angstrom (as GROMACS ``gmx gyrate``): sqrt(tr(I) / 2M)."""
-    return math.sqrt(float(np.sum(atoms.get_moments_of_inertia())) / (2.0 * float(np.sum(atoms.get_masses()))))
+    """Mass-weighted radius of gyration in Angstrom (as GROMACS ``gmx gyrate``): sqrt(tr(I) / 2M),
+    computed as the mass-weighted mean squared distance from the centre of mass (no eigenvalues)."""
+    m = atoms.get_masses()
+    total = float(m.sum())
+    d = atoms.positions - (m @ atoms.positions) / total
+    return math.sqrt(float(np.einsum("i,ij,ij->", m, d, d)) / total)
 
 
 @dataclass
@@ -123,6 +127,8 @@ class MonteCarlo(BaseDynamics):
         self.call_time = 0.0
         self.failed = 0
         self._history: dict[str, list] = {k: [] for k in ("energies", "trials", "accepted", "rog", "times")}
+        self._accepted_count = 0
+        self._no_log = logfile is None  # ASE opens os.devnull for it: no line is formatted for that
         self._wall = 0.0
 
     def todict(self) -> dict[str, Any]:
@@ -159,7 +165,8 @@ class MonteCarlo(BaseDynamics):
         h["energies"].append(self.energy)
         h["trials"].append(self.trial_energy)
         h["accepted"].append(self.accepted)
-        h["rog"].append(radius_of_gyration(self.atoms))
+        self._accepted_count += self.accepted
+        h["rog"].append(radius_of_gyration(self.atoms) if self.accepted or not h["rog"] else h["rog"][-1])
         h["times"].append(self.call_time)
 
     def irun(self, steps: int = 100) -> Iterator[bool]:
@@ -206,10 +213,10 @@ class MonteCarlo(BaseDynamics):
                         failed=self.failed)
 
     def log(self) -> None:
-        if self.logfile is None:
+        if self.logfile is None or self._no_log:
             return
         n = len(self._history["accepted"])
-        ratio = float(np.mean(self._history["accepted"])) if n else math.nan
+        ratio = self._accepted_count / n if n else math.nan  # a running count: a mean of the list grows with n
         self.logfile.write(f"MonteCarlo: step {self.nsteps:6d}  trial {self.trial_energy:15.6f}  "
                            f"energy {self.energy:15.6f}  {'accepted' if self.accepted else 'rejected'}  "
                            f"acceptance {ratio:.3f}\n")
