@@ -469,15 +469,20 @@ class ProximaCalculator(Calculator):
         return bounds[1] if bounds is not None else 0.0
 
     def _cost_ratio(self, key: str) -> float:
-        """c_S / c_T as the economy should judge it: measured (nan until it is); before any fit,
-        where the surrogate's sample bounds it (:meth:`_time_descriptors`), the lower bound when
-        that alone shows it cannot pay, else from the first whole timing on."""
+        """c_S / c_T as the economy should judge it: measured three times each (nan until then);
+        before any fit, where the surrogate's sample bounds it (:meth:`_time_descriptors`), the
+        lower bound when that alone shows it cannot pay, else from the first whole timing on; and
+        without a sample, the first whole timing when it is ten times what could pay (more than a
+        slow first call explains: a SNAP prediction against a classical potential)."""
         ratio = self.costs.known_ratio(key)
+        if not math.isnan(ratio) or self.surrogate.is_fitted:
+            return ratio
+        limit, first = self.economy.max_cost_ratio, self.costs.known_ratio(key, min_samples=1)
         bounds = self._cost_bounds.get(key)
-        if math.isnan(ratio) and bounds is not None and not self.surrogate.is_fitted:
+        if bounds is not None:
             low = bounds[0] / self.costs.cost("target", key)
-            return low if low >= self.economy.max_cost_ratio else self.costs.known_ratio(key, min_samples=1)
-        return ratio
+            return low if low >= limit else first
+        return first if first >= 10.0 * limit else math.nan
 
     def _time_descriptors(self, atoms: Atoms, properties: list[str], watch: Stopwatch, key: str,
                           again: bool = False) -> None:

@@ -102,6 +102,7 @@ def test_a_killed_training_worker_is_reported_then_replaced(trained):
     copy = _restored(model)
     worker = training_worker()
     images, results = [x for x, _ in train], [r for _, r in train]
+    copy.refit_steps = 100 * model.refit_steps  # a refit that surely outlasts the killer's second
     killer = threading.Timer(1.0, lambda: os.kill(worker.process.pid, signal.SIGKILL))
     killer.start()
     try:
@@ -110,6 +111,7 @@ def test_a_killed_training_worker_is_reported_then_replaced(trained):
     finally:
         killer.cancel()
     assert not worker.alive()
+    copy.refit_steps = model.refit_steps
     copy.fit(images, results)
     assert training_worker() is not worker and training_worker().alive() and copy.is_fitted
 

@@ -134,13 +134,15 @@ class Surrogate(BaseEstimator, ABC):
         return []
 
 
-def check_training_set(images: Sequence[Atoms], results: Sequence[Mapping[str, Any]]) -> None:
-    """Shared validation of ``fit`` arguments: equal lengths, a finite energy per structure."""
+def check_training_set(images: Sequence[Atoms], results: Sequence[Mapping[str, Any]], start: int = 0) -> None:
+    """Shared validation of ``fit`` arguments: equal lengths, a finite energy per structure (from
+    ``start`` on: a family that folds in new structures checks only those)."""
     if len(images) != len(results):
         raise ValueError(f"{len(images)} structures but {len(results)} result sets")
     if not images:
         raise ValueError("cannot fit a surrogate on an empty training set")
-    for i, res in enumerate(results):
+    for i in range(start, len(results)):
+        res = results[i]
         if "energy" not in res or not np.isfinite(res["energy"]):
             raise ValueError(f"training result {i} has no finite energy")
 

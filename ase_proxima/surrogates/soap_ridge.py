@@ -229,7 +229,8 @@ class SOAPBayesianRidge(Surrogate):
         happens when species or periodicity change, when the data were not
         appended, and whenever the set has doubled, up to 256 structures.
         """
-        check_training_set(images, results)
+        if len(images) != len(results):
+            check_training_set(images, results)  # raises
         n_old = len(self._acc_keys)
         # the folded structures are still the first ones: compare the ends (hashing or describing
         # them all would make a refit's cost grow with the training set)
@@ -238,6 +239,7 @@ class SOAPBayesianRidge(Surrogate):
                     and structure_key(images[n_old - 1]) == self._acc_keys[-1]
                     and (len(images) < 2 * self._basis_size or self._basis_size >= 256))
         first = n_old if appended else 0
+        check_training_set(images, results, start=first)
         described = [self._as_described(a) for a in images[first:]]
         periodic = {bool(a.pbc.any()) for a in described}
         if len(periodic) > 1:
