@@ -157,8 +157,8 @@ class Economy:
                 "overhead_share": self.debt / self.baseline if self.baseline > 0 else math.nan}
 
     def state(self) -> dict[str, Any]:
-        return {"idle": self.idle, "reason": self.reason, "cause": self.cause, "debt": self.debt, "baseline": self.baseline,
-                "idle_calls": self.idle_calls, "probes": self.probes, "idle_spells": self.idle_spells,
+        return {"idle": self.idle, "reason": self.reason, "cause": self.cause, "debt": self.debt,
+                "baseline": self.baseline, "idle_calls": self.idle_calls, "probes": self.probes, "idle_spells": self.idle_spells,
                 "quiet": self._quiet, "recent": [list(x) for x in self._recent], "gap": self._gap,
                 "next_probe": self._next_probe}
 

@@ -82,6 +82,21 @@ def _row(calc: ProximaCalculator, t_target: float, t_proxima: float, **extra: An
             "time_training": s["time_training"], "time_total": s["time_total"], **extra}
 
 
+def _in_turns(drivers: list[Any], steps: int, block: int) -> tuple[float, float]:
+    """Advance two drivers (``run(n)``) ``steps`` steps each in turns of ``block``, which goes first
+    alternating; their wall times."""
+    times = [0.0, 0.0]
+    done = 0
+    while done < steps:
+        n = min(block, steps - done)
+        for side in ((0, 1) if (done // block) % 2 == 0 else (1, 0)):
+            t = time.perf_counter()
+            drivers[side].run(n)
+            times[side] += time.perf_counter() - t
+        done += n
+    return times[0], times[1]
+
+
 # ----------------------------------------------------------------------------- MD
 def _md_side_by_side(start: Callable[[], Atoms], target: Any, calc: ProximaCalculator, steps: int,
                      temperature: float, seed: int, block: int = 25) -> tuple[float, float, list]:
@@ -99,16 +114,8 @@ def _md_side_by_side(start: Callable[[], Atoms], target: Any, calc: ProximaCalcu
     atoms_p, md_p = runs[1]
     md_p.attach(lambda: served.append((atoms_p.copy(), atoms_p.get_forces().copy()))
                 if calc.answer == "surrogate" else None)
-    times = [0.0, 0.0]
-    done = 0
-    while done < steps:
-        n = min(block, steps - done)
-        for side in ((0, 1) if (done // block) % 2 == 0 else (1, 0)):
-            t = time.perf_counter()
-            runs[side][1].run(n)
-            times[side] += time.perf_counter() - t
-        done += n
-    return times[0], times[1], served
+    t_target, t_proxima = _in_turns([md for _, md in runs], steps, block)
+    return t_target, t_proxima, served
 
 
 def md_case(name: str, start: Callable[[], Atoms], target: Callable[[], Any], bound: float, metric: str,
@@ -165,16 +172,8 @@ def _mc_side_by_side(start: Atoms, spec: str, calc: ProximaCalculator, steps: in
     served: list[tuple[Atoms, float]] = []
     mc = walks[1]
     mc.attach(lambda: served.append((mc.trial, mc.trial_energy)) if calc.answer == "surrogate" else None)
-    times = [0.0, 0.0]
-    done = 0
-    while done < steps:
-        n = min(block, steps - done)
-        for side in ((0, 1) if (done // block) % 2 == 0 else (1, 0)):
-            t = time.perf_counter()
-            walks[side].run(n)
-            times[side] += time.perf_counter() - t
-        done += n
-    return times[0], times[1], served
+    t_target, t_proxima = _in_turns(walks, steps, block)
+    return t_target, t_proxima, served
 
 
 def mc_case(name: str, start: Atoms, spec: str, bound: float, steps: int, temperature: float, step_size: float,

@@ -88,8 +88,9 @@ def test_calculator_refuses_an_absurd_prediction_and_asks_the_target():
             p = super().predict(atoms, properties)
             return Prediction({**p.results, "energy": p.results["energy"] + 1e4}, p.spread)
 
+    # cost_aware off: beside EMT the economy may judge a SOAP answer too costly and never consult
     calc = ProximaCalculator(target=EMT(), error_bound=0.05, surrogate=Absurd(), threshold=1e9, seed=0,
-                             audit_fraction=0.0)
+                             audit_fraction=0.0, cost_aware=False)
     frames = _frames(30)
     for f in frames:
         e = calc.get_potential_energy(f)
@@ -193,7 +194,8 @@ def test_non_finite_surrogate_prediction_is_never_served():
             p = super().predict(atoms, properties)
             return Prediction({**p.results, "energy": math.nan}, p.spread)
 
-    calc = ProximaCalculator(target=EMT(), error_bound=0.05, surrogate=Broken(), threshold=1e9, seed=0)
+    calc = ProximaCalculator(target=EMT(), error_bound=0.05, surrogate=Broken(), threshold=1e9, seed=0,
+                             cost_aware=False)  # the gate is under test, not the economy
     for f in _frames(30):
         assert math.isfinite(calc.get_potential_energy(f))
     assert calc.stats["surrogate_calls"] == 0 and calc.stats["refusals"] > 0
