@@ -181,8 +181,9 @@ class SOAPBayesianRidge(Surrogate):
         return ("energy",) if self._as_described(atoms).pbc.any() else ("energy", "forces")
 
     def cost_bounds(self, atoms: Atoms, properties: Sequence[str] | None = None) -> tuple[float, float] | None:
-        """The SOAP features (and derivatives) of one atom's environment, timed: at least what the
-        whole costs, and with one such time per atom at most (the fixed part counted every time)."""
+        """The SOAP features (and derivatives) of one atom's environment, timed: the whole costs at
+        least that, and about one such time per atom at most (the fixed part counted every time; the
+        sampled atom's neighbourhood stands for every atom's)."""
         atoms = self._as_described(atoms)
         periodic = bool(atoms.pbc.any())
         soap = self._soap
