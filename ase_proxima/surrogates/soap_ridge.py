@@ -230,8 +230,6 @@ class SOAPBayesianRidge(Surrogate):
         happens when species or periodicity change, when the data were not
         appended, and whenever the set has doubled, up to 256 structures.
         """
-        if len(images) != len(results):
-            check_training_set(images, results)  # raises
         n_old = len(self._acc_keys)
         # the folded structures are still the first ones: compare the ends (hashing or describing
         # them all would make a refit's cost grow with the training set)

@@ -128,6 +128,7 @@ class MonteCarlo(BaseDynamics):
         self.failed = 0
         self._history: dict[str, list] = {k: [] for k in ("energies", "trials", "accepted", "rog", "times")}
         self._accepted_count = 0
+        self._rog: float | None = None  # radius of gyration of the current state (None: not computed)
         self._no_log = logfile is None  # ASE opens os.devnull for it: no line is formatted for that
         self._wall = 0.0
 
@@ -166,7 +167,9 @@ class MonteCarlo(BaseDynamics):
         h["trials"].append(self.trial_energy)
         h["accepted"].append(self.accepted)
         self._accepted_count += self.accepted
-        h["rog"].append(radius_of_gyration(self.atoms) if self.accepted or not h["rog"] else h["rog"][-1])
+        if self.accepted or self._rog is None:  # a rejected move leaves the state, and its radius, as it was
+            self._rog = radius_of_gyration(self.atoms)
+        h["rog"].append(self._rog)
         h["times"].append(self.call_time)
 
     def irun(self, steps: int = 100) -> Iterator[bool]:
@@ -174,6 +177,7 @@ class MonteCarlo(BaseDynamics):
         if steps < 0:
             raise ValueError("steps must be >= 0")
         self.max_steps = self.nsteps + steps
+        self._rog = None  # the structure may have been moved between runs
         if self.energy is None:  # the starting state: its energy, its trajectory record
             self.trial = self.atoms.copy()
             self.energy = self.trial_energy = self._evaluate(self.trial)
@@ -238,6 +242,7 @@ class MonteCarlo(BaseDynamics):
         self.nsteps = int(state["nsteps"])
         self.energy = float(state["energy"])
         self.atoms.positions = np.array(state["positions"], float)
+        self._rog = None
         self.rng.bit_generator.state = state["rng"]
         self.failed = int(state.get("failed", 0))
         self.trial = self.atoms.copy()
