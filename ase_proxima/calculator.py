@@ -272,7 +272,9 @@ class ProximaCalculator(Calculator):
         rec["audit_p"] = audit_p
         kind = "target" if reason is not None else "audit" if audit_p and self.rng.random() < audit_p else "surrogate"
         compared = False
+        scale = self._error_scale()  # fixed, as audit_p, before the coin above was looked at
         if kind == "surrogate":
+            self.tally.certificate.serve(audit_p, scale)
             self.results = {k: (np.array(v) if isinstance(v, np.ndarray) else v) for k, v in prediction.results.items()}
             if "free_energy" in self.implemented_properties and "energy" in self.results:
                 self.results["free_energy"] = self.results["energy"]
@@ -309,6 +311,11 @@ class ProximaCalculator(Calculator):
                     self.tally.validated[formula] = self.tally.validated.get(formula, 0) + 1
                     if kind == "audit":
                         self.tally.audited.add(err, 1.0 / audit_p)
+                        self.tally.certificate.audit(err, audit_p, scale, returned=self._returns_audited())
+                        if err > scale:
+                            self.notices.scale_exceeded(err, scale, UNITS[self.parameters["error_metric"]])
+            if kind == "audit" and not compared:  # its error unmeasured: counted as the worst it may be
+                self.tally.certificate.audit(scale, audit_p, scale, returned=self._returns_audited())
             answer = self._blended(kind, reason, prediction, u, exact)
             if consult and self._refit_due(False):
                 self._fit(watch)
@@ -371,6 +378,15 @@ class ProximaCalculator(Calculator):
         reason = gate.why_unvalidated(formula, self.tally.validated.get(formula, 0), self.controller.window_size)
         return prediction, u, (reason or gate.why_uncertain(self.controller, u)
                                or self._why_unconfirmed(atoms, prediction))
+
+    def _error_scale(self) -> float:
+        """The largest error a served answer is assumed to have (the certificate's assumption)."""
+        p = self.parameters
+        return p["error_scale"] if p["error_scale"] is not None else 10.0 * p["error_bound"]
+
+    def _returns_audited(self) -> bool:
+        """Does an audited call return the surrogate answer it checked (``blend``)?"""
+        return bool(self.parameters["blend"])
 
     def _formula(self, atoms: Atoms) -> str:
         """The chemical formula (asked on every call: kept per atom numbering, which decides it)."""
@@ -580,6 +596,8 @@ class ProximaCalculator(Calculator):
                 "target_failures": self._target.failures, **self.controller.summary(), **self.training.summary(),
                 **self.costs.summary(t.surrogate_calls / t.calls if t.calls else 0.0), **self.economy.summary(),
                 **self.threads.summary(),
+                "served_error_upper": t.certificate.upper(p["confidence_level"]),
+                "confidence_level": p["confidence_level"], "error_scale": self._error_scale(),
                 "error_bound": p["error_bound"], "error_metric": p["error_metric"], "bound_on": p["bound_on"],
                 "not_serving": self.notices.not_serving(t.calls, t.last_served, self.log, self.controller,
                                                         UNITS[p["error_metric"]])}

@@ -20,11 +20,11 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 from ase import Atoms
 
 from .metrics import metric_properties
 from .surrogates.base import Prediction
+from .target_call import non_finite
 from .training import PlausibleRange
 
 __all__ = ["why_not_ready", "why_outside", "why_refused", "why_unvalidated", "why_uncertain", "is_finite"]
@@ -60,7 +60,8 @@ def why_outside(surrogate: Any, uncertainty: Any, atoms: Atoms, properties: Sequ
 
 
 def is_finite(prediction: Prediction) -> bool:
-    return all(np.all(np.isfinite(np.asarray(v, float))) for v in prediction.results.values())
+    """Every number the prediction holds is finite (asked on every call: floats checked as floats)."""
+    return not non_finite(prediction.results)
 
 
 def why_refused(prediction: Prediction, u: float, natoms: int, plausible: PlausibleRange) -> str | None:

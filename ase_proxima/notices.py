@@ -9,6 +9,8 @@ run that has stopped serving.
   ``quiet_calls`` such calls it warns once (again after the next quiet spell), naming the most
   frequent reason and, when the threshold is what stops it, the surrogate's recent error
   against the bound; ``stats['not_serving']`` carries the same sentence while it lasts.
+* The certified served error assumes no served answer errs by more than ``error_scale``
+  (:mod:`.certificate`); the first audit that shows otherwise is reported at once.
 """
 from __future__ import annotations
 
@@ -48,6 +50,7 @@ class Notices:
         self.quiet_calls = quiet_calls
         self._warned_forces = False
         self._warned_quiet = False
+        self._warned_scale = False
 
     def after_call(self, step: int, kind: str, properties: Sequence[str], metric: str, last_served: int, log: Any,
                    controller: Any, unit: str) -> None:
@@ -64,6 +67,14 @@ class Notices:
             if note is not None:
                 self._warned_quiet = True
                 warnings.warn(note, ProximaWarning, stacklevel=_user_stacklevel())
+
+    def scale_exceeded(self, error: float, scale: float, unit: str) -> None:
+        """An audited error above the certificate's scale: warned the first time."""
+        if not self._warned_scale:
+            self._warned_scale = True
+            warnings.warn(f"an audited surrogate error of {error:.3g} {unit} exceeds error_scale ({scale:.3g} {unit}): "
+                          "stats['served_error_upper'] is no longer guaranteed; set a larger error_scale",
+                          ProximaWarning, stacklevel=_user_stacklevel())
 
     def not_serving(self, calls: int, last_served: int, log: Any, controller: Any, unit: str) -> str | None:
         """Why the calls since ``last_served`` (``quiet_calls`` or more) got no surrogate answer, or ``None``."""

@@ -41,6 +41,8 @@ DEFAULT_PARAMETERS: dict[str, Any] = {
     "min_training": 10,
     "retrain": "lazy",
     "audit_fraction": 0.05,
+    "confidence_level": 0.95,
+    "error_scale": None,
     "bound_on": "served",
     "seed": None,
     "max_training": None,
@@ -130,6 +132,12 @@ def check_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
             raise SettingsError(f"retrain must be 'lazy', 'never' or an integer >= 1, got {retrain!r}") from None
     out["retrain"] = retrain
     out["audit_fraction"] = _real("audit_fraction", p["audit_fraction"], 0.0, 1.0)
+    level = _real("confidence_level", p["confidence_level"], 0.0, 1.0)
+    if not 0.0 < level < 1.0:
+        raise SettingsError(f"confidence_level must be strictly between 0 and 1, got {level!r}")
+    out["confidence_level"] = level
+    scale = p["error_scale"]
+    out["error_scale"] = None if scale is None else _real("error_scale", scale, open_low=True)
     if p["bound_on"] not in ("served", "all"):
         raise SettingsError(f"bound_on must be 'served' or 'all', got {p['bound_on']!r}")
     out["bound_on"] = p["bound_on"]

@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .certificate import ServedErrorBound
+
 __all__ = ["AuditTally", "RunTally", "RunState", "TIMERS", "STATE_VERSION"]
 
 STATE_VERSION = 2
@@ -85,6 +87,7 @@ class RunTally:
     validated: dict[str, int] = field(default_factory=dict)  # errors measured per composition
     times: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TIMERS, 0.0))
     audited: AuditTally = field(default_factory=AuditTally)
+    certificate: ServedErrorBound = field(default_factory=ServedErrorBound)
 
     def summary(self) -> dict[str, Any]:
         """Counts, the served fraction, the audited served error, and the time per part."""
@@ -92,7 +95,8 @@ class RunTally:
         out: dict[str, Any] = {"calls": self.calls, "surrogate_calls": self.surrogate_calls, "audits": self.audits,
                                "refusals": self.refusals, "cache_hits": self.cached, "served_fraction": frac,
                                "served_error": self.audited.estimate, "served_error_se": self.audited.standard_error,
-                               "returned_error": frac * self.audited.estimate}
+                               "returned_error": frac * self.audited.estimate,
+                               "certificate_exceeded": self.certificate.exceeded}
         out.update({f"time_{k}": v for k, v in self.times.items()})
         out["store_seconds_per_call"] = self.times["store"] / self.calls if self.calls else 0.0
         return out
@@ -188,5 +192,6 @@ class RunState:
     def restore_tally(self) -> RunTally:
         t = dict(self.tally)
         audited = AuditTally(**t.pop("audited", {}))
+        certificate = ServedErrorBound(**t.pop("certificate", {}))  # a state written before: nothing certified
         times = {**dict.fromkeys(TIMERS, 0.0), **t.pop("times", {})}
-        return RunTally(**t, times=times, audited=audited)
+        return RunTally(**t, times=times, audited=audited, certificate=certificate)

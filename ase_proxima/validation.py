@@ -6,39 +6,53 @@ and ``stats['served_error']`` +- ``stats['served_error_se']`` estimates the serv
 both do their job, a run's true served error should exceed ``bound + se`` in at most about 16%
 of runs (a one-sided one-sigma excursion of the estimate), and the true error should lie within
 one / two standard errors of the estimate in about 68% / 95% of runs (``z`` = (true - estimate)
-/ se); :func:`bound_check` measures both.
+/ se); :func:`bound_check` measures both.  It also checks the certificate
+(``stats['served_error_upper']``, :mod:`.certificate`) at every served call: the true mean of
+the answers served so far must stay under it at every call, in all but about
+``1 - confidence_level`` of runs.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["check_run", "bound_check"]
+from .certificate import ServedErrorBound
+
+__all__ = ["check_run", "bound_check", "certificate_run", "miscoverage", "ADVERSARIES"]
 
 
 def check_run(seed: int, steps: int = 400, error_bound: float = 0.005, temperature_K: float = 500.0,
-              step_size: float = 0.01, molecule: str = "CH4") -> dict[str, Any]:
+              step_size: float = 0.01, molecule: str = "CH4", **settings: Any) -> dict[str, Any]:
     """One Metropolis run of ``molecule`` with ASE's EMT as the target; every served energy is
     recomputed with EMT to get the true served error.  EMT stands in for a costly target here:
-    the cost rule, which would rightly keep so cheap a target to itself, is off."""
+    the cost rule, which would rightly keep so cheap a target to itself, is off.  ``settings``
+    go to the calculator (``audit_fraction=0.2``, ...)."""
     from ase.build import molecule as build
     from ase.calculators.emt import EMT
 
     from .calculator import ProximaCalculator
     from .workflows.mc import MonteCarlo
 
-    calc = ProximaCalculator(target=EMT(), error_bound=error_bound, seed=seed, cost_aware=False)
+    calc = ProximaCalculator(target=EMT(), error_bound=error_bound, seed=seed, **{"cost_aware": False, **settings})
     truth = EMT()
     walker = build(molecule)
     walker.calc = calc
     mc = MonteCarlo(walker, temperature_K=temperature_K, step_size=step_size, rng=seed + 1000)
     served_errors: list[float] = []
+    missed: list[int] = []  # served calls at which the true mean so far exceeded the certificate
+    level = calc.parameters["confidence_level"]
+    total = 0.0
 
     def check() -> None:
+        nonlocal total
         if mc.nsteps > 0 and calc.log[-1]["kind"] == "surrogate":
             served_errors.append(abs(mc.trial_energy - truth.get_potential_energy(mc.trial)))
+            total += served_errors[-1]
+            if total / len(served_errors) > calc.tally.certificate.upper(level):
+                missed.append(mc.nsteps)
 
     mc.attach(check)
     mc.run(steps)
@@ -50,6 +64,8 @@ def check_run(seed: int, steps: int = 400, error_bound: float = 0.005, temperatu
             "exceeds_bound_plus_se": bool(true > error_bound + (s["served_error_se"]
                                                                if math.isfinite(s["served_error_se"]) else 0.0)),
             "exceeds_bound": bool(true > error_bound),
+            "served_error_upper": s["served_error_upper"], "certificate_missed": bool(missed),
+            "certificate_missed_calls": len(missed),
             "z": (true - s["served_error"]) / s["served_error_se"] if s["served_error_se"] > 0 else math.nan}
 
 
@@ -64,6 +80,8 @@ def bound_check(seeds: Sequence[int], **kw: Any) -> dict[str, Any]:
             "mean_true_over_bound": float(np.mean([r["true_served_error"] / r["error_bound"] for r in valid]))
             if n else math.nan,
             "promised_at_most": 0.16,
+            # the certificate: a run's true served mean above it at any served call
+            "fraction_certificate_missed": _share([r["certificate_missed"] for r in valid]),
             # calibration of the estimate: a Gaussian estimate is within 1 / 2 sigma 68% / 95% of the time
             "within_1_se": _share([abs(r["z"]) <= 1 for r in valid if math.isfinite(r["z"])]),
             "within_2_se": _share([abs(r["z"]) <= 2 for r in valid if math.isfinite(r["z"])]),
@@ -72,3 +90,86 @@ def bound_check(seeds: Sequence[int], **kw: Any) -> dict[str, Any]:
 
 def _share(flags: list[bool]) -> float:
     return sum(flags) / len(flags) if flags else math.nan
+
+
+# ------------------------------------------------- the certificate against adversaries
+#: an adversary: (call index, every past (audited, error)) -> (error, audit probability, scale)
+Adversary = Callable[[int, list[tuple[bool, float]]], tuple[float, float, float]]
+
+def certificate_run(adversary: Adversary, rng: np.random.Generator, calls: int, level: float = 0.95,
+                    returned: bool = False) -> tuple[bool, ServedErrorBound, float]:
+    """One simulated run of ``calls`` servable calls against ``adversary(t, history) -> (error, p,
+    scale)``, which sees every past coin and error and may adapt to them.  Returns (whether the
+    true mean served error ever exceeded the certificate, the certificate, the true mean)."""
+    bound = ServedErrorBound()
+    history: list[tuple[bool, float]] = []
+    served_sum = 0.0
+    answers = 0
+    uncovered = False
+    for t in range(calls):
+        e, p, scale = adversary(t, history)
+        audited = rng.random() < p
+        if audited:
+            bound.audit(e, p, scale, returned=returned)
+            if returned:
+                served_sum += e
+                answers += 1
+        else:
+            bound.serve(p, scale)
+            served_sum += e
+            answers += 1
+        history.append((audited, e))
+        if answers and served_sum / answers > bound.upper(level) + 1e-12:
+            uncovered = True
+    return uncovered, bound, served_sum / answers if answers else math.nan
+
+
+def miscoverage(adversary: Adversary, runs: int, calls: int, seed: int, **kw: Any) -> float:
+    """The share of ``runs`` simulated runs in which the certificate failed at some call."""
+    rng = np.random.default_rng(seed)
+    return float(np.mean([certificate_run(adversary, rng, calls, **kw)[0] for _ in range(runs)]))
+
+
+# ------------------------------------------------- adversaries of the certificate
+def at_scale(p: float, scale: float = 1.0) -> Adversary:
+    """Every error at its scale: the bound is nearly tight before the first audit."""
+    return lambda t, h: (scale, p, scale)
+
+
+def hide_after_audit(p: float, scale: float = 1.0) -> Adversary:
+    """Large errors right after an audit, small otherwise; the audit rate falls after a quiet audit."""
+    def adversary(t, h):
+        recent_audit = bool(h) and h[-1][0]
+        return (scale if not recent_audit and t % 3 else 0.05 * scale), (p if t % 2 else p / 2), scale
+    return adversary
+
+
+def drift(p: float, scale: float = 1.0) -> Adversary:
+    """Errors drifting up from small to the scale; the audit rate chasing the last audited error."""
+    def adversary(t, h):
+        audited = [e for a, e in h if a]
+        rate = p * (0.3 + 0.7 * (audited[-1] / scale if audited else 1.0))
+        return min(scale, scale * (0.02 + t / 150.0)), rate, scale
+    return adversary
+
+
+def bursts(p: float, scale: float = 1.0) -> Adversary:
+    """Errors at the scale in bursts that start whenever the last call was served."""
+    def adversary(t, h):
+        served_run = 0
+        for a, _ in reversed(h):
+            if a:
+                break
+            served_run += 1
+        return (scale if 3 <= served_run % 20 <= 12 else 0.0), p, scale
+    return adversary
+
+
+def exploit_rare_audits(p: float, scale: float = 1.0) -> Adversary:
+    """Errors at the scale exactly on the calls audited least (a tenth of the rate), none elsewhere."""
+    return lambda t, h: ((scale, p / 10, scale) if t % 4 == 0 else (0.0, p, scale))
+
+
+ADVERSARIES: dict[str, Callable[..., Adversary]] = {"at_scale": at_scale, "hide_after_audit": hide_after_audit,
+                                                    "drift": drift, "bursts": bursts,
+                                                    "exploit_rare_audits": exploit_rare_audits}

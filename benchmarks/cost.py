@@ -70,15 +70,33 @@ class Counting:
 
 
 def _row(calc: ProximaCalculator, t_target: float, t_proxima: float, **extra: Any) -> dict[str, Any]:
+    """One run's figures.  ``limit`` is the issue's ideal ``c_T / ((1 - s) c_T + s c_S)`` with the
+    calculator's running medians; ``limit_measured`` the same ideal with each part priced where it
+    was paid: the target-alone time over (the time the target really took inside Proxima + the
+    served calls at c_S).  The two differ where the target's calls inside Proxima cost more than
+    its median, as a fresh target's first call does, or an SCF that starts from a density many
+    steps old.  ``overheads`` splits what Proxima spent beyond that ideal."""
     s = calc.stats
     speedup = t_target / t_proxima
     limit = ideal_speedup(s["cost_target"], s["cost_surrogate"], s["served_fraction"])
+    served = s["surrogate_calls"]
+    c_s = s["cost_surrogate"] if math.isfinite(s["cost_surrogate"]) else 0.0
+    ideal_time = s["time_target"] + served * c_s
+    limit_measured = t_target / ideal_time if ideal_time > 0 else math.nan
+    surrogate_time = s["time_surrogate"] + s["time_uncertainty"]
+    overheads = {"training": s["time_training"], "store": s["time_store"],
+                 "predictions_beyond_served_c_S": surrogate_time - served * c_s,
+                 "calculator_glue": s["time_total"] - s["time_target"] - surrogate_time - s["time_training"]
+                 - s["time_store"],
+                 "outside_calculator": t_proxima - s["time_total"]}
     return {"speedup": speedup, "served_fraction": s["served_fraction"], "calls": s["calls"],
             "target_calls": s["target_calls"], "c_target": s["cost_target"], "c_surrogate": s["cost_surrogate"],
             "limit": limit, "share_of_limit": speedup / limit if limit and math.isfinite(limit) else math.nan,
+            "limit_measured": limit_measured, "share_of_limit_measured": speedup / limit_measured,
+            "t_target_alone": t_target, "t_proxima": t_proxima, "overheads": overheads,
             "economy": s["economy"], "idle_reason": s["idle_reason"], "idle_calls": s["idle_calls"],
             "probes": s["probes"], "fits": s["fits"], "audits": s["audits"], "target_threads": s["target_threads"],
-            "time_target": s["time_target"], "time_surrogate": s["time_surrogate"] + s["time_uncertainty"],
+            "time_target": s["time_target"], "time_surrogate": surrogate_time,
             "time_training": s["time_training"], "time_total": s["time_total"], **extra}
 
 
@@ -367,6 +385,7 @@ def main(argv: list[str] | None = None) -> None:
         for r in got:
             print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()
                    if k in ("case", "bound", "temperature", "seed", "speedup", "limit", "share_of_limit",
+                            "limit_measured", "share_of_limit_measured",
                             "served_fraction", "true_over_bound", "economy", "n_structures", "refit_seconds",
                             "target_calls", "target_only_calls", "proxima_target_calculations")}, file=sys.stderr)
         (args.out / f"{name}.json").write_text(json.dumps(got, indent=1, default=float))

@@ -305,6 +305,10 @@ def test_todict_is_plain():
         ({"error_bound": 0.01, "bound_on": "most"}, ValueError),
         ({"error_bound": 0.01, "min_training": 0}, ValueError),
         ({"error_bound": 0.01, "surrogate": "soap"}, TypeError),
+        ({"error_bound": 0.01, "confidence_level": 1.0}, ValueError),
+        ({"error_bound": 0.01, "confidence_level": 0.0}, ValueError),
+        ({"error_bound": 0.01, "error_scale": 0.0}, ValueError),
+        ({"error_bound": 0.01, "error_scale": float("inf")}, ValueError),
     ],
 )
 def test_invalid_arguments(kwargs, exc):

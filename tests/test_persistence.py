@@ -47,8 +47,10 @@ def test_save_state_then_load_continues_identically(frames, tmp_path):
     np.testing.assert_allclose([e for _, e, _ in got], [e for _, e, _ in ref], rtol=0, atol=1e-12)
     np.testing.assert_allclose([t for _, _, t in got], [t for _, _, t in ref], rtol=0, atol=1e-15)
     s_ref, s_got = straight.stats, resumed.stats
-    for key in ("calls", "target_calls", "surrogate_calls", "audits", "threshold", "alpha", "training_size"):
+    for key in ("calls", "target_calls", "surrogate_calls", "audits", "threshold", "alpha", "training_size",
+                "served_error_upper", "certificate_exceeded"):
         assert s_got[key] == pytest.approx(s_ref[key], nan_ok=True), key
+    assert resumed.tally.certificate == straight.tally.certificate  # the certificate goes on, not afresh
     assert len(resumed.log) == len(straight.log)
 
 

@@ -239,7 +239,10 @@ def test_11_state_is_written_every_few_calls_and_stays_small(tmp_path):
             sizes.append(st.st_size)
     assert writes <= 300 // calc.parameters.get("checkpoint_every", 20) + 1
     assert calc.stats["audits"] > 25  # priced: the rate falls while the error is far below the bound
-    assert max(sizes[3:]) - min(sizes[3:]) < 1500  # no list growing with the run
+    # no list growing with the run: over its second half (bounded windows and the certificate's
+    # weight bins have filled by then) the state's size stays flat
+    half = sizes[len(sizes) // 2:]
+    assert len(half) >= 4 and max(half) - min(half) < 1500
     assert calc.stats["time_store"] > 0 and calc.stats["store_seconds_per_call"] > 0
     small = ProximaCalculator(cost_aware=False, target=EMT(), error_bound=0.005, log_size=50, seed=0)
     for a in _frames(120):
