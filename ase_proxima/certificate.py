@@ -118,8 +118,9 @@ class ServedErrorBound:
         self.audits += 1
         if error > scale:
             self.exceeded += 1
-        self.log_penalty -= math.log1p(-self.bet * min(error, scale) / scale)
-        self.estimated_sum += error * (1.0 - p) / p
+        if p < 1.0:  # a certain audit bets nothing and stands for no served call
+            self.log_penalty -= math.log1p(-self.bet * min(error, scale) / scale)
+            self.estimated_sum += error * (1.0 - p) / p
         if returned:
             self.returned += 1
             self.known_sum += error

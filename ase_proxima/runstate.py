@@ -94,6 +94,7 @@ class RunTally:
         frac = self.surrogate_calls / self.calls if self.calls else 0.0
         out: dict[str, Any] = {"calls": self.calls, "surrogate_calls": self.surrogate_calls, "audits": self.audits,
                                "refusals": self.refusals, "cache_hits": self.cached, "served_fraction": frac,
+                               "audit_share": self.audits / self.calls if self.calls else 0.0,
                                "served_error": self.audited.estimate, "served_error_se": self.audited.standard_error,
                                "returned_error": frac * self.audited.estimate,
                                "certificate_exceeded": self.certificate.exceeded}

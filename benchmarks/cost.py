@@ -95,7 +95,8 @@ def _row(calc: ProximaCalculator, t_target: float, t_proxima: float, **extra: An
             "limit_measured": limit_measured, "share_of_limit_measured": speedup / limit_measured,
             "t_target_alone": t_target, "t_proxima": t_proxima, "overheads": overheads,
             "economy": s["economy"], "idle_reason": s["idle_reason"], "idle_calls": s["idle_calls"],
-            "probes": s["probes"], "fits": s["fits"], "audits": s["audits"], "target_threads": s["target_threads"],
+            "probes": s["probes"], "fits": s["fits"], "audits": s["audits"], "audit_share": s["audit_share"],
+            "served_error_upper": s["served_error_upper"], "target_threads": s["target_threads"],
             "time_target": s["time_target"], "time_surrogate": surrogate_time,
             "time_training": s["time_training"], "time_total": s["time_total"], **extra}
 

@@ -77,15 +77,18 @@ def test_target_answers_are_exact_and_served_answers_consistent(methane):
     n = calc.stats["calls"]
     e = atoms.get_potential_energy()
     first = calc.log[-1]["kind"]
+    side_forces = "forces" in calc.results  # a target answer (EMT) brings its forces along
+    assert side_forces == (first != "surrogate")
     atoms.get_forces()
-    assert calc.stats["calls"] == n + 2
+    assert calc.stats["calls"] == n + (1 if side_forces else 2)
     if first == "surrogate" and calc.log[-1]["kind"] == "surrogate":
         assert atoms.get_potential_energy() == pytest.approx(e, abs=1e-12)
     # a forces request fills energy and forces from one source: asking the energy next costs nothing
+    n = calc.stats["calls"]
     atoms.positions[0, 0] += 1e-3
     atoms.get_forces()
     atoms.get_potential_energy()
-    assert calc.stats["calls"] == n + 3
+    assert calc.stats["calls"] == n + 1
 
 
 def test_langevin_md_of_a_cluster_with_force_bound(cu13):

@@ -166,3 +166,40 @@ def test_blended_audits_return_the_surrogate_answer_and_count_as_served(methane)
     cert = calc.tally.certificate
     assert cert.returned == cert.audits > 0 and cert.known_sum > 0
     assert cert.answers == cert.served + cert.audits
+
+
+def test_a_certain_audit_changes_no_bet():
+    b = ServedErrorBound()
+    b.audit(0.5, 1.0, 1.0)
+    assert b.audits == 1 and b.log_penalty == 0.0 and b.estimated_sum == 0.0
+
+
+def test_no_answer_is_served_before_the_served_error_has_an_estimate(methane):
+    from ase.calculators.emt import EMT
+
+    from ase_proxima import ProximaCalculator
+
+    for seed in range(4):
+        calc = ProximaCalculator(target=EMT(), error_bound=0.003, seed=seed, cost_aware=False)
+        walker = methane.copy()
+        walker.calc = calc
+        from ase_proxima.workflows.mc import MonteCarlo
+
+        mc = MonteCarlo(walker, temperature_K=500.0, step_size=0.01, rng=seed)
+        seen = []
+        mc.attach(lambda: seen.append((calc.answer, calc.stats["served_error_se"])) if calc.answer == "surrogate"
+                  else None)
+        mc.run(150)
+        assert seen, "the run served nothing"
+        assert all(math.isfinite(se) for _, se in seen)  # two audits, at least, before the first answer
+        assert 0.0 < calc.stats["audit_share"] < 0.2
+
+
+def test_the_first_servable_calls_are_audited_for_certain():
+    from ase_proxima.audits import AuditPolicy
+
+    policy = AuditPolicy(0.05)
+    assert policy.rate(0.01, math.nan, math.nan, 0, 0.001) == 1.0
+    assert policy.rate(0.01, 0.001, math.nan, 1, 0.001) == 1.0
+    assert policy.rate(0.01, 0.001, 0.0005, 2, 0.001) < 0.06
+    assert AuditPolicy(0.0).rate(0.01, math.nan, math.nan, 0, 0.001) == 0.0  # audits off stays off

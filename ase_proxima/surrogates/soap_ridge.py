@@ -375,6 +375,9 @@ class SOAPBayesianRidge(Surrogate):
         self._y_mean, self._n_rows, self._basis_size = float(m["y_mean"]), int(m["n_rows"]), int(m["basis_size"])
         self._ridge = EvidenceRidge()
         self._ridge.load_state(m.get("evidence", {}))
+        # the covariance the next low-rank update starts from: without it the resumed run's next
+        # refit would solve afresh and round differently from the uninterrupted one
+        self._ridge.coef_, self._ridge.sigma_ = self.coef_.copy(), self.sigma_.copy()
         self._cache = {}
 
     def call_cost(self, atoms: Atoms) -> list[WorkloadSize]:

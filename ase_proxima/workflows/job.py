@@ -76,7 +76,8 @@ def describe_stats(stats: dict[str, Any]) -> str:
     unit = UNITS[stats["error_metric"]]
     return (f"target {stats['target_calls']} calls (audits {stats['audits']}), surrogate "
             f"{stats['surrogate_calls']} ({stats['served_fraction']:.1%}); served {stats['error_metric']} error "
-            f"(audited) {stats['served_error']:.4g} +- {stats['served_error_se']:.2g} {unit}, bound "
+            f"(audited) {stats['served_error']:.4g} +- {stats['served_error_se']:.2g} {unit}, certified <= "
+            f"{stats['served_error_upper']:.4g} {unit} at {stats['confidence_level']:.0%}, bound "
             f"{stats['error_bound']:g} {unit}")
 
 
