@@ -8,9 +8,9 @@ every audit matters, when it is far below, fewer suffice to show it stays there.
     p = audit_fraction * clip(estimate / error_bound, floor, 1)
 
 except that the first ``first_audits`` servable calls are all audited (p = 1): no answer is
-served before the served error has an estimate and a standard error.  ``estimate`` is an upper estimate of the served error (the audited mean plus two
-standard errors once there are ``min_audits`` audits, before that the controller's
-windowed error).  The probability used is recorded with the audit, and the audited mean is
+served before the served error has an estimate and a standard error.  ``estimate`` is an upper
+estimate of the served error (the audited mean plus two standard errors once there are
+``min_audits`` audits, before that the controller's windowed error).  The probability used is recorded with the audit, and the audited mean is
 weighted by 1/p (a Hajek estimator), so a rate that changes over the run biases nothing.
 """
 from __future__ import annotations

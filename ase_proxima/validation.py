@@ -96,6 +96,7 @@ def _share(flags: list[bool]) -> float:
 #: an adversary: (call index, every past (audited, error)) -> (error, audit probability, scale)
 Adversary = Callable[[int, list[tuple[bool, float]]], tuple[float, float, float]]
 
+
 def certificate_run(adversary: Adversary, rng: np.random.Generator, calls: int, level: float = 0.95,
                     returned: bool = False) -> tuple[bool, ServedErrorBound, float]:
     """One simulated run of ``calls`` servable calls against ``adversary(t, history) -> (error, p,
@@ -137,7 +138,8 @@ def at_scale(p: float, scale: float = 1.0) -> Adversary:
 
 
 def hide_after_audit(p: float, scale: float = 1.0) -> Adversary:
-    """Large errors right after an audit, small otherwise; the audit rate falls after a quiet audit."""
+    """Errors at the scale on two calls in three, except just after an audit (when a watcher might
+    look); the audit rate halved on every other call."""
     def adversary(t, h):
         recent_audit = bool(h) and h[-1][0]
         return (scale if not recent_audit and t % 3 else 0.05 * scale), (p if t % 2 else p / 2), scale

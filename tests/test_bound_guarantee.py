@@ -16,5 +16,3 @@ def test_twenty_seeds_keep_the_bound_and_the_estimate_is_calibrated():
     # the certificate holds at every served call in all but ~5% of runs: 4 or more misses of 20 would
     # have probability under 2% if it held
     assert r["fraction_certificate_missed"] <= 3 / 20
-    assert all(r["served_error_upper"] >= r["true_served_error"] for r in r["runs"] if r["served_calls"]) or \
-        r["fraction_certificate_missed"] > 0
