@@ -23,8 +23,10 @@ import atexit
 import copy
 import math
 import os
+import statistics
 import weakref
 from contextlib import nullcontext
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -50,6 +52,12 @@ from .training import TrainingSet, plain
 from .uncertainty import EnsembleUncertainty, Uncertainty
 
 __all__ = ["ProximaCalculator"]
+
+
+@lru_cache(maxsize=8)
+def _one_sided_z(level: float) -> float:
+    """Standard normal quantile at ``level`` (asked on every call: kept)."""
+    return statistics.NormalDist().inv_cdf(level)
 
 
 class ProximaCalculator(Calculator):
@@ -266,11 +274,18 @@ class ProximaCalculator(Calculator):
         c = self.controller
         rec.update(uncertainty=u, threshold=math.nan if c.threshold is None else c.threshold,
                    alpha=math.nan if c.alpha is None else c.alpha, n_fitted=self.training.n_fitted)
+        upper, bound = self._run_upper(bounded=True), self.parameters["error_bound"]
         audit_p = 0.0 if reason is not None else self.audits.rate(
-            self.parameters["error_bound"], self.tally.audited.estimate, self.tally.audited.standard_error,
-            self.tally.audited.n, self.controller.controlled_error)
+            bound, upper, self.tally.audited.n, self.controller.controlled_error,
+            self.tally.certificate.upper(self.parameters["confidence_level"]), self._surprise(u))
         rec["audit_p"] = audit_p
         kind = "target" if reason is not None else "audit" if audit_p and self.rng.random() < audit_p else "surrogate"
+        checked = None  # why a servable call was audited for certain, past the first ones
+        if audit_p >= 1.0 and upper > bound:
+            unit = UNITS[self.parameters["error_metric"]]
+            checked = (f"over the bound: the run's upper estimate of its error ({upper:.3g} {unit}) is over the "
+                       f"bound ({bound:.3g} {unit}), so every call the gate passes is checked by the target until "
+                       "the audits bring it under")
         compared = False
         scale = self._error_scale()  # fixed, as audit_p, before the coin above was looked at
         if kind == "surrogate":
@@ -323,9 +338,10 @@ class ProximaCalculator(Calculator):
         self.controller.note_answer(kind == "surrogate")
         if compared and self.parameters["adaptive"]:
             with watch("controller"):
+                self.controller.note_run(*self._run_error())
                 self.controller.update()
         self.tally.calls += 1
-        rec["kind"], rec["reason"] = kind, reason
+        rec["kind"], rec["reason"] = kind, reason if reason is not None else checked
         self.answer = kind
         if kind == "surrogate":
             self.tally.last_served = rec["step"]
@@ -378,6 +394,41 @@ class ProximaCalculator(Calculator):
         reason = gate.why_unvalidated(formula, self.tally.validated.get(formula, 0), self.controller.window_size)
         return prediction, u, (reason or gate.why_uncertain(self.controller, u)
                                or self._why_unconfirmed(atoms, prediction))
+
+    def _surprise(self, u: float) -> float:
+        """The call's uncertainty over the largest one whose error was measured (NaN: none yet)."""
+        known = self.controller.validated_uncertainty
+        return u / known if known > 0.0 else math.nan
+
+    def _run_upper(self, bounded: bool = False) -> float:
+        """An upper estimate of the mean error of the run's served answers (``bounded``: of what
+        the bound is on, with ``bound_on='all'`` that times the run's served share): the audited
+        mean plus standard errors at the confidence level.  Two sources of doubt: the audited
+        mean's own (at least the mean over the root of the audit count: a few audits can look
+        steadier than the errors are), and which answers happen to be served, a sample of the
+        errors whose mean spreads as their spread over the root of its size (at least a window
+        of answers, so that a handful served at the edge cannot carry the run over).  NaN before
+        two audits."""
+        a = self.tally.audited
+        if a.n < 2:
+            return math.nan
+        se = max(a.standard_error, a.estimate / math.sqrt(a.n))
+        served = max(self.tally.surrogate_calls, self.controller.window_size)
+        spread = math.sqrt(se * se + a.variance / served)
+        upper = a.estimate + _one_sided_z(self.parameters["confidence_level"]) * spread
+        if bounded and self.parameters["bound_on"] == "all":
+            upper *= self.tally.surrogate_calls / max(self.tally.calls, 1)
+        return upper
+
+    def _run_error(self) -> tuple[float, float]:
+        """What the controller holds of the run (:meth:`ThresholdController.note_run`): its upper
+        estimate and the share of a doubled horizon its served answers hold; the horizon grows
+        while nothing is served, so a run cannot lock itself out."""
+        t = self.tally
+        served = t.surrogate_calls
+        if not served:
+            return math.nan, 0.0
+        return self._run_upper(), served / (served + max(served, t.calls - t.last_served))
 
     def _error_scale(self) -> float:
         """The largest error a served answer is assumed to have (the certificate's assumption)."""
@@ -597,6 +648,8 @@ class ProximaCalculator(Calculator):
                 **self.costs.summary(t.surrogate_calls / t.calls if t.calls else 0.0), **self.economy.summary(),
                 **self.threads.summary(),
                 "served_error_upper": t.certificate.upper(p["confidence_level"]),
+                "served_error_unbiased": t.certificate.estimate,
+                "served_error_unbiased_se": t.certificate.standard_error,
                 "confidence_level": p["confidence_level"], "error_scale": self._error_scale(),
                 "error_bound": p["error_bound"], "error_metric": p["error_metric"], "bound_on": p["bound_on"],
                 "not_serving": self.notices.not_serving(t.calls, t.last_served, self.log, self.controller,

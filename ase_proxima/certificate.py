@@ -44,7 +44,9 @@ An audited error above its scale shows the assumption failed: the run counts it
 
 :attr:`ServedErrorBound.estimate` is the unbiased (Horvitz-Thompson) estimate of the same mean:
 the audited errors weighted ``(1 - p) / p``, the expected number of served calls each stands for,
-over the number served.
+over the number served; :attr:`ServedErrorBound.standard_error` is its standard error, from the
+unbiased variance estimate ``sum over audits of (e / p)^2 (1 - p)``.  An audit made for certain
+stands for no served call and enters neither.
 """
 from __future__ import annotations
 
@@ -82,6 +84,7 @@ class ServedErrorBound:
     weights: dict[str, list[float]] = field(default_factory=dict)
     known_sum: float = 0.0  # errors of the returned audited calls
     estimated_sum: float = 0.0  # Horvitz-Thompson estimate of the unseen served errors' sum
+    estimated_var: float = 0.0  # unbiased estimate of that estimate's variance
 
     def __post_init__(self) -> None:
         if not 0.0 < self.bet < 1.0:
@@ -121,6 +124,7 @@ class ServedErrorBound:
         if p < 1.0:  # a certain audit bets nothing and stands for no served call
             self.log_penalty -= math.log1p(-self.bet * min(error, scale) / scale)
             self.estimated_sum += error * (1.0 - p) / p
+            self.estimated_var += (error / p) ** 2 * (1.0 - p)
         if returned:
             self.returned += 1
             self.known_sum += error
@@ -155,3 +159,11 @@ class ServedErrorBound:
         if self.answers == 0:
             return math.nan
         return (self.known_sum + self.estimated_sum) / self.answers
+
+    @property
+    def standard_error(self) -> float:
+        """Standard error of :attr:`estimate` (the audits' own randomisation; NaN before anything
+        was served)."""
+        if self.answers == 0:
+            return math.nan
+        return math.sqrt(self.estimated_var) / self.answers

@@ -37,9 +37,21 @@ far is then served, not refused, because the margin to the bound can pay for it.
 Start-up: the first threshold is set once ``window`` comparisons exist, or as soon
 as ``early`` of them show the error clearly below the bound (their mean plus two
 standard errors under a quarter of it): a surrogate that is plainly good enough serves
-without waiting for a full window.  An oscillation detector watches the threshold's
-swings; sustained alternation with non-shrinking amplitude halves ``gain`` and
-counts an oscillation, reported in the run statistics.
+without waiting for a full window.  The first threshold is capped like any other: a
+line fitted to a few small errors at small uncertainties would otherwise put it far
+beyond anything seen, and a walk drifting away would be served blind.  An oscillation
+detector watches the threshold's swings; sustained alternation with non-shrinking
+amplitude halves ``gain`` and counts an oscillation, reported in the run statistics.
+
+The run's own record (:meth:`note_run`).  A window forgets: a run that served above the bound
+for a while and then at it ends above it, and a user's bound is on the run's served answers.
+The calculator reports an upper estimate of the run's served error so far (its audited mean plus
+standard errors at the run's confidence level) and the share ``w`` of a doubled horizon the past
+holds; when that estimate is above the window's, the law steers ``eps_k + w * (run - eps_k)``,
+the run's error once as many answers again have been served at the window's level.  The past's
+excess is paid back by serving the next answers below the bound, and a run stuck with nothing
+served lets the weight fall as calls pass, so the window takes over again (no dead lock).
+Never weaker than the window alone: the signal is the larger of the two.
 
 What the bound is on (``bound_on``).  ``'served'``: ``eps_k`` as above, the error of
 surrogate answers.  ``'all'`` (the thesis's definition): the mean over every returned
@@ -146,6 +158,8 @@ class ThresholdController:
         self._recent_u: deque[float] = deque()
         self._recent_served: deque[bool] = deque()
         self._steps: deque[float] = deque(maxlen=4)
+        self._run = (math.nan, 0.0)  # the run's upper error estimate and its weight (note_run)
+        self._validated: float | None = None  # validated_uncertainty, kept until the history changes
         self.reconfigure(error_bound=error_bound, window=window, threshold_bounds=threshold_bounds,
                          max_step=max_step, confidence=confidence, bound_on=bound_on)
 
@@ -201,6 +215,7 @@ class ThresholdController:
         self._window = deque(self._window, maxlen=self.window_size)
         self._moments = None
         self._history = deque(self._history, maxlen=int(n_hist))
+        self._validated = None
         self._recent_u = deque(self._recent_u, maxlen=int(n_recent))
         self._recent_served = deque(self._recent_served, maxlen=max(100, 10 * self.window_size))
         if getattr(self, "threshold", None) is not None:
@@ -220,6 +235,11 @@ class ThresholdController:
         """Record who answered a call (surrogate or target): ``bound_on='all'`` steers on the share."""
         self._recent_served.append(bool(served))
 
+    def note_run(self, error: float, weight: float) -> None:
+        """The run's upper estimate of its served error so far, and the share (0 to 1) of the
+        horizon its past holds (see the module doc); NaN forgets it."""
+        self._run = (float(error), min(max(float(weight), 0.0), 1.0))
+
     def observe(self, u: float, error: float) -> None:
         """Add one comparison (uncertainty, error of the surrogate against the target)."""
         if not (math.isfinite(u) and math.isfinite(error)):
@@ -227,7 +247,7 @@ class ThresholdController:
         pair = (float(u), abs(float(error)))
         self._window.append(pair)
         self._history.append(pair)
-        self._moments = None
+        self._moments = self._validated = None
 
     # ----------------------------------------------------------------- outputs
     @property
@@ -274,7 +294,19 @@ class ThresholdController:
         recent served share when the bound is on all returned answers."""
         if self.bound_on == "all":
             return self.served_share * self.controlled_error
-        return self.controlled_error
+        eps = self.controlled_error
+        run, weight = self._run
+        if run > eps:  # False for NaN
+            eps += weight * (run - eps)
+        return eps
+
+    @property
+    def validated_uncertainty(self) -> float:
+        """The largest uncertainty among the comparisons kept (NaN before any): beyond it the
+        error's dependence on the uncertainty is extrapolated."""
+        if self._validated is None:
+            self._validated = max((u for u, _ in self._history), default=math.nan)
+        return self._validated
 
     @property
     def window_full(self) -> bool:
@@ -296,6 +328,11 @@ class ThresholdController:
             if not (self.window_full or self._clearly_below()) or self.alpha is None:
                 return None
             t0 = (0.5 * self.error_bound - self.beta) / self.alpha
+            # the line is extrapolated from a handful of comparisons: no further than a
+            # running threshold may reach past the uncertainties seen
+            eps = self.measured_error
+            margin = math.sqrt(self.error_bound / eps) if eps > 0 else math.inf
+            t0 = min(t0, self._windup_cap() * min(max(margin, 1.0), self.max_headroom))
             self.threshold = self._clip_bounds(max(t0, 0.0))
             return self.threshold
 
@@ -433,6 +470,7 @@ class ThresholdController:
         self._window = deque((tuple(p) for p in state.window), maxlen=self.window_size)
         self._moments = None
         self._history = deque((tuple(p) for p in state.history), maxlen=self._history.maxlen)
+        self._validated = None
         self._recent_u = deque(state.recent_u, maxlen=self._recent_u.maxlen)
         self._steps = deque(state.steps, maxlen=4)
         self._recent_served = deque((bool(x) for x in state.recent_served), maxlen=self._recent_served.maxlen)

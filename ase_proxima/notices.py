@@ -8,7 +8,8 @@ run that has stopped serving.
   and the run is idle (:mod:`.economy`).  After
   ``quiet_calls`` such calls it warns once (again after the next quiet spell), naming the most
   frequent reason and, when the threshold is what stops it, the surrogate's recent error
-  against the bound; ``stats['not_serving']`` carries the same sentence while it lasts.
+  against the bound (when the run's audited error is over the bound, that estimate);
+  ``stats['not_serving']`` carries the same sentence while it lasts.
 * The certified served error assumes no served answer errs by more than ``error_scale``
   (:mod:`.certificate`); the first audit that shows otherwise is reported at once.
 """
@@ -93,6 +94,9 @@ class Notices:
             note += (f" ({latest.split(':', 1)[1].strip()}): calls go straight to the target, and the surrogate is "
                      "tried again now and then, ever more rarely; a looser bound or a costlier target would let "
                      "it serve")
+        elif reason == "over the bound":
+            latest = next(r["reason"] for r in reversed(recent) if _first_clause(r.get("reason")) == reason)
+            note += f" ({latest.split(':', 1)[1].strip()})"
         elif reason == "uncertain" and errors:
             floor = float(np.median(errors))
             note += (f". The surrogate's recent errors (median {floor:.3g} {unit}) are "

@@ -60,6 +60,11 @@ class AuditTally:
         return self.mean if self.n else math.nan
 
     @property
+    def variance(self) -> float:
+        """The weighted spread of the audited errors about their mean (0 before two audits)."""
+        return self.m2 / self.wsum if self.n >= 2 and self.wsum > 0 else 0.0
+
+    @property
     def standard_error(self) -> float:
         """The weighted mean's standard error by linearisation, ``sqrt(sum w^2 (e - mean)^2) / sum w``
         with a small-sample factor n/(n-1): it holds when the weights follow the errors (audits

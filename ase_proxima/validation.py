@@ -1,8 +1,9 @@
 """Does the bound hold?  Run a cheap plant through Proxima, check every served answer against
 the target, and compare the true served error with the audited estimate.
 
-The controller holds the audited window error plus ``confidence`` standard errors at the bound,
-and ``stats['served_error']`` +- ``stats['served_error_se']`` estimates the served error.  If
+The controller holds the audited window error plus ``confidence`` standard errors at the bound
+(and the run's upper estimate, where it is higher), and ``stats['served_error']`` +-
+``stats['served_error_se']`` estimates the served error.  If
 both do their job, a run's true served error should exceed ``bound + se`` in at most about 16%
 of runs (a one-sided one-sigma excursion of the estimate), and the true error should lie within
 one / two standard errors of the estimate in about 68% / 95% of runs (``z`` = (true - estimate)

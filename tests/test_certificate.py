@@ -75,6 +75,21 @@ def test_estimate_is_unbiased_over_runs():
     assert abs(diffs.mean()) < 3 * diffs.std() / math.sqrt(len(diffs))
 
 
+def test_the_estimates_standard_error_matches_its_spread_over_runs():
+    """The audits' own randomisation gives the estimate's standard error: the z-scores of the
+    estimate against the truth spread with unit width (errors drifting, audit rate changing)."""
+    rng = np.random.default_rng(6)
+    z = []
+    for _ in range(800):
+        _, bound, true = certificate_run(lambda t, h: (0.2 + 0.1 * math.sin(t / 20.0), 0.1 + 0.2 * (t % 2), 1.0),
+                                         rng, 300)
+        z.append((bound.estimate - true) / bound.standard_error)
+    z = np.array(z)
+    assert abs(z.mean()) < 0.15
+    assert 0.85 < z.std() < 1.15
+    assert 0.9 < np.mean(np.abs(z) < 1.96) < 0.99
+
+
 def test_rare_audits_give_a_wide_bound_never_a_false_claim():
     b = ServedErrorBound()
     for _ in range(1000):
@@ -139,6 +154,8 @@ def test_calculator_certifies_served_answers_and_counts_every_servable_call(meth
     assert 0.0 < s["served_error_upper"] <= s["error_scale"]
     assert s["certificate_exceeded"] == 0
     assert s["served_error_upper"] > calc.tally.certificate.estimate
+    assert s["served_error_unbiased"] == cert.estimate and s["served_error_unbiased_se"] == cert.standard_error
+    assert s["served_error_unbiased_se"] > 0
 
 
 def test_an_error_scale_too_small_is_caught_by_the_audits(methane):
@@ -199,7 +216,7 @@ def test_the_first_servable_calls_are_audited_for_certain():
     from ase_proxima.audits import AuditPolicy
 
     policy = AuditPolicy(0.05)
-    assert policy.rate(0.01, math.nan, math.nan, 0, 0.001) == 1.0
-    assert policy.rate(0.01, 0.001, math.nan, 1, 0.001) == 1.0
-    assert policy.rate(0.01, 0.001, 0.0005, 2, 0.001) < 0.06
-    assert AuditPolicy(0.0).rate(0.01, math.nan, math.nan, 0, 0.001) == 0.0  # audits off stays off
+    assert policy.rate(0.01, math.nan, 0, 0.001) == 1.0
+    assert policy.rate(0.01, math.nan, 1, 0.001) == 1.0
+    assert policy.rate(0.01, 0.002, 2, 0.001) < 0.06
+    assert AuditPolicy(0.0).rate(0.01, math.nan, 0, 0.001) == 0.0  # audits off stays off

@@ -259,3 +259,66 @@ def test_bound_on_all_steers_the_served_share_times_the_error():
     restored = ThresholdController(error_bound=0.2, window=4, bound_on="all")
     restored.load_state(ctrl.state())
     assert restored.served_share == 0.25
+
+
+def test_the_runs_excess_over_the_window_is_paid_back_in_proportion_to_its_weight():
+    ctrl = ThresholdController(error_bound=0.2, window=4)
+    for e in (0.1, 0.1, 0.1, 0.1):
+        ctrl.observe(1.0, e)
+    window = ctrl.controlled_error
+    ctrl.note_run(0.3, 0.5)  # the run so far is over the bound: half the horizon is its past
+    assert ctrl.measured_error == pytest.approx(window + 0.5 * (0.3 - window))
+    ctrl.note_run(0.05, 0.5)  # a run below the window never loosens it
+    assert ctrl.measured_error == window
+    ctrl.note_run(math.nan, 1.0)  # nothing known of the run
+    assert ctrl.measured_error == window
+    ctrl.note_run(0.3, 7.0)  # weights are shares
+    assert ctrl.measured_error == pytest.approx(0.3)
+
+
+@settings(max_examples=40, deadline=None)
+@given(run=st.floats(0.0, 10.0), weight=st.floats(0.0, 1.0), errors=st.lists(st.floats(0.0, 1.0), min_size=2,
+                                                                             max_size=8))
+def test_the_run_signal_never_makes_the_controller_less_cautious(run, weight, errors):
+    plain, joint = ThresholdController(error_bound=0.2, window=8), ThresholdController(error_bound=0.2, window=8)
+    for e in errors:
+        plain.observe(1.0, e)
+        joint.observe(1.0, e)
+    joint.note_run(run, weight)
+    assert plain.measured_error <= joint.measured_error <= max(plain.measured_error, run) + 1e-12
+
+
+def test_a_run_over_the_bound_pulls_the_threshold_below_where_the_window_alone_holds_it():
+    """A plant whose window sits at the bound while the run's record is over it: the law lowers
+    the threshold until the window's error pays the excess back."""
+    def settle(run: float) -> float:
+        ctrl = ThresholdController(error_bound=0.2, window=10, threshold=1.0)
+        rng = np.random.default_rng(3)
+        for _ in range(400):
+            u = ctrl.threshold * (1.0 + rng.uniform(-0.1, 0.1))
+            ctrl.note_uncertainty(u)
+            ctrl.observe(u, 0.2 * u + 0.002 * rng.normal())
+            ctrl.note_run(run, 0.5)
+            ctrl.update()
+        return ctrl.threshold
+
+    alone, paying = settle(math.nan), settle(0.3)
+    assert alone == pytest.approx(1.0, rel=0.1)
+    # the window's error w solves w + (0.3 - w) / 2 = 0.2, so w = 0.1 and u = 0.5
+    assert paying == pytest.approx(0.5, rel=0.1)
+
+
+def test_the_first_threshold_stays_near_the_uncertainties_seen():
+    """Tiny errors at tiny uncertainties fit a line so flat that half the bound lies a hundred
+    times further out: the first threshold is capped like any later one."""
+    ctrl = ThresholdController(error_bound=0.002, window=10)
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        u = rng.uniform(1e-4, 3e-4)
+        ctrl.note_uncertainty(u)
+        ctrl.observe(u, 1e-5 + 0.01 * u)
+    ctrl.update()
+    assert ctrl.ready
+    assert ctrl.threshold <= 1.1 * 4.0 * 3e-4
+    assert ctrl.validated_uncertainty == pytest.approx(max(u for u, _ in ctrl.state().history))
+    assert math.isnan(ThresholdController(error_bound=0.1).validated_uncertainty)

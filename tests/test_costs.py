@@ -287,11 +287,26 @@ def test_audits_are_priced_by_the_margin_to_the_bound():
     from ase_proxima.audits import AuditPolicy
 
     policy = AuditPolicy(0.05, first_audits=0)  # the first certain audits: see test_certificate.py
-    assert policy.rate(1.0, math.nan, math.nan, 0, math.nan) == 0.05  # nothing known yet: the full rate
-    assert policy.rate(1.0, math.nan, math.nan, 0, 0.9) == pytest.approx(0.045)
-    assert policy.rate(1.0, 0.01, 0.001, 20, 0.5) == pytest.approx(0.01)  # far below: the floor
-    assert policy.rate(1.0, 0.9, 0.2, 20, 0.1) == 0.05  # audited estimate near the bound wins
-    assert AuditPolicy(0.0).rate(1.0, 0.5, 0.1, 20, 0.5) == 0.0
+    assert policy.rate(1.0, math.nan, 0, math.nan) == 0.05  # nothing known yet: the full rate
+    assert policy.rate(1.0, math.nan, 0, 0.9) == pytest.approx(0.05 * 2.8)  # the controller's estimate before audits
+    assert policy.rate(1.0, 0.01, 9, 0.005) == 0.05  # a few small audited errors show little
+    assert policy.rate(1.0, 0.01, 20, 0.005) == pytest.approx(0.01)  # far below: the floor
+    assert policy.rate(1.0, 0.7, 20, 0.1) == pytest.approx(0.035)  # the run's estimate, over a lower window
+    assert policy.rate(1.0, 0.875, 20, 0.1) == pytest.approx(0.05 * 2.5)  # nearing the bound: rising
+    assert policy.rate(1.0, 1.0, 20, 0.1) == pytest.approx(0.2)  # at it: surge times the fraction
+    assert policy.rate(1.0, 1.01, 20, 0.1) == 1.0  # over it: every servable call is checked
+    assert policy.rate(1.0, 0.01, 20, 0.875) == pytest.approx(0.05 * 2.5)  # the window rising first
+    assert policy.rate(1.0, 0.01, 20, 3.0) == pytest.approx(0.2)  # ... raises audits to the surge, no further
+    assert policy.rate(1.0, 0.7, 20, 0.1, certified=0.4) == pytest.approx(0.01)  # proven with room: floor
+    assert policy.rate(1.0, 0.7, 20, 0.1, certified=0.6) == pytest.approx(0.035)
+    assert AuditPolicy(0.0).rate(1.0, 2.0, 20, 0.5) == 0.0
+    # a call more uncertain than any compared one: checked more often, up to the surge
+    assert policy.rate(1.0, 0.01, 20, 0.005, surprise=3.0) == pytest.approx(0.15)
+    assert policy.rate(1.0, 0.01, 20, 0.005, surprise=50.0) == pytest.approx(0.2)
+    assert policy.rate(1.0, 0.01, 20, 0.005, surprise=0.5) == pytest.approx(0.01)
+    assert AuditPolicy(0.0).rate(1.0, 0.01, 20, 0.5, surprise=50.0) == 0.0
+    with pytest.raises(ValueError):
+        AuditPolicy(0.05, surge=0.5)
 
 
 @settings(max_examples=30, deadline=None)
