@@ -14,12 +14,12 @@ where ``r`` is an upper estimate of the served error over the bound (the run's a
 standard errors at its confidence level; before two audits, the controller's windowed error;
 where the window's error is higher, as when errors rise through a run, that, but only up to the
 surge: the window holds the target's comparisons too, more uncertain than the calls served),
-except that ``p`` stays at ``audit_fraction`` or above until ``min_audits`` audits were made: a
-few small audited errors cannot show that a run's errors are small.  So ``p`` falls to ``floor *
-audit_fraction`` far below the bound, rises to ``surge * audit_fraction`` as the estimate nears
-it, and while the estimate is over the bound every servable call is audited: nothing is served
-until the audits bring it back under (the run's own record, not only the latest window,
-decides).  Once the certified bound (:mod:`.certificate`) is under half the user's bound, the
+except that until ``min_audits`` audits were made ``p`` stays at ``audit_fraction`` or above and
+``r`` is at least the window's (with the target's comparisons): a few small audited errors cannot
+show that a run's errors are small.  So ``p`` falls to ``floor * audit_fraction`` far below the
+bound, rises to ``surge * audit_fraction`` as the estimate nears it, and while the estimate is
+over the bound every servable call is audited: nothing is served until the audits bring it back
+under (the run's own record, not only the latest window, decides).  Once the certified bound (:mod:`.certificate`) is under half the user's bound, the
 floor applies: the run's claim is already proven with room to spare.
 
 The first ``first_audits`` servable calls are all audited (p = 1): no answer is served before
@@ -76,6 +76,8 @@ class AuditPolicy:
         if audits < self.first_audits:
             return 1.0
         estimate = run_upper if math.isfinite(run_upper) else controlled_error
+        if audits < self.min_audits and controlled_error > estimate:  # False for NaN
+            estimate = controlled_error  # until the audits can say, the target's comparisons count too
         if not (math.isfinite(estimate) and bound > 0):
             return self.fraction
         r = estimate / bound

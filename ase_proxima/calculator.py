@@ -281,11 +281,14 @@ class ProximaCalculator(Calculator):
         rec["audit_p"] = audit_p
         kind = "target" if reason is not None else "audit" if audit_p and self.rng.random() < audit_p else "surrogate"
         checked = None  # why a servable call was audited for certain, past the first ones
-        if audit_p >= 1.0 and upper > bound:
+        n, window = self.tally.audited.n, self.controller.controlled_error
+        if audit_p >= 1.0 and n >= self.audits.first_audits and (
+                upper > bound or n < self.audits.min_audits and window > bound):
             unit = UNITS[self.parameters["error_metric"]]
-            checked = (f"over the bound: the run's upper estimate of its error ({upper:.3g} {unit}) is over the "
-                       f"bound ({bound:.3g} {unit}), so every call the gate passes is checked by the target until "
-                       "the audits bring it under")
+            over = (f"the run's upper estimate of its error ({upper:.3g} {unit})" if upper > bound else
+                    f"the surrogate's recent error ({window:.3g} {unit}), with too few audits yet to say otherwise,")
+            checked = (f"over the bound: {over} is over the bound ({bound:.3g} {unit}), so every call the gate "
+                       "passes is checked by the target until the audits bring it under")
         compared = False
         scale = self._error_scale()  # fixed, as audit_p, before the coin above was looked at
         if kind == "surrogate":
@@ -406,14 +409,14 @@ class ProximaCalculator(Calculator):
         mean plus standard errors at the confidence level.  Two sources of doubt: the audited
         mean's own (at least the mean over the root of the audit count: a few audits can look
         steadier than the errors are), and which answers happen to be served, a sample of the
-        errors whose mean spreads as their spread over the root of its size (at least a window
-        of answers, so that a handful served at the edge cannot carry the run over).  NaN before
-        two audits."""
+        errors whose mean spreads as their spread over the root of its size, counting the answer
+        about to be served (a run may end after a handful: their mean is what the user got).
+        NaN before two audits."""
         a = self.tally.audited
         if a.n < 2:
             return math.nan
         se = max(a.standard_error, a.estimate / math.sqrt(a.n))
-        served = max(self.tally.surrogate_calls, self.controller.window_size)
+        served = self.tally.surrogate_calls + 1  # with the answer about to be served
         spread = math.sqrt(se * se + a.variance / served)
         upper = a.estimate + _one_sided_z(self.parameters["confidence_level"]) * spread
         if bounded and self.parameters["bound_on"] == "all":

@@ -209,7 +209,8 @@ def test_no_answer_is_served_before_the_served_error_has_an_estimate(methane):
         mc.run(150)
         assert seen, "the run served nothing"
         assert all(math.isfinite(se) for _, se in seen)  # two audits, at least, before the first answer
-        assert 0.0 < calc.stats["audit_share"] < 0.2
+        # audits happen, and do not take the run over (near the bound the rate rises to 4x the 5%)
+        assert 0.0 < calc.stats["audit_share"] < 0.35
 
 
 def test_the_first_servable_calls_are_audited_for_certain():

@@ -295,6 +295,8 @@ def test_audits_are_priced_by_the_margin_to_the_bound():
     assert policy.rate(1.0, 0.875, 20, 0.1) == pytest.approx(0.05 * 2.5)  # nearing the bound: rising
     assert policy.rate(1.0, 1.0, 20, 0.1) == pytest.approx(0.2)  # at it: surge times the fraction
     assert policy.rate(1.0, 1.01, 20, 0.1) == 1.0  # over it: every servable call is checked
+    assert policy.rate(1.0, 0.3, 5, 1.2) == 1.0  # few audits: the window's comparisons count as evidence too
+    assert policy.rate(1.0, 0.3, 12, 1.2) == pytest.approx(0.2)  # enough audits: the run's record decides
     assert policy.rate(1.0, 0.01, 20, 0.875) == pytest.approx(0.05 * 2.5)  # the window rising first
     assert policy.rate(1.0, 0.01, 20, 3.0) == pytest.approx(0.2)  # ... raises audits to the surge, no further
     assert policy.rate(1.0, 0.7, 20, 0.1, certified=0.4) == pytest.approx(0.01)  # proven with room: floor

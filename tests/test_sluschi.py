@@ -104,7 +104,7 @@ def test_config_rejects_bad_input(kwargs):
 def test_short_coexistence_run_with_proxima_end_to_end(tmp_path):
     """64-atom cell: prepare, two NPT coexistence runs through ProximaCalculator, resume."""
     config = CoexistenceConfig(size=(2, 2, 2), temperature=950.0, melt_temperature=3000.0, equilibrate_steps=40,
-                               melt_steps=300, run_steps=120, average_steps=30, runs=2, seed=3)
+                               melt_steps=400, run_steps=120, average_steps=30, runs=2, seed=3)
     calc = ProximaCalculator(cost_aware=False, target=EMT(), error_bound=0.05, error_metric="forces_mean", seed=0)
     flow = Coexistence(config, calc, tmp_path / "run")
     outcomes = flow.run()
