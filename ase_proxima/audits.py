@@ -69,15 +69,30 @@ class AuditPolicy:
             p = max(p, min(self.fraction * min(surprise, self.surge), 1.0))
         return p
 
+    def holds(self, bound: float, run_upper: float, audits: int, controlled_error: float) -> str | None:
+        """Why every servable call is audited now, past the first ones: ``'run'`` (the run's upper
+        estimate is over the bound), ``'window'`` (with too few audits, the window's error is), or
+        ``None`` (it is not)."""
+        if self.fraction == 0.0 or audits < self.first_audits:
+            return None
+        estimate, source = self._estimate(run_upper, audits, controlled_error)
+        return source if bound > 0 and estimate > bound else None
+
+    def _estimate(self, run_upper: float, audits: int, controlled_error: float) -> tuple[float, str]:
+        """The error the rate answers to, and whose it is: the run's upper estimate, or the
+        window's before two audits and, until ``min_audits``, where it is higher (the target's
+        comparisons count too until the audits can say)."""
+        if math.isfinite(run_upper) and not (audits < self.min_audits and controlled_error > run_upper):
+            return run_upper, "run"
+        return controlled_error, "window"
+
     def _rate(self, bound: float, run_upper: float, audits: int, controlled_error: float,
               certified: float) -> float:
         if self.fraction == 0.0:
             return 0.0
         if audits < self.first_audits:
             return 1.0
-        estimate = run_upper if math.isfinite(run_upper) else controlled_error
-        if audits < self.min_audits and controlled_error > estimate:  # False for NaN
-            estimate = controlled_error  # until the audits can say, the target's comparisons count too
+        estimate, _ = self._estimate(run_upper, audits, controlled_error)
         if not (math.isfinite(estimate) and bound > 0):
             return self.fraction
         r = estimate / bound

@@ -274,21 +274,17 @@ class ProximaCalculator(Calculator):
         c = self.controller
         rec.update(uncertainty=u, threshold=math.nan if c.threshold is None else c.threshold,
                    alpha=math.nan if c.alpha is None else c.alpha, n_fitted=self.training.n_fitted)
-        upper, bound = self._run_upper(bounded=True), self.parameters["error_bound"]
-        audit_p = 0.0 if reason is not None else self.audits.rate(
-            bound, upper, self.tally.audited.n, self.controller.controlled_error,
-            self.tally.certificate.upper(self.parameters["confidence_level"]), self._surprise(u))
+        audit_p, checked = 0.0, None  # checked: why a servable call is audited for certain
+        if reason is None:
+            upper, bound = self._run_upper(bounded=True), self.parameters["error_bound"]
+            n, window = self.tally.audited.n, self.controller.controlled_error
+            audit_p = self.audits.rate(bound, upper, n, window,
+                                       self.tally.certificate.upper(self.parameters["confidence_level"]),
+                                       self._surprise(u))
+            if self.audits.holds(bound, upper, n, window):
+                checked = self._held_for_audit(upper, window, bound)
         rec["audit_p"] = audit_p
         kind = "target" if reason is not None else "audit" if audit_p and self.rng.random() < audit_p else "surrogate"
-        checked = None  # why a servable call was audited for certain, past the first ones
-        n, window = self.tally.audited.n, self.controller.controlled_error
-        if audit_p >= 1.0 and n >= self.audits.first_audits and (
-                upper > bound or n < self.audits.min_audits and window > bound):
-            unit = UNITS[self.parameters["error_metric"]]
-            over = (f"the run's upper estimate of its error ({upper:.3g} {unit})" if upper > bound else
-                    f"the surrogate's recent error ({window:.3g} {unit}), with too few audits yet to say otherwise,")
-            checked = (f"over the bound: {over} is over the bound ({bound:.3g} {unit}), so every call the gate "
-                       "passes is checked by the target until the audits bring it under")
         compared = False
         scale = self._error_scale()  # fixed, as audit_p, before the coin above was looked at
         if kind == "surrogate":
@@ -397,6 +393,14 @@ class ProximaCalculator(Calculator):
         reason = gate.why_unvalidated(formula, self.tally.validated.get(formula, 0), self.controller.window_size)
         return prediction, u, (reason or gate.why_uncertain(self.controller, u)
                                or self._why_unconfirmed(atoms, prediction))
+
+    def _held_for_audit(self, upper: float, window: float, bound: float) -> str:
+        """The log's reason for a servable call audited because an estimate is over the bound."""
+        unit = UNITS[self.parameters["error_metric"]]
+        over = (f"the run's upper estimate of its error ({upper:.3g} {unit})" if upper > bound else
+                f"the surrogate's recent error ({window:.3g} {unit}), with too few audits yet to say otherwise,")
+        return (f"over the bound: {over} is over the bound ({bound:.3g} {unit}), so every call the gate "
+                "passes is checked by the target until the audits bring it under")
 
     def _surprise(self, u: float) -> float:
         """The call's uncertainty over the largest one whose error was measured (NaN: none yet)."""

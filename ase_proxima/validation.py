@@ -22,7 +22,39 @@ import numpy as np
 
 from .certificate import ServedErrorBound
 
-__all__ = ["check_run", "bound_check", "certificate_run", "miscoverage", "ADVERSARIES"]
+__all__ = ["ServedTruth", "check_run", "bound_check", "certificate_run", "miscoverage", "ADVERSARIES"]
+
+
+class ServedTruth:
+    """Attached to a driver (``driver.attach(truth)``) after the calculator has answered: on each
+    call the surrogate answered, the true error from ``true_error()`` (an independent target), and
+    whether the true mean so far was over the certificate reported at that moment."""
+
+    def __init__(self, calc: Any, true_error: Callable[[], float]) -> None:
+        self.calc, self.true_error = calc, true_error
+        self.errors: list[float] = []
+        self.served_at: list[int] = []  # the call count at each served answer
+        self.misses: list[int] = []  # served answers (counted from one) with the truth over the certificate
+        self.audits_before_first: int | None = None
+        self._total = 0.0
+        self._level = calc.parameters["confidence_level"]
+
+    def __call__(self) -> None:
+        calc = self.calc
+        if not calc.log or calc.log[-1]["kind"] != "surrogate":
+            return
+        if not self.errors:
+            self.audits_before_first = calc.tally.audits
+        self.errors.append(self.true_error())
+        self.served_at.append(calc.tally.calls)
+        self._total += self.errors[-1]
+        if self._total / len(self.errors) > calc.tally.certificate.upper(self._level):
+            self.misses.append(len(self.errors))
+
+    @property
+    def mean(self) -> float:
+        """The true mean error of the served answers (NaN before any)."""
+        return float(np.mean(self.errors)) if self.errors else math.nan
 
 
 def check_run(seed: int, steps: int = 400, error_bound: float = 0.005, temperature_K: float = 500.0,
@@ -38,27 +70,15 @@ def check_run(seed: int, steps: int = 400, error_bound: float = 0.005, temperatu
     from .workflows.mc import MonteCarlo
 
     calc = ProximaCalculator(target=EMT(), error_bound=error_bound, seed=seed, **{"cost_aware": False, **settings})
-    truth = EMT()
+    reference = EMT()
     walker = build(molecule)
     walker.calc = calc
     mc = MonteCarlo(walker, temperature_K=temperature_K, step_size=step_size, rng=seed + 1000)
-    served_errors: list[float] = []
-    missed: list[int] = []  # served calls at which the true mean so far exceeded the certificate
-    level = calc.parameters["confidence_level"]
-    total = 0.0
-
-    def check() -> None:
-        nonlocal total
-        if mc.nsteps > 0 and calc.log[-1]["kind"] == "surrogate":
-            served_errors.append(abs(mc.trial_energy - truth.get_potential_energy(mc.trial)))
-            total += served_errors[-1]
-            if total / len(served_errors) > calc.tally.certificate.upper(level):
-                missed.append(mc.nsteps)
-
-    mc.attach(check)
+    truth = ServedTruth(calc, lambda: abs(mc.trial_energy - reference.get_potential_energy(mc.trial)))
+    mc.attach(truth)
     mc.run(steps)
     s = calc.stats
-    true = float(np.mean(served_errors)) if served_errors else math.nan
+    true, served_errors, missed = truth.mean, truth.errors, truth.misses
     return {"seed": seed, "steps": steps, "error_bound": error_bound, "served_calls": len(served_errors),
             "served_fraction": s["served_fraction"], "true_served_error": true,
             "estimate": s["served_error"], "estimate_se": s["served_error_se"], "audits": s["audits"],

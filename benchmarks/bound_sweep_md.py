@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from ase_proxima import ProximaCalculator
 from ase_proxima.metrics import compute_error
+from ase_proxima.validation import ServedTruth
 
 BOUNDS = {"forces_max": (0.05, 0.1, 0.2, 0.4), "forces_mean": (0.01, 0.02, 0.04, 0.08)}
 
@@ -43,19 +44,14 @@ def run_one(metric: str, bound: float, seed: int, steps: int, temperature: float
     dyn = Langevin(atoms, 2 * fs, temperature_K=temperature, friction=0.02, fixcm=False,
                    rng=np.random.default_rng(seed + 1000))
     reference = EMT()
-    true_errors: list[float] = []
-
-    def check() -> None:
-        if calc.log[-1]["kind"] == "surrogate":
-            exact = {"forces": reference.get_forces(atoms)}
-            true_errors.append(compute_error(metric, {"forces": atoms.get_forces()}, exact, len(atoms)))
-
-    dyn.attach(check)
+    truth = ServedTruth(calc, lambda: compute_error(metric, {"forces": atoms.get_forces()},
+                                                    {"forces": reference.get_forces(atoms)}, len(atoms)))
+    dyn.attach(truth)
     t = time.perf_counter()
     dyn.run(steps)
     wall = time.perf_counter() - t
     s = calc.stats
-    true_mae = float(np.mean(true_errors)) if true_errors else float("nan")
+    true_mae = truth.mean
     return {
         "metric": metric,
         "bound": bound,

@@ -88,14 +88,10 @@ def run_one(system: str, bound: float, seed: int, steps: int | None = None, **se
 
     from ase_proxima import ProximaCalculator
     from ase_proxima.metrics import compute_error
+    from ase_proxima.validation import ServedTruth
 
     metric, _, default_steps = SYSTEMS[system]
     steps = default_steps if steps is None else steps
-    truth_errors: list[float] = []
-    misses: list[int] = []
-    served_at: list[int] = []  # the call count at each served answer
-    audits_before_first: list[int] = []
-    state = {"total": 0.0}
 
     if system == "methane":
         from ase.build import molecule
@@ -135,37 +131,26 @@ def run_one(system: str, bound: float, seed: int, steps: int | None = None, **se
             exact = {"forces": reference.get_forces(atoms)}
             return compute_error(metric, {"forces": atoms.get_forces()}, exact, len(atoms))
 
-    level = calc.parameters["confidence_level"]
-
-    def check() -> None:
-        if not calc.log or calc.log[-1]["kind"] != "surrogate":
-            return
-        if not truth_errors:
-            audits_before_first.append(calc.stats["audits"])
-        truth_errors.append(true_error())
-        served_at.append(calc.tally.calls)
-        state["total"] += truth_errors[-1]
-        if state["total"] / len(truth_errors) > calc.tally.certificate.upper(level):
-            misses.append(len(truth_errors))
-
-    driver.attach(check)
+    truth = ServedTruth(calc, true_error)
+    driver.attach(truth)
     start = time.perf_counter()
     driver.run(steps)
     wall = time.perf_counter() - start
     s = calc.stats
-    truth = float(np.mean(truth_errors)) if truth_errors else math.nan
+    truth_errors, misses, served_at = truth.errors, truth.misses, truth.served_at
+    mean = truth.mean
     return {
         "system": system, "metric": metric, "bound": bound, "seed": seed, "steps": steps, "settings": settings,
         "calls": s["calls"], "served": len(truth_errors), "served_fraction": s["served_fraction"],
         "audits": s["audits"], "audit_share": s["audit_share"], "target_calls": s["target_calls"],
-        "audits_before_first_served": audits_before_first[0] if audits_before_first else None,
-        "true_served_error": truth, "true_over_bound": truth / bound,
+        "audits_before_first_served": truth.audits_before_first,
+        "true_served_error": mean, "true_over_bound": mean / bound,
         "upper": s["served_error_upper"], "estimate": s["served_error"], "estimate_se": s["served_error_se"],
         "estimate_ht": s["served_error_unbiased"], "estimate_ht_se": s["served_error_unbiased_se"],
         "certificate_exceeded": s["certificate_exceeded"],
-        "truth_above_upper_at_end": bool(truth > s["served_error_upper"]) if truth_errors else False,
+        "truth_above_upper_at_end": bool(mean > s["served_error_upper"]) if truth_errors else False,
         "truth_above_upper_ever": bool(misses), "first_miss": misses[0] if misses else None,
-        "truth_above_bound": bool(truth > bound) if truth_errors else False,
+        "truth_above_bound": bool(mean > bound) if truth_errors else False,
         "wall_s": wall, **_blocks(served_at, truth_errors, bound),
     }
 

@@ -31,18 +31,19 @@ def _cu13_served_errors(seed: int, bound: float, steps: int) -> list[float]:
 
     from ase_proxima import ProximaCalculator
     from ase_proxima.metrics import compute_error
+    from ase_proxima.validation import ServedTruth
 
     atoms = Icosahedron("Cu", noshells=2, latticeconstant=3.61)
     calc = atoms.calc = ProximaCalculator(target=EMT(), error_bound=bound, error_metric="forces_max", seed=seed,
                                           cost_aware=False)
     MaxwellBoltzmannDistribution(atoms, temperature_K=500, rng=np.random.default_rng(seed))
     md = Langevin(atoms, 2 * fs, temperature_K=500, friction=0.02, fixcm=False, rng=np.random.default_rng(seed + 1000))
-    truth, errors = EMT(), []
-    md.attach(lambda: errors.append(compute_error("forces_max", {"forces": atoms.get_forces()},
-                                                  {"forces": truth.get_forces(atoms)}, len(atoms)))
-              if calc.log[-1]["kind"] == "surrogate" else None)
+    reference = EMT()
+    truth = ServedTruth(calc, lambda: compute_error("forces_max", {"forces": atoms.get_forces()},
+                                                    {"forces": reference.get_forces(atoms)}, len(atoms)))
+    md.attach(truth)
     md.run(steps)
-    return errors
+    return truth.errors
 
 
 def test_a_bound_below_the_surrogates_reach_is_not_broken_by_the_few_answers_it_lets_through():
