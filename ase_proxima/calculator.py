@@ -36,6 +36,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from . import gate, optimizers, resume
 from .audits import AuditPolicy
 from .calllog import CallLog
+from .capacity import CapacityWatch
 from .control import ThresholdController
 from .costs import CostMeter, property_key
 from .economy import Economy
@@ -86,7 +87,9 @@ class ProximaCalculator(Calculator):
         ``min_training``, ``max_training``, ``retrain``, ``audit_fraction``, ``bound_on``,
         ``seed``, ``train_properties``, ``adaptive``, ``target_retries``, ``target_timeout``,
         ``log_size``, ``checkpoint_every``, ``cache_size``, ``verify_fmax`` ('auto': the fmax of an
-        ASE optimiser asking; a number; None), ``blend``, ``cost_aware`` (consult the surrogate only
+        ASE optimiser asking; a number; None), ``blend``, ``stop_on_capacity_loss`` (stop serving,
+        not only warn, where the surrogate's uncertainty no longer picks answers under the bound,
+        see :mod:`.capacity`), ``cost_aware`` (consult the surrogate only
         while serving can pay, see :mod:`.economy`), ``refit_share`` (refits within this share of
         the target's time; None: every scheduled refit), ``target_threads`` ('auto', a number, None;
         see :mod:`.threads`).  ``calc.set(...)`` or ``calc.error_bound = ...``
@@ -122,6 +125,7 @@ class ProximaCalculator(Calculator):
         self.training = TrainingSet(p["min_training"], p["max_training"], p["retrain"], lazy_batch=p["window"])
         self.costs = CostMeter()
         self.economy = Economy(patience=max(50, 5 * p["window"]))
+        self.capacity = CapacityWatch()
         self.threads = ThreadPlan(p["target_threads"])
         self.audits = AuditPolicy(p["audit_fraction"])
         self._target = TargetCall(target, p["target_retries"], p["target_timeout"])
@@ -256,7 +260,7 @@ class ProximaCalculator(Calculator):
             self.tally.calls += 1
             self.tally.cached += 1
             self.answer = "cached"
-            self.controller.note_answer(False)
+            self.controller.note_call(math.nan, passed=False)
             rec.update(kind="cached", reason="the target answered this structure before", uncertainty=math.nan,
                        threshold=math.nan, alpha=math.nan, n_fitted=self.training.n_fitted)
             self.economy.charge(self._record(rec, watch), self.costs.cost("target", key))
@@ -277,7 +281,7 @@ class ProximaCalculator(Calculator):
         audit_p, checked = 0.0, None  # checked: why a servable call is audited for certain
         if reason is None:
             upper, bound = self._run_upper(bounded=True), self.parameters["error_bound"]
-            n, window = self.tally.audited.n, self.controller.controlled_error
+            n, window = self.tally.audited.n, self.controller.controlled_error * self._bounded_share()
             audit_p = self.audits.rate(bound, upper, n, window,
                                        self.tally.certificate.upper(self.parameters["confidence_level"]),
                                        self._surprise(u))
@@ -320,6 +324,7 @@ class ProximaCalculator(Calculator):
                         err = compute_error(self.parameters["error_metric"], prediction.results, exact, len(atoms),
                                             free_atoms(atoms))
                         self.controller.observe(u, err)
+                        self.capacity.observe(u, err, self._capacity_bound())
                     rec["error"], compared = err, True
                     formula = self._formula(atoms)
                     self.tally.validated[formula] = self.tally.validated.get(formula, 0) + 1
@@ -334,7 +339,11 @@ class ProximaCalculator(Calculator):
             if consult and self._refit_due(False):
                 self._fit(watch)
             self.results = answer
-        self.controller.note_answer(kind == "surrogate")
+        if reason is None:
+            audited = rec["error"] if compared else scale if kind == "audit" else math.nan
+            self.controller.note_call(u, True, audit_p, audited, returned=self._returns_audited())
+        else:
+            self.controller.note_call(u, False)
         if compared and self.parameters["adaptive"]:
             with watch("controller"):
                 self.controller.note_run(*self._run_error())
@@ -389,6 +398,12 @@ class ProximaCalculator(Calculator):
         if reason is not None:
             self.tally.refusals += 1
             return prediction, u, reason
+        reason = self.capacity.why_not(UNITS[self.parameters["error_metric"]])
+        if reason is not None:
+            stop = self.parameters["stop_on_capacity_loss"]
+            self.notices.capacity_lost(self.capacity.episodes, reason, stop)
+            if stop:
+                return prediction, u, reason
         formula = self._formula(atoms)
         reason = gate.why_unvalidated(formula, self.tally.validated.get(formula, 0), self.controller.window_size)
         return prediction, u, (reason or gate.why_uncertain(self.controller, u)
@@ -408,9 +423,9 @@ class ProximaCalculator(Calculator):
         return u / known if known > 0.0 else math.nan
 
     def _run_upper(self, bounded: bool = False) -> float:
-        """An upper estimate of the mean error of the run's served answers (``bounded``: of what
-        the bound is on, with ``bound_on='all'`` that times the run's served share): the audited
-        mean plus standard errors at the confidence level.  Two sources of doubt: the audited
+        """An upper estimate of the mean error of the run's served answers: the audited mean plus
+        standard errors at the confidence level (``bounded`` with ``bound_on='all'``: the same of
+        the controller's estimate of the mean over every answer).  Two sources of doubt: the audited
         mean's own (at least the mean over the root of the audit count: a few audits can look
         steadier than the errors are), and which answers happen to be served, a sample of the
         errors whose mean spreads as their spread over the root of its size, counting the answer
@@ -419,13 +434,25 @@ class ProximaCalculator(Calculator):
         a = self.tally.audited
         if a.n < 2:
             return math.nan
+        if bounded and self.parameters["bound_on"] == "all":
+            c = self.controller
+            return c.all_error + _one_sided_z(self.parameters["confidence_level"]) * c.all_error_se
         se = max(a.standard_error, a.estimate / math.sqrt(a.n))
         served = self.tally.surrogate_calls + 1  # with the answer about to be served
         spread = math.sqrt(se * se + a.variance / served)
-        upper = a.estimate + _one_sided_z(self.parameters["confidence_level"]) * spread
-        if bounded and self.parameters["bound_on"] == "all":
-            upper *= self.tally.surrogate_calls / max(self.tally.calls, 1)
-        return upper
+        return a.estimate + _one_sided_z(self.parameters["confidence_level"]) * spread
+
+    def _capacity_bound(self) -> float:
+        """What the most certain calls' error is held to for the capacity watch: the bound on served
+        answers (with ``bound_on='all'`` a served answer may err more: the watch only measures)."""
+        return self.parameters["error_bound"] if self.parameters["bound_on"] == "served" else math.inf
+
+    def _bounded_share(self) -> float:
+        """What a served error counts for in the bound: 1, or with ``bound_on='all'`` the run's
+        served share, counting the call about to be served."""
+        if self.parameters["bound_on"] != "all":
+            return 1.0
+        return (self.tally.surrogate_calls + 1) / (self.tally.calls + 1)
 
     def _run_error(self) -> tuple[float, float]:
         """What the controller holds of the run (:meth:`ThresholdController.note_run`): its upper
@@ -653,8 +680,12 @@ class ProximaCalculator(Calculator):
         return {**t.summary(), "target_calls": self._target.calls,
                 "target_failures": self._target.failures, **self.controller.summary(), **self.training.summary(),
                 **self.costs.summary(t.surrogate_calls / t.calls if t.calls else 0.0), **self.economy.summary(),
+                **self.capacity.summary(),
                 **self.threads.summary(),
                 "served_error_upper": t.certificate.upper(p["confidence_level"]),
+                # the same certificate on the mean over every answer returned, target answers exact
+                "returned_error_upper": t.certificate.upper(p["confidence_level"]) * t.certificate.answers
+                / max(t.calls, 1),
                 "served_error_unbiased": t.certificate.estimate,
                 "served_error_unbiased_se": t.certificate.standard_error,
                 "confidence_level": p["confidence_level"], "error_scale": self._error_scale(),

@@ -54,9 +54,25 @@ served lets the weight fall as calls pass, so the window takes over again (no de
 Never weaker than the window alone: the signal is the larger of the two.
 
 What the bound is on (``bound_on``).  ``'served'``: ``eps_k`` as above, the error of
-surrogate answers.  ``'all'`` (the thesis's definition): the mean over every returned
-answer with target answers counting zero, so the law steers ``s * eps_k``, where ``s``
-is the share of the recent calls the surrogate answered (:meth:`note_answer`).
+surrogate answers.  ``'all'`` (the thesis's definition): the mean over every returned answer,
+target answers counting zero.  That mean moves on every call, not only where a comparison
+exists, so the law runs on every call (:meth:`note_call`), in the manner of adaptive conformal
+inference: each call contributes an unbiased estimate ``z_t`` of the error it returned,
+
+    z_t = 0                                            the gate refused the call
+    z_t = w_t * (g(u_t) + A_t * (e_t - g(u_t)) / p_t)  it passed; audited (A_t = 1) with probability p_t
+
+where ``g(u) = alpha*u + beta`` is the fitted line (a control variate: it carries the served calls'
+information, the audits correct its bias) and ``w_t`` the chance the surrogate's answer is
+returned (``1 - p_t``, or 1 where audits return it).  Given the past, ``E[z_t]`` is the error the
+call returns, whatever the line.  The law moves ``T`` by ``kappa * (eps* - z_t - m_t) / alpha``,
+``kappa = gain / (2N)``, where ``m_t`` is the call's share of a margin of ``confidence`` standard
+errors of the sum (the root of the audits' unbiased variance estimate, which only grows), a step
+at most ``dT_max`` (what a step could not take is kept for the next, except what the anti-wind-up
+cap refuses upwards).  So the estimated errors, summed over the run, stay within a fixed amount
+(the threshold's range, turned into error by the fitted slope, over ``kappa``) of ``eps*`` times
+the number of calls less the margin: the run's mean tends to the bound less ``confidence``
+standard errors, and every call counts, served or not.
 
 Settings (bound, window, confidence, bounds, step, ``bound_on``) can change while a
 run goes on (:meth:`reconfigure`): the history is kept, trimmed to the new window.
@@ -67,7 +83,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["ThresholdController", "ControllerState"]
@@ -87,7 +103,18 @@ class ControllerState:
     history: list[tuple[float, float]]
     recent_u: list[float]
     steps: list[float]
-    recent_served: list[bool] = field(default_factory=list)
+    budget: float = 0.0
+    all_error_sum: float = 0.0
+    all_calls: int = 0
+    all_error_var: float = 0.0
+    all_audits: int = 0
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ControllerState:
+        """A state as :func:`dataclasses.asdict` wrote it, also from an older version (fields it
+        no longer has are dropped)."""
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 class ThresholdController:
@@ -156,9 +183,11 @@ class ThresholdController:
         self._moments: tuple[float, float] | None = None  # mean and standard error of the window
         self._history: deque[tuple[float, float]] = deque()
         self._recent_u: deque[float] = deque()
-        self._recent_served: deque[bool] = deque()
         self._steps: deque[float] = deque(maxlen=4)
         self._run = (math.nan, 0.0)  # the run's upper error estimate and its weight (note_run)
+        self._budget = 0.0  # bound_on='all': the error budget not yet turned into threshold moves
+        self._all_sum, self._all_calls = 0.0, 0  # bound_on='all': sum of z_t, and calls
+        self._all_var, self._all_audits = 0.0, 0  # bound_on='all': variance estimate of that sum, audits
         self._validated: float | None = None  # validated_uncertainty, kept until the history changes
         self.reconfigure(error_bound=error_bound, window=window, threshold_bounds=threshold_bounds,
                          max_step=max_step, confidence=confidence, bound_on=bound_on)
@@ -217,7 +246,6 @@ class ThresholdController:
         self._history = deque(self._history, maxlen=int(n_hist))
         self._validated = None
         self._recent_u = deque(self._recent_u, maxlen=int(n_recent))
-        self._recent_served = deque(self._recent_served, maxlen=max(100, 10 * self.window_size))
         if getattr(self, "threshold", None) is not None:
             self.threshold = self._clip_bounds(self.threshold)
 
@@ -231,9 +259,32 @@ class ThresholdController:
         """Put T at ``threshold`` (clipped to the bounds) now, as a user's ``set(threshold=...)`` asks."""
         self.threshold = self._clip_bounds(_real("threshold", threshold, minimum=0.0))
 
-    def note_answer(self, served: bool) -> None:
-        """Record who answered a call (surrogate or target): ``bound_on='all'`` steers on the share."""
-        self._recent_served.append(bool(served))
+    def note_call(self, u: float, passed: bool, p: float = 0.0, error: float = math.nan,
+                  returned: bool = False) -> None:
+        """``bound_on='all'``: one call of the run (see the module doc), the threshold moves.
+
+        ``passed``: the gate let it through; ``p``: its audit probability; ``error``: its
+        surrogate's error where it was audited (NaN otherwise); ``returned``: an audit returns
+        the surrogate's answer.  Nothing for ``bound_on='served'``."""
+        if self.bound_on != "all":
+            return
+        z, var = 0.0, 0.0
+        if passed:
+            share = 1.0 if returned else 1.0 - p
+            guess = self._expected_error(u)
+            z = share * guess
+            if p > 0.0 and math.isfinite(error):
+                z += share * (abs(error) - guess) / p
+                var = (share * (abs(error) - guess)) ** 2 * (1.0 - p) / (p * p)
+                self._all_audits += 1
+        margin = self.confidence * math.sqrt(self._all_var)
+        self._all_sum += z
+        self._all_var += var
+        self._all_calls += 1
+        if self.threshold is not None:
+            # the bound less `confidence` standard errors of the sum: the margin grows with its root
+            self._budget += self.error_bound - z - (self.confidence * math.sqrt(self._all_var) - margin)
+            self._spend_budget()
 
     def note_run(self, error: float, weight: float) -> None:
         """The run's upper estimate of its served error so far, and the share (0 to 1) of the
@@ -283,17 +334,27 @@ class ThresholdController:
         return self.window_error + self.confidence * self.window_error_se
 
     @property
-    def served_share(self) -> float:
-        """Share of the recent calls the surrogate answered (0 before any call)."""
-        n = len(self._recent_served)
-        return sum(self._recent_served) / n if n else 0.0
+    def all_error(self) -> float:
+        """``bound_on='all'``: the run's mean of ``z_t``, an unbiased estimate of the mean error of
+        every answer returned (NaN before any call)."""
+        return self._all_sum / self._all_calls if self._all_calls else math.nan
+
+    @property
+    def all_error_se(self) -> float:
+        """``bound_on='all'``: standard error of :attr:`all_error` from the audits' randomisation
+        (unbiased variance estimate; at least the estimate over the root of the audit count: a few
+        audits can look steadier than the errors are).  NaN before any call."""
+        if not self._all_calls:
+            return math.nan
+        se = math.sqrt(self._all_var) / self._all_calls
+        return max(se, self.all_error / math.sqrt(max(self._all_audits, 1)))
 
     @property
     def measured_error(self) -> float:
-        """``eps_k`` as the law compares it with the bound: :attr:`controlled_error`, scaled by the
-        recent served share when the bound is on all returned answers."""
+        """``eps_k`` as the law compares it with the bound: :attr:`controlled_error` (and the run's
+        record, where higher); with the bound on all returned answers, :attr:`all_error`."""
         if self.bound_on == "all":
-            return self.served_share * self.controlled_error
+            return self.all_error
         eps = self.controlled_error
         run, weight = self._run
         if run > eps:  # False for NaN
@@ -336,6 +397,8 @@ class ThresholdController:
             self.threshold = self._clip_bounds(max(t0, 0.0))
             return self.threshold
 
+        if self.bound_on == "all" and measured_error is None:  # the threshold moves on every call
+            return self.threshold
         eps = self.measured_error if measured_error is None else float(measured_error)
         if not math.isfinite(eps):
             return self.threshold
@@ -355,6 +418,36 @@ class ThresholdController:
         return self.threshold
 
     # --------------------------------------------------------------- internals
+    def _expected_error(self, u: float) -> float:
+        """The fitted line's error at ``u`` (never below zero; the window's mean before a line)."""
+        if self.alpha is None or not math.isfinite(u):
+            mean = self.window_error
+            return mean if math.isfinite(mean) else 0.0
+        return max(self.alpha * u + self.beta, 0.0)
+
+    def _spend_budget(self) -> None:
+        """``bound_on='all'``: turn the error budget into a threshold move, at most ``dT_max`` a
+        call; what the anti-wind-up cap refuses upwards is dropped, a debt the floor holds back
+        is kept."""
+        scale = self._scale()
+        alpha = self.alpha if self.alpha is not None else self._alpha_floor(scale)
+        kappa = self.gain / (2.0 * self.window_size)
+        dmax = self.max_step if self.max_step is not None else 0.25 * scale
+        target = self.threshold + min(max(kappa * self._budget / alpha, -dmax), dmax)
+        # how far past the uncertainties seen it may reach: as for served answers, by the margin of
+        # the window's error (the mean over every answer, diluted by the target's, would say more)
+        eps = self.controlled_error
+        margin = math.sqrt(self.error_bound / eps) if eps > 0 else math.inf
+        cap = max(self._windup_cap() * min(max(margin, 1.0), self.max_headroom), self.t_min)
+        new_t = min(self._clip_bounds(target), cap)
+        applied = new_t - self.threshold
+        self._budget -= applied * alpha / kappa
+        if new_t < target:  # held down by the cap or T_max: the credit it could not take is dropped
+            self._budget = min(self._budget, 0.0)
+        self.threshold = new_t
+        self.updates += 1
+        self._watch_oscillation(applied, scale)
+
     def _scale(self) -> float:
         """Typical size of the uncertainty signal (median |u| of recent calls), for scale-free defaults."""
         us = self._recent_u or [u for u, _ in self._history]
@@ -455,12 +548,16 @@ class ThresholdController:
             history=list(self._history),
             recent_u=list(self._recent_u),
             steps=list(self._steps),
-            recent_served=list(self._recent_served),
+            budget=self._budget,
+            all_error_sum=self._all_sum,
+            all_calls=self._all_calls,
+            all_error_var=self._all_var,
+            all_audits=self._all_audits,
         )
 
     def load_state(self, state: ControllerState | dict[str, Any]) -> None:
         if isinstance(state, dict):
-            state = ControllerState(**state)
+            state = ControllerState.from_dict(state)
         self.threshold = state.threshold
         self.alpha = state.alpha
         self.beta = state.beta
@@ -473,7 +570,9 @@ class ThresholdController:
         self._validated = None
         self._recent_u = deque(state.recent_u, maxlen=self._recent_u.maxlen)
         self._steps = deque(state.steps, maxlen=4)
-        self._recent_served = deque((bool(x) for x in state.recent_served), maxlen=self._recent_served.maxlen)
+        self._budget = float(state.budget)
+        self._all_sum, self._all_calls = float(state.all_error_sum), int(state.all_calls)
+        self._all_var, self._all_audits = float(state.all_error_var), int(state.all_audits)
 
 
 def _is_int(x: Any) -> bool:

@@ -12,6 +12,8 @@ run that has stopped serving.
   ``stats['not_serving']`` carries the same sentence while it lasts.
 * The certified served error assumes no served answer errs by more than ``error_scale``
   (:mod:`.certificate`); the first audit that shows otherwise is reported at once.
+* A surrogate that ran out of capacity for the bound (:mod:`.capacity`): said once each time it
+  happens, with whether serving stopped.
 """
 from __future__ import annotations
 
@@ -52,6 +54,7 @@ class Notices:
         self._warned_forces = False
         self._warned_quiet = False
         self._warned_scale = False
+        self._warned_capacity = 0  # the capacity episode last warned about
 
     def after_call(self, step: int, kind: str, properties: Sequence[str], metric: str, last_served: int, log: Any,
                    controller: Any, unit: str) -> None:
@@ -77,6 +80,18 @@ class Notices:
                           "stats['served_error_upper'] is no longer guaranteed; set a larger error_scale",
                           ProximaWarning, stacklevel=_user_stacklevel())
 
+    def capacity_lost(self, episode: int, reason: str, stopped: bool) -> None:
+        """The surrogate lost capacity for the bound (:mod:`.capacity`): warned once per episode,
+        saying whether serving stopped (``stop_on_capacity_loss``)."""
+        if episode > self._warned_capacity:
+            self._warned_capacity = episode
+            then = ("serving stopped: every call goes to the target until the most certain calls err clearly "
+                    "under the bound again" if stopped else
+                    "the threshold no longer picks the accurate calls; the audits and the controller still hold "
+                    "the bound (stop_on_capacity_loss=True stops serving here instead)")
+            warnings.warn(f"{reason}. So {then}. A more capable surrogate (a larger descriptor, a kernel) or a "
+                          "looser bound would serve better here.", ProximaWarning, stacklevel=_user_stacklevel())
+
     def not_serving(self, calls: int, last_served: int, log: Any, controller: Any, unit: str) -> str | None:
         """Why the calls since ``last_served`` (``quiet_calls`` or more) got no surrogate answer, or ``None``."""
         quiet = calls - 1 - last_served
@@ -94,7 +109,7 @@ class Notices:
             note += (f" ({latest.split(':', 1)[1].strip()}): calls go straight to the target, and the surrogate is "
                      "tried again now and then, ever more rarely; a looser bound or a costlier target would let "
                      "it serve")
-        elif reason == "over the bound":
+        elif reason in ("over the bound", "capacity"):
             latest = next(r["reason"] for r in reversed(recent) if _first_clause(r.get("reason")) == reason)
             note += f" ({latest.split(':', 1)[1].strip()})"
         elif reason == "uncertain" and errors:

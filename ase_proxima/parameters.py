@@ -56,6 +56,7 @@ DEFAULT_PARAMETERS: dict[str, Any] = {
     "verify_fmax": "auto",
     "blend": 0.0,
     "cost_aware": True,
+    "stop_on_capacity_loss": False,
     "refit_share": 0.2,
     "target_threads": "auto",
 }
@@ -168,6 +169,9 @@ def check_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(p["cost_aware"], (bool, numbers.Integral)):
         raise SettingsError(f"cost_aware must be True or False, got {p['cost_aware']!r}")
     out["cost_aware"] = bool(p["cost_aware"])
+    if not isinstance(p["stop_on_capacity_loss"], (bool, numbers.Integral)):
+        raise SettingsError(f"stop_on_capacity_loss must be True or False, got {p['stop_on_capacity_loss']!r}")
+    out["stop_on_capacity_loss"] = bool(p["stop_on_capacity_loss"])
     share = p["refit_share"]
     out["refit_share"] = None if share is None else _real("refit_share", share, open_low=True)
     threads = p["target_threads"]

@@ -40,7 +40,7 @@ def run_state(calc: Any) -> RunState:
                     rng=calc.rng.bit_generator.state, training=calc.training.state(),
                     target={"calls": calc._target.calls, "failures": calc._target.failures},
                     parameters=plain(calc.parameters), costs=calc.costs.state(), economy=calc.economy.state(),
-                    threads=calc.threads.state())
+                    threads=calc.threads.state(), capacity=calc.capacity.state())
 
 
 def open_store(calc: Any, store: RunStore) -> None:
@@ -66,10 +66,11 @@ def resume(calc: Any, store: RunStore, state: RunState) -> None:
     """Continue ``calc`` from ``state`` with the store's training points, model and log."""
     calc._resuming = True
     calc.tally = state.restore_tally()
-    calc.controller.load_state(ControllerState(**state.controller))
+    calc.controller.load_state(ControllerState.from_dict(state.controller))
     calc.rng.bit_generator.state = state.rng
     calc.costs.load_state(state.costs)
     calc.economy.load_state(state.economy)
+    calc.capacity.load_state(state.capacity)
     calc.threads.load_state(state.threads)
     calc._target.calls, calc._target.failures = state.target["calls"], state.target["failures"]
     total = max(store.point_count(), state.training["total"])

@@ -157,6 +157,7 @@ class RunState:
     costs: dict[str, Any] = field(default_factory=dict)
     economy: dict[str, Any] = field(default_factory=dict)
     threads: dict[str, Any] = field(default_factory=dict)
+    capacity: dict[str, Any] = field(default_factory=dict)
     version: int = STATE_VERSION
 
     def to_json(self) -> str:
@@ -178,8 +179,8 @@ class RunState:
 
     @classmethod
     def _from_version_1(cls, d: Mapping[str, Any]) -> RunState:
-        """A state written before the rooms existed: audit errors as a list, recent answer kinds
-        beside the controller."""
+        """A state written before the rooms existed: audit errors as a list (the recent answer
+        kinds beside the controller are no longer needed)."""
         audited = AuditTally()
         for e in d.get("audit_errors", []):
             audited.add(float(e))
@@ -188,7 +189,6 @@ class RunState:
                  "audits": counts.get("audits", 0), "refusals": counts.get("refusals", 0),
                  "times": dict(d.get("times", {})), "audited": asdict(audited)}
         controller = dict(d["controller"])
-        controller["recent_served"] = [k == "surrogate" for k in d.get("recent_kinds", [])]
         training = {"total": d["n_training"], "n_fitted": d["n_fitted"], "fits": d["fits"],
                     "fit_failures": d["fit_failures"], "absurd": 0}
         target = {"calls": counts.get("target_calls", 0), "failures": counts.get("target_failures", 0)}

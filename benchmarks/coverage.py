@@ -28,6 +28,9 @@ Proxima side by side in one process (``benchmarks/cost.py``'s harness), over see
 ``price.json`` (``--tag`` names the code measured, e.g. ``old_controller`` when run from an older
 checkout).
 
+``--settings '{"bound_on": "all"}'`` checks the thesis's definition instead: the truth is then
+the mean error over every answer returned (target answers exact), against the bound.
+
 Rows are appended to ``runs.jsonl`` as they finish (a rerun skips the runs already there); the
 summary goes to ``coverage.json`` and ``coverage.png``.
 
@@ -139,18 +142,25 @@ def run_one(system: str, bound: float, seed: int, steps: int | None = None, **se
     s = calc.stats
     truth_errors, misses, served_at = truth.errors, truth.misses, truth.served_at
     mean = truth.mean
+    # with bound_on='all' the bound is on the mean over every answer, target answers exact
+    returned = sum(truth_errors) / s["calls"] if s["calls"] else math.nan
+    bounded = returned if settings.get("bound_on") == "all" else mean
     return {
         "system": system, "metric": metric, "bound": bound, "seed": seed, "steps": steps, "settings": settings,
         "calls": s["calls"], "served": len(truth_errors), "served_fraction": s["served_fraction"],
         "audits": s["audits"], "audit_share": s["audit_share"], "target_calls": s["target_calls"],
         "audits_before_first_served": truth.audits_before_first,
-        "true_served_error": mean, "true_over_bound": mean / bound,
+        "true_served_error": mean, "true_returned_error": returned, "true_over_bound": bounded / bound,
+        "returned_upper": s.get("returned_error_upper", math.nan),
         "upper": s["served_error_upper"], "estimate": s["served_error"], "estimate_se": s["served_error_se"],
         "estimate_ht": s["served_error_unbiased"], "estimate_ht_se": s["served_error_unbiased_se"],
         "certificate_exceeded": s["certificate_exceeded"],
+        "capacity_episodes": s.get("capacity_episodes"), "capacity_drift": s.get("capacity_drift"),
+        "capacity_refusals": sum(1 for i in range(len(calc.log))
+                                 if str(calc.log[i]["reason"]).startswith("capacity:")),
         "truth_above_upper_at_end": bool(mean > s["served_error_upper"]) if truth_errors else False,
         "truth_above_upper_ever": bool(misses), "first_miss": misses[0] if misses else None,
-        "truth_above_bound": bool(mean > bound) if truth_errors else False,
+        "truth_above_bound": bool(bounded > bound) if truth_errors else False,
         "wall_s": wall, **_blocks(served_at, truth_errors, bound),
     }
 
@@ -163,6 +173,12 @@ def _blocks(served_at: list[int], errors: list[float], bound: float) -> dict[str
     means = {b: float(np.mean(v)) for b, v in sorted(per.items()) if len(v) >= 10}
     worst = max(means.values()) if means else math.nan
     return {"block_means": means, "worst_block_over_bound": worst / bound}
+
+
+def _bounded_upper(row: dict[str, Any]) -> float:
+    """The certified bound on what the run's bound is on (the served mean, or with
+    ``bound_on='all'`` the mean over every answer)."""
+    return row["returned_upper"] if row["settings"].get("bound_on") == "all" else row["upper"]
 
 
 def _share(flags: list[bool]) -> dict[str, float]:
@@ -196,7 +212,8 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "unbiased_estimate_within_1se": bool(abs(bias_u) <= bias_u_se) if served else None,
             "mean_served_fraction": float(np.mean([r["served_fraction"] for r in sel])),
             "mean_audit_share": float(np.mean([r["audit_share"] for r in sel])),
-            "median_upper_over_bound": float(np.median([r["upper"] / r["bound"] for r in served])) if served else None,
+            "median_upper_over_bound": float(np.median([_bounded_upper(r) / r["bound"] for r in served]))
+            if served else None,
             "median_truth_over_bound": float(np.median([r["true_over_bound"] for r in served])) if served else None,
             "worst_block_over_bound": max((r["worst_block_over_bound"] for r in served
                                            if math.isfinite(r.get("worst_block_over_bound", math.nan))),
@@ -222,12 +239,13 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         jitter = np.linspace(-0.25, 0.25, len(sel)) if len(sel) > 1 else np.zeros(len(sel))
         ax.scatter(i + jitter, [r["true_over_bound"] for r in sel], s=10, color="tab:blue",
                    label="truth / bound" if i == 0 else None)
-        ax.scatter(i + jitter, [r["upper"] / r["bound"] for r in sel], s=10, marker="_", color="tab:red",
+        ax.scatter(i + jitter, [_bounded_upper(r) / r["bound"] for r in sel], s=10, marker="_", color="tab:red",
                    label="certified upper / bound" if i == 0 else None)
     ax.axhline(1.0, color="k", ls=":")
     ax.set_yscale("log")
     ax.set_xticks(range(len(cases)), [f"{s}\n{b:g}" for s, b in cases])
-    ax.set_ylabel("served error / user's bound")
+    on_all = any(r["settings"].get("bound_on") == "all" for r in rows)
+    ax.set_ylabel(("mean error over every answer" if on_all else "served error") + " / user's bound")
     ax.set_title("Every served answer checked against the target: truth and certificate per run")
     ax.legend()
     fig.savefig(path, dpi=110)
@@ -306,11 +324,14 @@ def main() -> int:
     ap.add_argument("--systems", nargs="+", default=list(DEFAULT_SYSTEMS), choices=list(SYSTEMS))
     ap.add_argument("--seeds", type=int, default=40, help="seeds per system and bound")
     ap.add_argument("--steps", type=int, default=None, help="override every system's run length")
+    ap.add_argument("--bounds", type=float, nargs="+", default=None, help="override every system's bounds")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--settings", default="{}", help="JSON of calculator settings for every run")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "coverage"))
     ap.add_argument("--price", action="store_true", help="measure the methane price instead (see above)")
     ap.add_argument("--tag", default="current", help="names the code measured by --price")
+    ap.add_argument("--summary-only", action="store_true",
+                    help="run nothing: summarise every row in --out with these --settings")
     args = ap.parse_args()
     if args.price:  # threads as the cost benchmark left them: the calculator sets its own
         price(args.seeds, args.steps or 1000, Path(args.out), args.tag)
@@ -325,8 +346,9 @@ def main() -> int:
             r = json.loads(line)
             done[(r["system"], r["bound"], r["seed"], r["steps"], json.dumps(r["settings"], sort_keys=True))] = r
     jobs = []
-    for system in args.systems:
+    for system in ([] if args.summary_only else args.systems):
         _, bounds, default_steps = SYSTEMS[system]
+        bounds = args.bounds or bounds
         steps = args.steps or default_steps
         for bound in bounds:
             for seed in range(args.seeds):
@@ -345,12 +367,19 @@ def main() -> int:
             done[(row["system"], row["bound"], row["seed"], row["steps"], json.dumps(row["settings"],
                                                                                   sort_keys=True))] = row
     key_settings = json.dumps(settings, sort_keys=True)
-    rows = [r for k, r in done.items() if k[0] in args.systems and k[4] == key_settings and k[2] < args.seeds]
+    if args.summary_only:
+        rows = [r for k, r in done.items() if k[4] == key_settings]
+        args.systems = sorted({r["system"] for r in rows})
+    else:
+        rows = [r for k, r in done.items() if k[0] in args.systems and k[4] == key_settings and k[2] < args.seeds
+                and (args.bounds is None or k[1] in args.bounds)]
     summary = {"benchmark": "coverage", "command": " ".join(sys.argv),
                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-               "settings": settings, "systems": {k: {"metric": m, "bounds": b, "steps": s}
-                                                 for k, (m, b, s) in SYSTEMS.items() if k in args.systems},
+               "settings": settings,
+               "systems": {k: {"metric": SYSTEMS[k][0], "bounds": sorted({r["bound"] for r in rows if r["system"] == k}),
+                               "steps": sorted({r["steps"] for r in rows if r["system"] == k})}
+                           for k in args.systems},
                **summarise(rows)}
     (out / "coverage.json").write_text(json.dumps(summary, indent=1, default=float))
     plot(rows, out / "coverage.png")

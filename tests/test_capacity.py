@@ -1,0 +1,113 @@
+"""The capacity watch: a surrogate whose uncertainty falls while its error rises is detected and said
+(and, if asked, stops serving until its most certain calls are under the bound); a calibrated one
+is left alone."""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ase_proxima.capacity import CapacityWatch
+
+
+def _feed(watch: CapacityWatch, us, es, bound: float) -> list[bool]:
+    states = []
+    for u, e in zip(us, es):
+        watch.observe(u, e, bound)
+        states.append(watch.lost)
+    return states
+
+
+def test_uncertainty_falling_while_the_error_rises_is_a_loss_of_capacity():
+    rng = np.random.default_rng(0)
+    n = 400
+    u = np.linspace(1.0, 0.25, n) * rng.lognormal(0.0, 0.3, n)  # the posterior spread shrinks with data
+    e = np.linspace(0.03, 0.06, n) * rng.lognormal(0.0, 0.3, n)  # while the error grows
+    watch = CapacityWatch()
+    lost = _feed(watch, u, e, bound=0.04)
+    assert not any(lost[:100])  # the newest stretch must come after the reference
+    assert lost[-1] and watch.episodes >= 1
+    assert watch.drift > 2.0 and watch.floor > 0.04
+    assert "capacity" in watch.why_not("eV/A") and watch.summary()["capacity_lost"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), spread=st.floats(0.1, 0.6), bound_share=st.floats(0.3, 3.0))
+def test_a_calibrated_uncertainty_never_loses_capacity(seed, spread, bound_share):
+    """Errors proportional to the uncertainty (as they fall with data, or drift either way): the
+    error per unit of uncertainty stays put, whatever the bound."""
+    rng = np.random.default_rng(seed)
+    n = 400
+    trend = np.exp(np.linspace(0.0, rng.uniform(-1.5, 1.5), n))
+    u = trend * rng.lognormal(0.0, spread, n)
+    e = 0.05 * u * rng.lognormal(0.0, spread, n)
+    watch = CapacityWatch()
+    assert not any(_feed(watch, u, e, bound=bound_share * 0.05 * float(np.median(trend))))
+
+
+def test_serving_resumes_when_the_most_certain_calls_are_clearly_under_the_bound_again():
+    rng = np.random.default_rng(1)
+    watch = CapacityWatch()
+    _feed(watch, rng.uniform(0.5, 1.0, 50), rng.uniform(0.01, 0.02, 50), bound=0.04)  # the reference
+    lost = _feed(watch, rng.uniform(0.1, 0.2, 100), rng.uniform(0.05, 0.07, 100), bound=0.04)
+    assert lost[-1]
+    restored = CapacityWatch()
+    restored.load_state(watch.state())
+    assert restored.summary() == pytest.approx(watch.summary(), nan_ok=True)
+    lost = _feed(watch, rng.uniform(0.1, 0.2, 100), rng.uniform(0.005, 0.01, 100), bound=0.04)
+    assert not lost[-1] and watch.episodes == 1
+    report_only = CapacityWatch()  # an infinite bound (bound_on='all'): measured, never stops
+    _feed(report_only, rng.uniform(0.5, 1.0, 50), rng.uniform(0.01, 0.02, 50), bound=math.inf)
+    _feed(report_only, rng.uniform(0.1, 0.2, 100), rng.uniform(0.05, 0.07, 100), bound=math.inf)
+    assert not report_only.lost and report_only.drift > 2.0
+    with pytest.raises(ValueError):
+        CapacityWatch(drift_limit=1.0)
+
+
+def _hot_cu38(steps: int, **settings):
+    """Cu38 at 900 K under SOAP + Bayesian ridge (EMT target, forces_mean 0.04 eV/A): the
+    calculator, its log and the warnings it gave."""
+    from ase.calculators.emt import EMT
+    from ase.cluster import Octahedron
+    from ase.md.langevin import Langevin
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from ase.units import fs
+
+    from ase_proxima import ProximaCalculator
+
+    atoms = Octahedron("Cu", 4, cutoff=1, latticeconstant=3.61)
+    calc = atoms.calc = ProximaCalculator(target=EMT(), error_bound=0.04, error_metric="forces_mean", seed=0,
+                                          cost_aware=False, **settings)
+    MaxwellBoltzmannDistribution(atoms, temperature_K=900, rng=np.random.default_rng(0))
+    md = Langevin(atoms, 2 * fs, temperature_K=900, friction=0.02, fixcm=False, rng=np.random.default_rng(1000))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        md.run(steps)
+    return calc, [calc.log[i] for i in range(len(calc.log))], caught
+
+
+def test_a_hot_cluster_past_its_models_reach_is_said_and_with_the_setting_stops_serving():
+    """The model's spread falls as data arrive while its error climbs past the bound.  By default
+    the run says so (warning, stats) and the threshold keeps deciding; with
+    ``stop_on_capacity_loss`` it stops serving, the log says why, where it had been serving."""
+    from ase_proxima.notices import ProximaWarning
+
+    calc, log, caught = _hot_cu38(700)
+    s = calc.stats
+    assert s["capacity_episodes"] >= 1 and s["capacity_drift"] >= 2.0
+    said = [str(w.message) for w in caught if issubclass(w.category, ProximaWarning) and "capacity" in str(w.message)]
+    assert said and "still hold the bound" in said[0]
+    assert not any(str(r["reason"]).startswith("capacity:") for r in log)
+
+    calc, log, caught = _hot_cu38(700, stop_on_capacity_loss=True)
+    said = [str(w.message) for w in caught if issubclass(w.category, ProximaWarning) and "capacity" in str(w.message)]
+    assert said and "serving stopped" in said[0]
+    stopped = [i for i, r in enumerate(log) if str(r["reason"]).startswith("capacity:")]
+    assert stopped and all(log[i]["kind"] == "target" for i in stopped)
+    assert "grew" in log[stopped[0]]["reason"] and "over the bound" in log[stopped[0]]["reason"]
+    # it stopped where the surrogate had been serving: before the controller had given up on it
+    assert any(r["kind"] == "surrogate" for r in log[stopped[0] - 100:stopped[0]])
