@@ -81,7 +81,8 @@ class CapacityWatch:
             return
         u, e = (np.array(x) for x in zip(*self._recent))
         ref_u, ref_e = (np.array(x) for x in zip(*self._reference))
-        self.drift = float(np.median(e / u) / np.median(ref_e / ref_u))
+        reference = float(np.median(ref_e / ref_u))  # zero for a surrogate exact at first: no scale
+        self.drift = float(np.median(e / u)) / reference if reference > 0.0 else math.nan
         certain = e[u <= np.quantile(u, 0.25)]
         self.floor = float(certain.mean())
         self.floor_se = float(certain.std(ddof=1) / math.sqrt(len(certain))) if len(certain) > 1 else math.inf

@@ -66,6 +66,12 @@ def test_serving_resumes_when_the_most_certain_calls_are_clearly_under_the_bound
     assert not report_only.lost and report_only.drift > 2.0
     with pytest.raises(ValueError):
         CapacityWatch(drift_limit=1.0)
+    exact = CapacityWatch()  # a surrogate exact at first has no error per unit of uncertainty to compare
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _feed(exact, rng.uniform(0.5, 1.0, 50), np.zeros(50), bound=0.04)
+        assert not any(_feed(exact, rng.uniform(0.1, 0.2, 100), rng.uniform(0.05, 0.07, 100), bound=0.04))
+    assert math.isnan(exact.drift)
 
 
 def _hot_cu38(steps: int, **settings):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
+
 import numpy as np
 import pytest
 from ase.calculators.emt import EMT
@@ -30,15 +33,19 @@ def _new(**kw):
                              refit_share=None, **kw)
 
 
-def test_save_state_then_load_continues_identically(frames, tmp_path):
-    straight = _new()
+@pytest.mark.parametrize("settings", [{}, {"bound_on": "all"}, {"stop_on_capacity_loss": True}],
+                         ids=["served", "all", "capacity-stop"])
+def test_save_state_then_load_continues_identically(frames, tmp_path, settings):
+    """Also for the bound on every answer (its error budget and running sums travel with the state)
+    and for the capacity watch (its reference and newest comparisons)."""
+    straight = _new(**settings)
     ref = _drive(straight, frames)
     assert {k for k, _, _ in ref} >= {"target", "surrogate"}
 
-    first = _new()
+    first = _new(**settings)
     head = _drive(first, frames[:90])
     first.save_state(tmp_path / "snapshot")
-    resumed = _new()
+    resumed = _new(**settings)
     resumed.load_state(tmp_path / "snapshot")
     tail = _drive(resumed, frames[90:])
 
@@ -51,6 +58,10 @@ def test_save_state_then_load_continues_identically(frames, tmp_path):
                 "served_error_upper", "certificate_exceeded"):
         assert s_got[key] == pytest.approx(s_ref[key], nan_ok=True), key
     assert resumed.tally.certificate == straight.tally.certificate  # the certificate goes on, not afresh
+    # the controller (with the 'all' budget) and the capacity watch go on too; compared as JSON, where
+    # NaN equals NaN
+    assert json.dumps(asdict(resumed.controller.state())) == json.dumps(asdict(straight.controller.state()))
+    assert json.dumps(resumed.capacity.state()) == json.dumps(straight.capacity.state())
     assert len(resumed.log) == len(straight.log)
 
 
