@@ -677,15 +677,15 @@ class ProximaCalculator(Calculator):
     def stats(self) -> dict[str, Any]:
         """Run statistics: counts, served fraction, audited served error, controller, training, timers."""
         p, t = self.parameters, self.tally
+        upper = t.certificate.upper(p["confidence_level"])
         return {**t.summary(), "target_calls": self._target.calls,
                 "target_failures": self._target.failures, **self.controller.summary(), **self.training.summary(),
                 **self.costs.summary(t.surrogate_calls / t.calls if t.calls else 0.0), **self.economy.summary(),
                 **self.capacity.summary(),
                 **self.threads.summary(),
-                "served_error_upper": t.certificate.upper(p["confidence_level"]),
+                "served_error_upper": upper,
                 # the same certificate on the mean over every answer returned, target answers exact
-                "returned_error_upper": t.certificate.upper(p["confidence_level"]) * t.certificate.answers
-                / max(t.calls, 1),
+                "returned_error_upper": upper * t.certificate.answers / max(t.calls, 1),
                 "served_error_unbiased": t.certificate.estimate,
                 "served_error_unbiased_se": t.certificate.standard_error,
                 "confidence_level": p["confidence_level"], "error_scale": self._error_scale(),

@@ -391,9 +391,7 @@ class ThresholdController:
             t0 = (0.5 * self.error_bound - self.beta) / self.alpha
             # the line is extrapolated from a handful of comparisons: no further than a
             # running threshold may reach past the uncertainties seen
-            eps = self.measured_error
-            margin = math.sqrt(self.error_bound / eps) if eps > 0 else math.inf
-            t0 = min(t0, self._windup_cap() * min(max(margin, 1.0), self.max_headroom))
+            t0 = min(t0, self._windup_cap(self.measured_error))
             self.threshold = self._clip_bounds(max(t0, 0.0))
             return self.threshold
 
@@ -406,11 +404,10 @@ class ThresholdController:
         # each comparison stays in the window for N updates: 1/N of the thesis's per-step
         # correction adds up to one full correction per window (the literal law overshoots N-fold)
         step = -self.gain * (eps - self.error_bound) / (alpha * self.window_size)
-        dmax = self.max_step if self.max_step is not None else 0.25 * scale
+        dmax = self._step_limit(scale)
         step = min(max(step, -dmax), dmax)
         new_t = self._clip_bounds(self.threshold + step)
-        margin = math.sqrt(self.error_bound / eps) if eps > 0 else math.inf
-        new_t = min(new_t, max(self._windup_cap() * min(max(margin, 1.0), self.max_headroom), self.t_min))
+        new_t = min(new_t, max(self._windup_cap(eps), self.t_min))
         applied = new_t - self.threshold
         self.threshold = new_t
         self.updates += 1
@@ -432,13 +429,11 @@ class ThresholdController:
         scale = self._scale()
         alpha = self.alpha if self.alpha is not None else self._alpha_floor(scale)
         kappa = self.gain / (2.0 * self.window_size)
-        dmax = self.max_step if self.max_step is not None else 0.25 * scale
+        dmax = self._step_limit(scale)
         target = self.threshold + min(max(kappa * self._budget / alpha, -dmax), dmax)
         # how far past the uncertainties seen it may reach: as for served answers, by the margin of
         # the window's error (the mean over every answer, diluted by the target's, would say more)
-        eps = self.controlled_error
-        margin = math.sqrt(self.error_bound / eps) if eps > 0 else math.inf
-        cap = max(self._windup_cap() * min(max(margin, 1.0), self.max_headroom), self.t_min)
+        cap = max(self._windup_cap(self.controlled_error), self.t_min)
         new_t = min(self._clip_bounds(target), cap)
         applied = new_t - self.threshold
         self._budget -= applied * alpha / kappa
@@ -471,10 +466,17 @@ class ThresholdController:
             return False
         return self.window_error + 2.0 * self.window_error_se < 0.25 * self.error_bound
 
-    def _windup_cap(self) -> float:
+    def _windup_cap(self, eps: float) -> float:
+        """``T_max_eff`` (module doc): ``headroom * max(u)`` over the recent calls, widened by
+        ``sqrt(eps* / eps)`` up to ``max_headroom`` times while the error ``eps`` is below the bound."""
         if not self._recent_u:
             return math.inf
-        return self.headroom * max(self._recent_u)
+        margin = math.sqrt(self.error_bound / eps) if eps > 0 else math.inf
+        return self.headroom * max(self._recent_u) * min(max(margin, 1.0), self.max_headroom)
+
+    def _step_limit(self, scale: float) -> float:
+        """``dT_max``: the user's, or a quarter of the uncertainty scale."""
+        return self.max_step if self.max_step is not None else 0.25 * scale
 
     def _clip_bounds(self, t: float) -> float:
         return float(min(max(t, self.t_min), self.t_max))
