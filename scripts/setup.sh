@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv and install ase-proxima with everything it needs (idempotent).
-#   .venv        the package with its plots, quantum-chemistry (PySCF), asap3 and deepmd-kit extras,
+#   .venv        the package with its plots, quantum-chemistry (PySCF), xTB (tblite), asap3 and deepmd-kit
+#                extras,
 #                and the test tools
 #   .venv-psi4   Debian's Python with Debian's psi4 and ASE: the interpreter of the Psi4 bridge
 #                (Psi4 is not on PyPI; Debian's build imports only under Debian's Python and numpy 1.x)
@@ -17,7 +18,7 @@ PY=${PYTHON:-python3}
 # (about 4 minutes the first time; pip caches the wheel)
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
 DP_ENABLE_TENSORFLOW=0 DP_ENABLE_PYTORCH=1 DP_VARIANT=cpu \
-    .venv/bin/python -m pip install --quiet --no-binary deepmd-kit -e ".[plots,qc,test,asap,nn,deepmd,cluster]"
+    .venv/bin/python -m pip install --quiet --no-binary deepmd-kit -e ".[plots,qc,xtb,test,asap,nn,deepmd,cluster]"
 
 debian_psi4() {
     /usr/bin/python3 -c "import sys; sys.path.append('/usr/lib/x86_64-linux-gnu'); import psi4, scipy" 2>/dev/null

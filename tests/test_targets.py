@@ -104,3 +104,16 @@ def test_proxima_over_hartree_fock_monte_carlo(tmp_path):
     served = truth.errors[kinds == "surrogate"]
     assert np.all(truth.errors[kinds != "surrogate"] < 1e-6)
     assert served.mean() <= 0.002
+
+
+def test_no_checkpoint_file_is_written(ch4, tmp_path, monkeypatch):
+    """PySCF's default checkpoint (an HDF5 file rewritten on every SCF cycle) is not written:
+    nothing reads it, and it cost a third of a small-basis call."""
+    from pyscf import lib
+
+    monkeypatch.setattr(lib.param, "TMPDIR", str(tmp_path))
+    calc = PySCF(method="hf", basis="sto-3g")
+    calc.get_forces(ch4)
+    assert all(f.stat().st_size == 0 for f in tmp_path.iterdir())
+    assert calc.get_potential_energy(ch4) == pytest.approx(
+        PySCF(method="hf", basis="sto-3g", reuse_density=False).get_potential_energy(ch4), abs=1e-6)

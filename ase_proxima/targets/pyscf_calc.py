@@ -91,6 +91,9 @@ class PySCF(Calculator):
             mf.xc = p["xc"]
         mf.conv_tol = float(p["conv_tol"])
         mf.max_cycle = int(p["max_cycle"])
+        # PySCF writes a checkpoint file (HDF5, in its temporary directory) on every SCF cycle by
+        # default: nothing here reads it back, and at small bases it costs a third of the call
+        mf.chkfile = None
         return mf
 
     def calculate(self, atoms: Atoms | None = None, properties=("energy",), system_changes=all_changes) -> None:
