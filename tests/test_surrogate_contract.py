@@ -103,3 +103,25 @@ def test_surrogate_contract(family):
     for part in parts:
         cost = price(part)
         assert cost.flops > 0 and cost.bytes > 0
+
+
+@pytest.mark.parametrize("name", ["soap", "snap"])
+def test_predicted_forces_are_minus_the_gradient_of_predicted_energies(name):
+    """A surrogate's forces are those of its own energy surface (a dynamics on served answers
+    conserves energy): central differences of predicted energies give the predicted forces."""
+    make, data, _ = FAMILIES[name]
+    images, results = zip(*data(12, seed=5))
+    model = make().fit(list(images), list(results))
+    atoms = images[-1].copy()
+    atoms.positions += np.random.default_rng(1).normal(0, 0.02, atoms.positions.shape)
+    forces = model.predict(atoms, ["energy", "forces"]).results["forces"]
+    numeric = np.zeros_like(forces)
+    h = 1e-4
+    for i in range(len(atoms)):
+        for k in range(3):
+            plus, minus = atoms.copy(), atoms.copy()
+            plus.positions[i, k] += h
+            minus.positions[i, k] -= h
+            numeric[i, k] = -(model.predict(plus, ["energy"]).results["energy"]
+                              - model.predict(minus, ["energy"]).results["energy"]) / (2 * h)
+    np.testing.assert_allclose(forces, numeric, atol=1e-5 * max(1.0, np.abs(forces).max()))

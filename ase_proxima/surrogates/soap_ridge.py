@@ -113,7 +113,9 @@ class SOAPBayesianRidge(Surrogate):
         assert self._soap is not None
         masks = self._layout(atoms)[1]
         if with_derivatives:
-            d, p = self._soap.derivatives(atoms, method="analytical", return_descriptor=True)
+            # attach: each centre moves with its atom (dscribe's default keeps centres fixed in space,
+            # whose derivative leaves out the centre's own motion: forces that are not -dE/dr)
+            d, p = self._soap.derivatives(atoms, method="analytical", return_descriptor=True, attach=True)
         else:
             p, d = self._soap.create(atoms), None
         p = np.atleast_2d(p)
@@ -193,7 +195,7 @@ class SOAPBayesianRidge(Surrogate):
             return None
         start = time.perf_counter()
         if self.fit_forces and not periodic and (properties is None or "forces" in properties):
-            soap.derivatives(atoms, centers=[0], method="analytical", return_descriptor=True)
+            soap.derivatives(atoms, centers=[0], method="analytical", return_descriptor=True, attach=True)
         else:
             soap.create(atoms, centers=[0])
         one = time.perf_counter() - start
