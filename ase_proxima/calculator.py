@@ -35,6 +35,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 
 from . import gate, optimizers, resume
 from .audits import AuditPolicy
+from .baseline import Baseline, BaselineError
 from .calllog import CallLog
 from .capacity import CapacityWatch
 from .control import ThresholdController
@@ -76,6 +77,12 @@ class ProximaCalculator(Calculator):
         for molecules and clusters.
     uncertainty:
         An :class:`~ase_proxima.uncertainty.Uncertainty`; default the surrogate's own spread.
+    baseline:
+        A cheap ASE calculator under the surrogate (a tight-binding method under a quantum-chemistry
+        target, :func:`~ase_proxima.baseline.make_baseline`): the surrogate learns the target minus
+        the baseline and a served answer is the baseline plus the learned correction; the baseline
+        runs on every structure the surrogate answers or learns from, and its cost counts as the
+        surrogate's.  ``None``: the surrogate learns the target itself.
     store:
         A run directory or :class:`~ase_proxima.store.RunStore` (every target result, the log,
         the state, the fitted model).  One with a state resumes that run; one with training data
@@ -102,7 +109,7 @@ class ProximaCalculator(Calculator):
 
     def __init__(self, target: Calculator, error_bound: float | None = None, surrogate: Surrogate | None = None,
                  uncertainty: Uncertainty | None = None, store: str | os.PathLike | RunStore | None = None,
-                 **settings: Any) -> None:
+                 baseline: Calculator | None = None, **settings: Any) -> None:
         if isinstance(target, type):
             raise TypeError(f"target must be a calculator instance, not the class {target.__name__}: "
                             f"pass {target.__name__}()")
@@ -113,6 +120,7 @@ class ProximaCalculator(Calculator):
         if uncertainty is not None and not isinstance(uncertainty, Uncertainty):
             raise TypeError("uncertainty must be an ase_proxima.uncertainty.Uncertainty")
         self.target, self.surrogate, self.uncertainty = target, surrogate, uncertainty
+        self.baseline = None if baseline is None else Baseline(baseline)
         super().__init__()
         p = check_parameters({"error_bound": error_bound, **settings})
         Calculator.set(self, **p)
@@ -122,7 +130,8 @@ class ProximaCalculator(Calculator):
                                               threshold_bounds=p["threshold_bounds"],
                                               max_step=p["max_threshold_step"], confidence=p["confidence"],
                                               bound_on=p["bound_on"])
-        self.training = TrainingSet(p["min_training"], p["max_training"], p["retrain"], lazy_batch=p["window"])
+        self.training = TrainingSet(p["min_training"], p["max_training"], p["retrain"], lazy_batch=p["window"],
+                                    baseline=self.baseline)
         self.costs = CostMeter()
         self.economy = Economy(patience=max(50, 5 * p["window"]))
         self.capacity = CapacityWatch()
@@ -149,7 +158,13 @@ class ProximaCalculator(Calculator):
         if store is not None:
             self.store = store if isinstance(store, RunStore) else RunStore(store)
             self.training.store = self.store
-            resume.open_store(self, self.store)
+            try:
+                resume.open_store(self, self.store)
+            except BaseException:  # a store refused (another run's data): released at once, not at collection
+                if not isinstance(store, RunStore):
+                    self.store.close()
+                self.store = None
+                raise
             self._at_exit = atexit.register(resume.flush_at_exit, weakref.ref(self))
 
     # -------------------------------------------------------------- settings
@@ -196,6 +211,8 @@ class ProximaCalculator(Calculator):
         fingerprint = run_fingerprint(self.target, self.parameters["error_metric"])
         d["target"], d["target_parameters"] = fingerprint["target"]["name"], fingerprint["target"]["parameters"]
         d["answer"] = self.answer  # the last call's provenance: an ase.db row keeps it here
+        if self.baseline is not None:
+            d["baseline"] = self.baseline.describe()
         if self.store is not None:
             d["store"] = str(self.store.path)
         return d
@@ -307,19 +324,27 @@ class ProximaCalculator(Calculator):
             self.threads.timed(watch.parts["target"])
             self.costs.add("target", watch.parts["target"], key)
             self.tally.audits += kind == "audit"
+            base, unusable = self._base_for_training(atoms, exact, ident, watch)
+            absurd = None
             with watch("store" if self.store is not None else "training"):
-                absurd = (None if self.cache.holds(ident) else
-                          self.training.add(atoms, exact, owned=atoms is self.atoms, step=rec["step"], kind=kind))
+                if unusable is None and not self.cache.holds(ident):
+                    absurd = self.training.add(atoms, exact, owned=atoms is self.atoms, base=base, step=rec["step"],
+                                               kind=kind)
             self.cache.remember(atoms, exact, key=ident, private=True)  # the target call copied them
             if recost or consult and self.parameters["cost_aware"] and not self.surrogate.is_fitted:
                 self._time_descriptors(atoms, properties, watch, key, again=recost)
-            if absurd is not None:
-                reason = (f"{reason}; " if reason else "") + f"absurd target answer kept out of training: {absurd}"
+            if absurd is not None or unusable is not None:
+                why = unusable or f"absurd target answer kept out of training: {absurd}"
+                reason = (f"{reason}; " if reason else "") + why
             elif consult and (kind == "audit" or self._comparable(atoms)):
                 if prediction is None:
-                    prediction, u = self._score(atoms, properties, watch, key)
+                    try:
+                        prediction, u = self._score(atoms, properties, watch, key)
+                    except BaselineError as err:
+                        prediction, u = None, math.nan
+                        reason = (f"{reason}; " if reason else "") + self._baseline_failed(err)
                     rec["uncertainty"] = u
-                if gate.is_finite(prediction) and math.isfinite(u):
+                if prediction is not None and gate.is_finite(prediction) and math.isfinite(u):
                     with watch("controller"):
                         err = compute_error(self.parameters["error_metric"], prediction.results, exact, len(atoms),
                                             free_atoms(atoms))
@@ -384,14 +409,17 @@ class ProximaCalculator(Calculator):
         reason = self._why_not(atoms, properties)
         if reason is not None:
             return None, math.nan, reason
-        prediction, u = self._score(atoms, properties, watch, key)
-        self.controller.note_uncertainty(u)
-        if self.controller.allows(u) and self._refit_due(True):
-            self._fit(watch)
-            reason = self._why_not(atoms, properties)
-            if reason is not None:
-                return prediction, u, reason
+        try:
             prediction, u = self._score(atoms, properties, watch, key)
+            self.controller.note_uncertainty(u)
+            if self.controller.allows(u) and self._refit_due(True):
+                self._fit(watch)
+                reason = self._why_not(atoms, properties)
+                if reason is not None:
+                    return prediction, u, reason
+                prediction, u = self._score(atoms, properties, watch, key)
+        except BaselineError as err:
+            return None, math.nan, self._baseline_failed(err)
         if not self.controller.ready:
             return prediction, u, "startup"
         reason = gate.why_refused(prediction, u, len(atoms), self.training.range)
@@ -522,7 +550,40 @@ class ProximaCalculator(Calculator):
         t = self.training
         return (gate.why_not_ready(t.fit_error, t.total, t.min_training, self.surrogate.is_fitted)
                 or gate.why_outside(self.surrogate, self.uncertainty, atoms, properties,
-                                    self.parameters["error_metric"]))
+                                    self.parameters["error_metric"])
+                or self._why_not_baseline(properties))
+
+    def _why_not_baseline(self, properties: list[str]) -> str | None:
+        """A property the baseline does not give cannot be served as baseline plus correction."""
+        if self.baseline is None:
+            return None
+        for p in properties:
+            if ("energy" if p == "free_energy" else p) not in self.baseline.properties:
+                return f"property {p} not given by the baseline {self.baseline.name}"
+        return None
+
+    def _baseline(self, atoms: Atoms, properties: Any, watch: Stopwatch) -> dict[str, Any]:
+        """The baseline's answer on ``atoms`` (timed; on the surrogate's threads: it is as small)."""
+        with watch("baseline"), self.threads.surrogate():
+            return self.baseline.results(atoms, properties)
+
+    def _baseline_failed(self, err: BaselineError) -> str:
+        """Why a call goes without the baseline; a baseline that never answered in this run cannot
+        do this system at all, and the user hears it at once."""
+        if not self.baseline.answered:
+            raise err
+        return str(err)
+
+    def _base_for_training(self, atoms: Atoms, exact: dict[str, Any], ident: bytes,
+                           watch: Stopwatch) -> tuple[dict[str, Any] | None, str | None]:
+        """The baseline's answer on a structure the target answered (what its correction is
+        measured from), and why the point stays out of training when there is none."""
+        if self.baseline is None or self.cache.holds(ident):
+            return None, None
+        try:
+            return self._baseline(atoms, exact, watch), None
+        except BaselineError as err:
+            return None, f"kept out of training: {self._baseline_failed(err)}"
 
     def _comparable(self, atoms: Atoms) -> bool:
         """Can the surrogate's error on this target call be measured?"""
@@ -535,13 +596,18 @@ class ProximaCalculator(Calculator):
                key: str) -> tuple[Prediction, float]:
         """Predict what the call and the error metric need (an energy-only Monte Carlo step
         skips the force derivatives), then the uncertainty; its cost is measured per property set."""
-        before = watch.parts["surrogate"] + watch.parts["uncertainty"]
+        parts = ("surrogate", "uncertainty", "baseline")
+        before = sum(watch.parts[k] for k in parts)
         with self.threads.surrogate():
             with watch("surrogate"):
                 prediction = self.surrogate.predict(atoms, self._predicted(properties))
             with watch("uncertainty"):
                 u = float(self.uncertainty.score(atoms, prediction))
-        self.costs.add("surrogate", watch.parts["surrogate"] + watch.parts["uncertainty"] - before, key)
+        if self.baseline is not None:  # the model predicted a correction: the answer is the baseline plus it
+            base = self._baseline(atoms, prediction.results, watch)
+            prediction = Prediction(self.baseline.total(prediction.results, base), prediction.spread,
+                                    learned=prediction.results)
+        self.costs.add("surrogate", sum(watch.parts[k] for k in parts) - before, key)
         return prediction, u
 
     def _predicted(self, properties: list[str]) -> list[str]:
@@ -621,8 +687,8 @@ class ProximaCalculator(Calculator):
                 described = self.surrogate.describe(atoms, predicted)
         except Exception:  # a structure the family cannot describe: no estimate, the fit will say
             return
-        if described:
-            self.costs.add("surrogate", watch.parts["surrogate"] - before, key)
+        if described:  # with a baseline, what it just took on this structure is part of an answer's cost
+            self.costs.add("surrogate", watch.parts["surrogate"] - before + watch.parts["baseline"], key)
 
     def _refit_due(self, before_use: bool) -> bool:
         """A refit by the schedule, and affordable: training so far plus one more refit within
@@ -683,6 +749,7 @@ class ProximaCalculator(Calculator):
                 **self.costs.summary(t.surrogate_calls / t.calls if t.calls else 0.0), **self.economy.summary(),
                 **self.capacity.summary(),
                 **self.threads.summary(),
+                **(self.baseline.summary() if self.baseline is not None else {"baseline": None}),
                 "served_error_upper": upper,
                 # the same certificate on the mean over every answer returned, target answers exact
                 "returned_error_upper": upper * t.certificate.answers / max(t.calls, 1),

@@ -151,7 +151,8 @@ def _mc(args: argparse.Namespace) -> int:
     params = dict(molecule=args.molecule, target=args.target, method=args.method, temperature=args.temperature,
                   steps=args.steps, step_size=args.step_size, error_bound=args.error_bound, threshold=args.threshold,
                   retrain=args.retrain, uncertainty=args.uncertainty, audit_fraction=args.audit_fraction,
-                  train_forces=args.train_forces, seed=args.seed, threads=args.threads, cost_aware=args.cost_aware)
+                  train_forces=args.train_forces, seed=args.seed, threads=args.threads, cost_aware=args.cost_aware,
+                  baseline=args.baseline)
     return _run_job(MCJob, params, args.out, args.overwrite, args.resume, args.quiet)
 
 
@@ -164,7 +165,7 @@ def _sluschi(args: argparse.Namespace) -> int:
                   melt_temperature=args.melt_temperature, timestep=args.timestep,
                   equilibrate_steps=args.equilibrate_steps, melt_steps=args.melt_steps, run_steps=args.run_steps,
                   runs=args.runs, average_steps=args.average_steps, seed=args.seed, threads=args.threads,
-                  cost_aware=args.cost_aware)
+                  cost_aware=args.cost_aware, baseline=args.baseline)
     return _run_job(SluschiJob, params, args.out, args.overwrite, args.resume, args.quiet)
 
 
@@ -212,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     mc.add_argument("--no-cost-aware", dest="cost_aware", action="store_false",
                     help="serve whatever the target costs (a cheap target standing in for a costly one); by "
                          "default calls go straight to the target while serving cannot pay")
+    mc.add_argument("--baseline", default=None, metavar="SPEC",
+                    help="a cheap model under the surrogate, which then learns target minus baseline: xtb:gfn2, "
+                         "xtb:gfn1 (tblite) or a target spec (not --method baseline, the target alone)")
     mc.add_argument("--out", default="runs/mc")
     mc.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     mc.add_argument("--resume", action="store_true", help="continue the walk in --out (after a kill) to --steps")
@@ -242,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("--no-cost-aware", dest="cost_aware", action="store_false",
                     help="serve whatever the target costs (a cheap target standing in for a costly one); by "
                          "default calls go straight to the target while serving cannot pay")
+    sl.add_argument("--baseline", default=None, metavar="SPEC",
+                    help="a cheap model under the surrogate, which then learns target minus baseline: a target "
+                         "spec or xtb:gfn2 (not --method baseline, the target alone)")
     sl.add_argument("--out", default="runs/sluschi")
     sl.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     sl.add_argument("--resume", action="store_true", help="continue the runs already in --out")

@@ -71,7 +71,8 @@ def why_refused(prediction: Prediction, u: float, natoms: int, plausible: Plausi
         return "non-finite surrogate prediction"
     if not math.isfinite(u):
         return "non-finite uncertainty"
-    why = plausible.implausible(prediction.results, natoms)
+    # with a baseline the range is that of the corrections the model learned
+    why = plausible.implausible(prediction.results if prediction.learned is None else prediction.learned, natoms)
     if why is not None:
         return f"implausible surrogate prediction: {why}"
     return None

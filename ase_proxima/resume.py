@@ -31,7 +31,8 @@ log = logging.getLogger("ase_proxima")
 
 
 def _fingerprint(calc: Any) -> dict[str, Any]:
-    return run_fingerprint(calc.target, calc.parameters["error_metric"], calc.surrogate)
+    return run_fingerprint(calc.target, calc.parameters["error_metric"], calc.surrogate,
+                           None if calc.baseline is None else calc.baseline.calc)
 
 
 def run_state(calc: Any) -> RunState:
@@ -40,7 +41,8 @@ def run_state(calc: Any) -> RunState:
                     rng=calc.rng.bit_generator.state, training=calc.training.state(),
                     target={"calls": calc._target.calls, "failures": calc._target.failures},
                     parameters=plain(calc.parameters), costs=calc.costs.state(), economy=calc.economy.state(),
-                    threads=calc.threads.state(), capacity=calc.capacity.state())
+                    threads=calc.threads.state(), capacity=calc.capacity.state(),
+                    baseline=calc.baseline.state() if calc.baseline is not None else {})
 
 
 def open_store(calc: Any, store: RunStore) -> None:
@@ -71,6 +73,8 @@ def resume(calc: Any, store: RunStore, state: RunState) -> None:
     calc.costs.load_state(state.costs)
     calc.economy.load_state(state.economy)
     calc.capacity.load_state(state.capacity)
+    if calc.baseline is not None:
+        calc.baseline.load_state(state.baseline)
     calc.threads.load_state(state.threads)
     calc._target.calls, calc._target.failures = state.target["calls"], state.target["failures"]
     total = max(store.point_count(), state.training["total"])
@@ -88,7 +92,7 @@ def resume(calc: Any, store: RunStore, state: RunState) -> None:
 def _remember(calc: Any, rows: list) -> None:
     """The target answers read back are answers the target never has to give again."""
     for atoms, results in rows[-calc.cache.maxsize:] if calc.cache.maxsize else []:
-        calc.cache.remember(atoms, results)
+        calc.cache.remember(atoms, {k: v for k, v in results.items() if k != "baseline"})
 
 
 def checkpoint(calc: Any, store: RunStore) -> None:
@@ -105,8 +109,9 @@ def save_snapshot(calc: Any, path: str | os.PathLike) -> None:
     """A store of ``calc``'s run at ``path`` (replaced whole): training data in memory, log, model, state."""
     with RunStore.snapshot(path) as snap:
         snap.claim(_fingerprint(calc))
-        for atoms, res in zip(*calc.training.data()):
-            snap.add_training(atoms, res)
+        for atoms, res in calc.training.given():
+            res = dict(res)
+            snap.add_training(atoms, res, baseline=res.pop("baseline", None))
         for rec in calc.log:
             snap.append_log(rec)
         snap.record_settings(control_settings(calc.parameters), calc.tally.calls)

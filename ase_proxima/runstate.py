@@ -24,7 +24,7 @@ from .certificate import ServedErrorBound
 __all__ = ["AuditTally", "RunTally", "RunState", "TIMERS", "STATE_VERSION"]
 
 STATE_VERSION = 2
-TIMERS = ("target", "surrogate", "uncertainty", "training", "controller", "store", "total")
+TIMERS = ("target", "surrogate", "uncertainty", "baseline", "training", "controller", "store", "total")
 
 
 @dataclass
@@ -158,6 +158,7 @@ class RunState:
     economy: dict[str, Any] = field(default_factory=dict)
     threads: dict[str, Any] = field(default_factory=dict)
     capacity: dict[str, Any] = field(default_factory=dict)
+    baseline: dict[str, Any] = field(default_factory=dict)
     version: int = STATE_VERSION
 
     def to_json(self) -> str:

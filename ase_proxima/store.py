@@ -111,29 +111,37 @@ def training_row(atoms: Atoms, results: Mapping[str, Any]) -> Atoms:
     return copy
 
 
-def run_fingerprint(target: Any, error_metric: str, surrogate: Any = None) -> dict[str, Any]:
-    """What a run's data mean: the target (its name and every parameter), the error metric, and
-    the surrogate family once known; ``target_key`` names the target in database rows."""
-    from .surrogates.defaults import surrogate_family
-    from .training import plain
+def _row_results(row: Any) -> dict[str, Any]:
+    """A training row's target results, and its baseline's answer under ``'baseline'`` if kept."""
+    out = {k: row.get(k) for k in _STORED_PROPERTIES if row.get(k) is not None}
+    base = row.data.get("baseline") if row.get("data") else None
+    if base:
+        out["baseline"] = {k: float(v) if np.ndim(v) == 0 else np.asarray(v, float) for k, v in base.items()}
+    return out
 
-    try:
-        params = target.todict(skip_default=False)
-    except TypeError:
-        params = target.todict()
-    except AttributeError:
-        params = {}
-    described = {"name": target.name, "parameters": plain(params)}
+
+def run_fingerprint(target: Any, error_metric: str, surrogate: Any = None, baseline: Any = None) -> dict[str, Any]:
+    """What a run's data mean: the target (its name and every parameter), the error metric, the
+    surrogate family once known, and the baseline under the surrogate (``None``: none; a model
+    fitted on corrections to one baseline means nothing over another); ``target_key`` names the
+    target in database rows."""
+    from .baseline import describe
+    from .surrogates.defaults import surrogate_family
+
+    described = describe(target)
+    described["name"] = target.name
     key = hashlib.sha1(json.dumps(described, sort_keys=True).encode()).hexdigest()[:16]
     return {"target": described, "target_key": key, "error_metric": error_metric,
-            "surrogate": surrogate_family(surrogate) if surrogate is not None else None}
+            "surrogate": surrogate_family(surrogate) if surrogate is not None else None,
+            "baseline": describe(baseline) if baseline is not None else "none"}
 
 
 def fingerprint_differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """What differs between two fingerprints, one phrase each (keys missing on either side are
-    not compared: a surrogate family is known only once chosen)."""
+    not compared: a surrogate family is known only once chosen, and a store from before baselines
+    holds target answers any run can learn from)."""
     out = []
-    for key in ("target", "error_metric", "surrogate"):
+    for key in ("target", "error_metric", "surrogate", "baseline"):
         a, b = stored.get(key), current.get(key)
         if a is not None and b is not None and a != b:
             out.append(f"{key}: the store has {_short(a)}, this run {_short(b)}")
@@ -342,8 +350,10 @@ class RunStore:
         return changed
 
     # ------------------------------------------------------------- training
-    def add_training(self, atoms: Atoms, results: Mapping[str, Any], absurd: bool = False, **keys: Any) -> int:
-        """Persist one target result (``absurd``: kept, but never trained on); returns its row id."""
+    def add_training(self, atoms: Atoms, results: Mapping[str, Any], absurd: bool = False,
+                     baseline: Mapping[str, Any] | None = None, **keys: Any) -> int:
+        """Persist one target result (``absurd``: kept, but never trained on; ``baseline``: the
+        baseline's answer on the same structure, kept in the row's data); returns its row id."""
         self._writable()
         keys = {**keys, "run": self.run}
         target = self.fingerprint.get("target_key")
@@ -352,10 +362,11 @@ class RunStore:
         if absurd:
             keys["absurd"] = True
         row = training_row(atoms, results)
+        data = {"baseline": {k: np.asarray(v, float) for k, v in baseline.items()}} if baseline else {}
         if self.database is None:
-            return self.db.write(row, key_value_pairs=keys)
+            return self.db.write(row, key_value_pairs=keys, data=data)
         with _DatabaseLock(self.database):
-            return self.db.write(row, key_value_pairs=keys)
+            return self.db.write(row, key_value_pairs=keys, data=data)
 
     def _rows(self, shared: bool | None, newest: int | None = None) -> Iterator[Any]:
         """ase.db rows, oldest first: the run's own, or every run's made with this target (or by
@@ -375,11 +386,12 @@ class RunStore:
     def training(self, shared: bool | None = None, newest: int | None = None) -> list[tuple[Atoms, dict[str, Any]]]:
         """Stored training points (target results but absurd ones), oldest first: this run's, or
         with ``shared`` (default: the store's flag) every run's made with this target; ``newest``:
-        only that many of the newest."""
+        only that many of the newest.  A point stored with its baseline's answer carries it under
+        ``'baseline'``."""
         if self.db is None:
             return []
         extra = 0 if newest is None else self.training_count(shared) - self.point_count(shared)
-        out = [(row.toatoms(), {k: row.get(k) for k in _STORED_PROPERTIES if row.get(k) is not None})
+        out = [(row.toatoms(), _row_results(row))
                for row in self._rows(shared, None if newest is None else newest + extra) if not row.get("absurd")]
         return out if newest is None else out[len(out) - newest:] if newest else []
 
@@ -444,8 +456,10 @@ class RunStore:
         return RunState.from_json(self.state_path.read_text())
 
     # ---------------------------------------------------------------- models
-    def write_models(self, family: str, params: Mapping[str, Any], n_fitted: int, state: FittedState) -> None:
-        """Persist a fitted surrogate as arrays (``models.npz``) and JSON (``models.json``)."""
+    def write_models(self, family: str, params: Mapping[str, Any], n_fitted: int, state: FittedState,
+                     baseline: Any = "none") -> None:
+        """Persist a fitted surrogate as arrays (``models.npz``) and JSON (``models.json``), with the
+        baseline it corrects (``'none'``: it learned the target itself)."""
         self._writable()
         import io
 
@@ -453,7 +467,8 @@ class RunStore:
         np.savez(buf, _n_fitted=np.array(n_fitted), **{k: np.asarray(v) for k, v in state.arrays.items()})
         atomic_write(self.path / "models.npz", buf.getvalue(), sync=False)
         meta = {"family": family, "params": json.loads(json.dumps(dict(params), default=str)),
-                "n_fitted": n_fitted, "meta": state.meta, "arrays": sorted(state.arrays)}
+                "n_fitted": n_fitted, "meta": state.meta, "arrays": sorted(state.arrays),
+                "baseline": json.loads(json.dumps(baseline, default=str))}
         atomic_write(self.path / "models.json", json.dumps(meta).encode())
 
     def read_models(self) -> tuple[dict[str, Any], FittedState] | None:

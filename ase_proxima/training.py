@@ -12,6 +12,9 @@ It owns
 * the refit schedule (``retrain``) and the fit itself: a failed fit, whatever raised
   inside, is a :class:`~ase_proxima.surrogates.FitError`, counted, and leaves the
   surrogate unusable (every call goes to the target) until a later refit succeeds.
+* with a baseline (:mod:`.baseline`), what the surrogate learns is the target's answer minus
+  the baseline's: the data, their range and the fits are of that correction, while the
+  store keeps both answers as they were given.
 
 Points are numbered globally (``total``): ``n_fitted`` is the number of points the
 surrogate was last fitted on, whatever has left memory since.
@@ -133,17 +136,22 @@ class TrainingSet:
         See ``retrain='lazy'`` (the calculator passes the controller's window).
     store:
         A :class:`~ase_proxima.store.RunStore` every new point is written to, or ``None``.
+    baseline:
+        A :class:`~ase_proxima.baseline.Baseline`: the data are target minus baseline; ``None``:
+        the target's answers themselves.
     """
 
     def __init__(self, min_training: int = 10, max_training: int | None = None, retrain: str | int = "lazy",
-                 lazy_batch: int = 10, store: Any = None) -> None:
+                 lazy_batch: int = 10, store: Any = None, baseline: Any = None) -> None:
         self.min_training = min_training
         self.max_training = max_training
         self.retrain = retrain
         self.lazy_batch = lazy_batch
         self.store = store
+        self.baseline = baseline
         self._atoms: deque[Atoms] = deque()
-        self._results: deque[dict[str, Any]] = deque()
+        self._results: deque[dict[str, Any]] = deque()  # what the surrogate learns
+        self._given: deque[tuple[dict[str, Any], dict[str, Any]] | None] = deque()  # (target, baseline)
         self._energies: deque[float] = deque()  # per atom, of each point
         self._forces: deque[float] = deque()  # largest per-atom force of each point
         self.total = 0  # points ever added (the newest ``len(self)`` are in memory)
@@ -170,26 +178,34 @@ class TrainingSet:
         return self._range
 
     # ------------------------------------------------------------------- data
-    def add(self, atoms: Atoms, results: Mapping[str, Any], owned: bool = False, **keys: Any) -> str | None:
-        """Add one target result (and write it to the store); returns why it was kept out of the
+    def add(self, atoms: Atoms, results: Mapping[str, Any], owned: bool = False,
+            base: Mapping[str, Any] | None = None, **keys: Any) -> str | None:
+        """Add one target result (and write it to the store, with ``base``, the baseline's answer
+        on the same structure when the run has a baseline); returns why it was kept out of the
         data as absurd, or ``None``.  ``owned``: ``atoms`` is a private copy no one changes later
         (the calculator's own, which ASE replaces on the next call), kept without copying again."""
-        summary = _summary(results, len(atoms))
-        why = self.range.absurd(results, len(atoms), summary)
+        if (self.baseline is None) != (base is None):
+            raise ValueError("a baseline's answer goes with every point of a run with a baseline, and only then")
+        learned = dict(results) if base is None else self.baseline.correction(results, base)
+        summary = _summary(learned, len(atoms))
+        why = self.range.absurd(learned, len(atoms), summary)
         if self.store is not None:
-            self.store.add_training(atoms, results, absurd=why is not None, **keys)
+            self.store.add_training(atoms, results, absurd=why is not None, baseline=base, **keys)
         if why is not None:
             self.absurd += 1
             return why
-        self._append(atoms if owned else atoms.copy(), dict(results), summary)
+        given = None if base is None else (dict(results), dict(base))
+        self._append(atoms if owned else atoms.copy(), learned, given, summary)
         self.total += 1
         self.trim()
         return None
 
-    def _append(self, atoms: Atoms, results: dict[str, Any], summary: tuple[float, float] | None = None) -> None:
+    def _append(self, atoms: Atoms, learned: dict[str, Any], given: tuple[dict, dict] | None = None,
+                summary: tuple[float, float] | None = None) -> None:
         self._atoms.append(atoms)
-        self._results.append(results)
-        e, f = summary if summary is not None else _summary(results, len(atoms))
+        self._results.append(learned)
+        self._given.append(given)
+        e, f = summary if summary is not None else _summary(learned, len(atoms))
         self._energies.append(e)
         self._forces.append(f)
         self._changes += 1
@@ -197,20 +213,27 @@ class TrainingSet:
     def trim(self) -> None:
         """Forget all but the newest ``max_training`` points (every later fit uses those only)."""
         while self.max_training is not None and len(self._atoms) > self.max_training:
-            self._atoms.popleft()
-            self._results.popleft()
-            self._energies.popleft()
-            self._forces.popleft()
+            for d in (self._atoms, self._results, self._given, self._energies, self._forces):
+                d.popleft()
             self._changes += 1
 
     def load(self, rows: Sequence[tuple[Atoms, Mapping[str, Any]]], total: int | None = None) -> None:
-        """Replace the data by stored ``rows`` (oldest first), the newest ``len(rows)`` of ``total``
-        points (default: ``rows`` are all there ever were)."""
-        for d in (self._atoms, self._results, self._energies, self._forces):
+        """Replace the data by stored ``rows`` (oldest first; a row's results may carry the
+        baseline's answer under ``'baseline'``), the newest ``len(rows)`` of ``total`` points
+        (default: ``rows`` are all there ever were).  With a baseline, a row stored without its
+        answer (a run without the baseline made it) gets it computed now."""
+        for d in (self._atoms, self._results, self._given, self._energies, self._forces):
             d.clear()
         self._range = None
         for atoms, res in rows:
-            self._append(atoms, dict(res))
+            res = dict(res)
+            base = res.pop("baseline", None)
+            if self.baseline is None:
+                self._append(atoms, res)
+                continue
+            if base is None:
+                base = self.baseline.results(atoms, res)
+            self._append(atoms, self.baseline.correction(res, base), (res, dict(base)))
         self.total = max(len(rows), total or 0)
 
     def data(self, n: int | None = None) -> tuple[list[Atoms], list[dict[str, Any]]]:
@@ -222,6 +245,12 @@ class TrainingSet:
             raise ValueError(f"points {start}..{first} are no longer in memory")
         a, r = list(self._atoms), list(self._results)
         return a[start - first:n - first], r[start - first:n - first]
+
+    def given(self) -> list[tuple[Atoms, dict[str, Any]]]:
+        """The points in memory as the store keeps them: each target answer, with the baseline's
+        under ``'baseline'`` in a run with a baseline (what a snapshot writes)."""
+        return [(a, r if g is None else {**g[0], "baseline": g[1]})
+                for a, r, g in zip(self._atoms, self._results, self._given)]
 
     # ------------------------------------------------------------------ fits
     def needs_refit(self, before_use: bool, surrogate_fitted: bool) -> bool:
@@ -280,7 +309,8 @@ class TrainingSet:
             description, fitted = model if model is not None else ({}, None)
             usable = (fitted is not None and description.get("n_fitted") == n_fitted
                       and description.get("family") == surrogate_family(surrogate)
-                      and description.get("params") == plain(surrogate.get_params()))
+                      and description.get("params") == plain(surrogate.get_params())
+                      and description.get("baseline", "none") == self._baseline_description())
             try:
                 if usable:
                     surrogate.restore_fitted_state(fitted)
@@ -300,7 +330,12 @@ class TrainingSet:
         """Write the surrogate's fitted state to ``store`` (nothing for a family that refits)."""
         fitted = surrogate.fitted_state() if surrogate is not None and self.n_fitted else None
         if fitted is not None and self.fit_error is None:
-            store.write_models(surrogate_family(surrogate), plain(surrogate.get_params()), self.n_fitted, fitted)
+            store.write_models(surrogate_family(surrogate), plain(surrogate.get_params()), self.n_fitted, fitted,
+                               baseline=self._baseline_description())
+
+    def _baseline_description(self) -> Any:
+        """What the fitted model corrects, as a stored model records it."""
+        return "none" if self.baseline is None else plain(self.baseline.describe())
 
 
 def plain(d: Mapping[str, Any]) -> dict[str, Any]:

@@ -101,19 +101,20 @@ def _row(calc: ProximaCalculator, t_target: float, t_proxima: float, **extra: An
             "time_training": s["time_training"], "time_total": s["time_total"], **extra}
 
 
-def _in_turns(drivers: list[Any], steps: int, block: int) -> tuple[float, float]:
-    """Advance two drivers (``run(n)``) ``steps`` steps each in turns of ``block``, which goes first
-    alternating; their wall times."""
-    times = [0.0, 0.0]
+def _in_turns(drivers: list[Any], steps: int, block: int) -> tuple[float, ...]:
+    """Advance drivers (``run(n)``) ``steps`` steps each in turns of ``block``, which goes first
+    rotating; their wall times."""
+    times = [0.0] * len(drivers)
     done = 0
     while done < steps:
         n = min(block, steps - done)
-        for side in ((0, 1) if (done // block) % 2 == 0 else (1, 0)):
+        first = (done // block) % len(drivers)
+        for side in [*range(first, len(drivers)), *range(first)]:
             t = time.perf_counter()
             drivers[side].run(n)
             times[side] += time.perf_counter() - t
         done += n
-    return times[0], times[1]
+    return tuple(times)
 
 
 # ----------------------------------------------------------------------------- MD

@@ -109,3 +109,21 @@ def test_store_path_must_be_a_directory(tmp_path):
     f.write_text("x")
     with pytest.raises(ValueError):
         ProximaCalculator(target=EMT(), error_bound=0.01, store=f)
+
+
+def test_a_refused_store_is_released_at_once(frames, tmp_path):
+    """A run refused by a store (another target's data) does not keep it locked until the refused
+    calculator is collected: the right run opens it straight after."""
+    from ase.calculators.lj import LennardJones
+
+    from ase_proxima.store import StoreMismatch
+
+    first = _new(store=tmp_path / "run")
+    _drive(first, frames[:15])
+    first.close()
+    with pytest.raises(StoreMismatch, match="target") as refused:
+        ProximaCalculator(target=LennardJones(), error_bound=0.003, store=tmp_path / "run")
+    assert refused.value is not None  # the refused calculator's frames are still alive here
+    again = _new(store=tmp_path / "run")
+    assert again.stats["calls"] == 15
+    again.close()

@@ -43,10 +43,12 @@ class FitError(RuntimeError):
 
 @dataclass
 class Prediction:
-    """A surrogate answer: ASE-style ``results`` and per-property standard deviations."""
+    """A surrogate answer: ASE-style ``results`` and per-property standard deviations; ``learned``
+    the part the model itself predicted where a baseline carries the rest (``None``: all of it)."""
 
     results: dict[str, Any]
     spread: dict[str, Any] = field(default_factory=dict)
+    learned: dict[str, Any] | None = None
 
 
 @dataclass

@@ -92,6 +92,9 @@ class Job:
     audit_fraction: float = 0.05
     threads: int = 1  # per process: PySCF and BLAS otherwise take every core, and processes share them
     cost_aware: bool = True  # False: serve whatever the target costs (a cheap target standing in for a costly one)
+    # a cheap model under the surrogate (``xtb:gfn2``; see ase_proxima.baseline), not to be confused with
+    # method='baseline', the thesis's name for the target alone
+    baseline: str | None = None
 
     #: the error metric of the run (a field in jobs that let the user choose)
     error_metric: ClassVar[str] = "energy"
@@ -117,10 +120,18 @@ class Job:
 
     # ------------------------------------------------------------- hooks
     def check(self):
-        """The target calculator, or ``ValueError`` naming what is wrong."""
+        """The target calculator, or ``ValueError`` naming what is wrong (the baseline too)."""
         from ..targets import make_target
 
+        if self.baseline is not None:
+            self.make_baseline()
         return make_target(self.target)
+
+    def make_baseline(self) -> Any:
+        """The baseline calculator under the surrogate, or ``None``."""
+        from ..baseline import make_baseline
+
+        return None if self.baseline is None else make_baseline(self.baseline)
 
     def settings(self) -> dict[str, Any]:
         """ProximaCalculator settings beyond the common ones."""
@@ -146,7 +157,7 @@ class Job:
         return ProximaCalculator(target=target, error_bound=self.error_bound, error_metric=self.error_metric,
                                  threshold=self.threshold, adaptive=self.method == "proxima",
                                  audit_fraction=self.audit_fraction, cost_aware=self.cost_aware, store=out / "store",
-                                 **self.settings())
+                                 baseline=self.make_baseline(), **self.settings())
 
     def run(self, out: str | os.PathLike, progress: bool = False) -> dict[str, Any]:
         """Run into ``out`` (made if needed); returns the report written to ``stats.json``."""

@@ -1,0 +1,221 @@
+"""A baseline under the surrogate (delta-learning): the surrogate learns target minus baseline, a
+served answer is baseline plus correction, the store keeps both answers, a run resumes with it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import molecule
+from ase.calculators.emt import EMT
+from ase.calculators.lj import LennardJones
+from ase.calculators.morse import MorsePotential
+from ase.calculators.singlepoint import SinglePointCalculator
+from conftest import finite_difference_forces, fixed_sequence
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from ase_proxima import ProximaCalculator, RunStore
+from ase_proxima.baseline import Baseline, BaselineError, make_baseline
+from ase_proxima.store import StoreMismatch
+from ase_proxima.training import TrainingSet
+
+
+def _drive(calc, frames, properties=("energy",)):
+    out = []
+    for a in frames:
+        b = a.copy()
+        b.calc = calc
+        e = b.get_potential_energy() if properties == ("energy",) else b.get_forces()[0, 0]
+        out.append((calc.log[-1]["kind"], e, calc.log[-1]["threshold"]))
+    return out
+
+
+@pytest.fixture
+def frames(methane):
+    return fixed_sequence(methane, 160, amplitude=0.006, seed=4)
+
+
+def _new(baseline=None, **kw):
+    # identical decisions need decisions that do not count measured time (see test_persistence.py)
+    return ProximaCalculator(target=EMT(), error_bound=0.003, audit_fraction=0.2, seed=11, cost_aware=False,
+                             refit_share=None, baseline=baseline, **kw)
+
+
+# ----------------------------------------------------------------- the Baseline room
+def test_baseline_refuses_what_cannot_carry_a_correction():
+    with pytest.raises(TypeError, match="instance"):
+        Baseline(EMT)
+    with pytest.raises(TypeError, match="ASE calculator"):
+        Baseline(object())
+    energy_only = SinglePointCalculator(molecule("CH4"), energy=1.0)
+    with pytest.raises(ValueError, match="energies and forces"):
+        Baseline(energy_only)
+    with pytest.raises(ValueError, match="xtb:gfn2"):
+        make_baseline("xtb:gfn7")
+    assert isinstance(make_baseline("emt"), EMT)
+
+
+finite = st.floats(-50, 50, allow_nan=False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(e_t=finite, e_b=finite, f_t=arrays(float, (4, 3), elements=finite), f_b=arrays(float, (4, 3), elements=finite),
+       s_t=arrays(float, 6, elements=finite))
+def test_correction_then_total_gives_the_target_back(e_t, e_b, f_t, f_b, s_t):
+    base_calc = Baseline(EMT())
+    target = {"energy": e_t, "forces": f_t, "stress": s_t, "dipole": np.ones(3)}
+    base = {"energy": e_b, "forces": f_b}  # no stress from this baseline: stress is not learned
+    corr = base_calc.correction(target, base)
+    assert set(corr) == {"energy", "forces"}
+    back = base_calc.total(corr, base)
+    assert back["energy"] == pytest.approx(e_t, abs=1e-9)
+    np.testing.assert_allclose(back["forces"], f_t, atol=1e-9)
+
+
+# ----------------------------------------------------------------- xTB through tblite
+def test_xtb_forces_match_finite_differences():
+    pytest.importorskip("tblite", reason="tblite is installed by scripts/setup.sh (extra 'xtb')")
+    ch4 = molecule("CH4")
+    ch4.rattle(0.03, seed=2)
+    calc = make_baseline("xtb:gfn2")
+    forces = calc.get_forces(ch4)
+    np.testing.assert_allclose(forces, finite_difference_forces(calc, ch4, h=1e-3), atol=2e-3)
+    assert np.abs(forces.sum(axis=0)).max() < 1e-6
+    gfn1 = make_baseline("xtb:gfn1")
+    assert gfn1.parameters["method"] == "GFN1-xTB"
+    assert gfn1.get_potential_energy(ch4) != pytest.approx(calc.get_potential_energy(ch4), abs=1e-3)
+
+
+def test_a_system_the_baseline_cannot_do_is_a_clear_error():
+    pytest.importorskip("tblite", reason="tblite is installed by scripts/setup.sh (extra 'xtb')")
+    u2 = Atoms("U2", positions=[[0, 0, 0], [0, 0, 2.6]])
+    calc = ProximaCalculator(target=LennardJones(), error_bound=0.01, baseline=make_baseline("xtb:gfn2"))
+    u2.calc = calc
+    with pytest.raises(BaselineError, match="could not compute U2.*86"):
+        u2.get_potential_energy()
+
+
+# ----------------------------------------------------------------- in a run
+def test_the_surrogate_learns_the_difference_and_serves_baseline_plus_correction(frames):
+    morse = MorsePotential(epsilon=0.1, r0=1.5, rho0=4.0)
+    calc = _new(baseline=morse)
+    kinds = [k for k, _, _ in _drive(calc, frames)]
+    assert "surrogate" in kinds
+    reference = EMT()
+    images, learned = calc.training.data()
+    for atoms, res in zip(images[:5], learned[:5]):  # what was learned: target minus baseline
+        b = atoms.copy()
+        exact = reference.get_potential_energy(b)
+        assert res["energy"] == pytest.approx(exact - MorsePotential(epsilon=0.1, r0=1.5, rho0=4.0)
+                                              .get_potential_energy(b), abs=1e-9)
+        np.testing.assert_allclose(res["forces"], reference.get_forces(b) - morse.get_forces(b), atol=1e-9)
+    # a served answer is the baseline plus the model's correction, on the same structure
+    last = frames[-1].copy()
+    last.calc = calc
+    served = [f for f, k in zip(frames, kinds) if k == "surrogate"][-1].copy()
+    served.calc = calc
+    e = served.get_potential_energy()
+    if calc.answer == "surrogate":
+        correction = calc.surrogate.predict(served, ["energy"]).results["energy"]
+        assert e == pytest.approx(morse.get_potential_energy(served) + correction, abs=1e-9)
+    s = calc.stats
+    assert s["baseline"] == morse.name and s["baseline_calls"] >= s["target_calls"]
+    assert s["time_baseline"] > 0 and s["baseline_failures"] == 0
+    assert calc.todict()["baseline"]["name"] == morse.name
+
+
+def test_served_forces_are_minus_the_gradient_of_served_energies(methane):
+    """Baseline plus correction stays a conservative force field."""
+    frames = fixed_sequence(methane, 60, amplitude=0.01, seed=1)
+    morse = MorsePotential(epsilon=0.1, r0=1.5, rho0=4.0)
+    calc = _new(baseline=morse, error_metric="forces_mean")
+    for a in frames:
+        calc.get_forces(a)
+    atoms = frames[-1].copy()
+
+    def served(a, prop):
+        corr = calc.surrogate.predict(a, ["energy", "forces"]).results
+        base = morse.get_potential_energy(a) if prop == "energy" else morse.get_forces(a)
+        return base + corr[prop]
+
+    numeric = np.zeros((len(atoms), 3))
+    h = 1e-4
+    for i in range(len(atoms)):
+        for k in range(3):
+            plus, minus = atoms.copy(), atoms.copy()
+            plus.positions[i, k] += h
+            minus.positions[i, k] -= h
+            numeric[i, k] = -(served(plus, "energy") - served(minus, "energy")) / (2 * h)
+    np.testing.assert_allclose(served(atoms, "forces"), numeric, atol=1e-4)
+
+
+def test_a_property_the_baseline_lacks_is_the_targets(methane):
+    """Charges are not learned; a baseline without stress cannot carry a stress correction either."""
+    no_stress = MorsePotential(epsilon=0.1, r0=1.5, rho0=4.0)
+    no_stress.implemented_properties = ["energy", "forces"]  # as a baseline giving no stress would say
+    b = Baseline(no_stress)
+    assert b.properties == ("energy", "forces")
+    calc = _new(baseline=no_stress)
+    assert calc._why_not_baseline(["stress"]) == f"property stress not given by the baseline {no_stress.name}"
+    assert calc._why_not_baseline(["free_energy", "forces"]) is None
+
+
+# ----------------------------------------------------------------- store and resume
+def test_store_keeps_both_answers_and_a_run_resumes_identically(frames, tmp_path):
+    morse = dict(epsilon=0.1, r0=1.5, rho0=4.0)
+    straight = _new(baseline=MorsePotential(**morse))
+    ref = _drive(straight, frames)
+
+    first = _new(baseline=MorsePotential(**morse), store=tmp_path / "run")
+    head = _drive(first, frames[:70])
+    first.close()
+    rows = RunStore(tmp_path / "run", readonly=True).training()
+    atoms, res = rows[0]
+    assert res["energy"] == pytest.approx(EMT().get_potential_energy(atoms), abs=1e-9)  # the target's own
+    assert res["baseline"]["energy"] == pytest.approx(MorsePotential(**morse).get_potential_energy(atoms), abs=1e-9)
+
+    with pytest.raises(StoreMismatch, match="baseline"):
+        _new(baseline=MorsePotential(epsilon=0.2, r0=1.5, rho0=4.0), store=tmp_path / "run")
+    with pytest.raises(StoreMismatch, match="baseline"):
+        _new(store=tmp_path / "run")
+    resumed = _new(baseline=MorsePotential(**morse), store=tmp_path / "run")
+    tail = _drive(resumed, frames[70:])
+    got = head + tail
+    assert [k for k, _, _ in got] == [k for k, _, _ in ref]
+    np.testing.assert_allclose([e for _, e, _ in got], [e for _, e, _ in ref], atol=1e-12)
+    assert json.dumps(asdict(resumed.controller.state())) == json.dumps(asdict(straight.controller.state()))
+    assert resumed.stats["baseline_calls"] == straight.stats["baseline_calls"]
+
+
+def test_snapshot_with_a_baseline_continues_identically(frames, tmp_path):
+    morse = dict(epsilon=0.1, r0=1.5, rho0=4.0)
+    straight = _new(baseline=MorsePotential(**morse))
+    ref = _drive(straight, frames)
+    first = _new(baseline=MorsePotential(**morse))
+    head = _drive(first, frames[:90])
+    first.save_state(tmp_path / "snap")
+    resumed = _new(baseline=MorsePotential(**morse))
+    resumed.load_state(tmp_path / "snap")
+    got = head + _drive(resumed, frames[90:])
+    assert [k for k, _, _ in got] == [k for k, _, _ in ref]
+    np.testing.assert_allclose([e for _, e, _ in got], [e for _, e, _ in ref], atol=1e-12)
+
+
+def test_rows_stored_without_the_baseline_get_it_when_loaded(frames):
+    """A shared store's rows from runs without this baseline can still be learned from."""
+    target, morse = EMT(), MorsePotential(epsilon=0.1, r0=1.5, rho0=4.0)
+    rows = [(a, {"energy": target.get_potential_energy(a), "forces": target.get_forces(a)}) for a in frames[:12]]
+    data = TrainingSet(baseline=Baseline(morse))
+    data.load(rows)
+    images, learned = data.data()
+    for (a, res), got in zip(rows, learned):
+        assert got["energy"] == pytest.approx(res["energy"] - morse.get_potential_energy(a), abs=1e-9)
+    stored = data.given()
+    assert stored[0][1]["baseline"]["energy"] == pytest.approx(morse.get_potential_energy(frames[0]), abs=1e-9)
+    with pytest.raises(ValueError, match="baseline"):
+        data.add(frames[20], rows[0][1])  # a point of a run with a baseline comes with its answer
