@@ -10,13 +10,17 @@ every served step.
 (``emt``, ``pyscf:hf/6-31g*``, ...), as the target alone (``--method
 baseline``), with a fixed threshold (``fixed``) or under Proxima's controller
 (``proxima``), written to a run directory (trajectory, call log, stats, plot); ``--resume``
-continues a killed walk.
+continues a killed walk; ``--baseline xtb:gfn2`` puts a cheap model under the surrogate.
 
 ``ase-proxima sluschi``: the small-cell solid-liquid coexistence workflow for
 an fcc metal (aluminium by default) with an EMT target, as the target alone,
 with a fixed threshold or under Proxima, written to a run directory (start
 cell, one line per finished run, summary, plot); ``--resume`` continues an
 interrupted study.
+
+``ase-proxima learn-curve``: held-out error against training size on a trajectory's
+structures, learning the target and (``--baseline``) target minus a baseline: what a
+baseline buys, seen before a long run.
 """
 
 from __future__ import annotations
@@ -169,6 +173,52 @@ def _sluschi(args: argparse.Namespace) -> int:
     return _run_job(SluschiJob, params, args.out, args.overwrite, args.resume, args.quiet)
 
 
+def _learn_curve(args: argparse.Namespace) -> int:
+    """Held-out error against training size on a trajectory's structures, as the target itself and
+    (with ``--baseline``) as target minus the baseline."""
+    from ase.io import read
+
+    from .baseline import make_baseline
+    from .learning_curve import label, learning_curve, plot_learning_curves
+    from .store import atomic_write
+    from .targets import make_target
+
+    try:
+        images = read(args.trajectory, index=":")
+        target = make_target(args.target)
+        baseline = make_baseline(args.baseline) if args.baseline else None
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    step = max(1, len(images) // (max(args.sizes) + args.held_out))
+    images = images[::step]
+    if len(images) < max(args.sizes) + args.held_out:
+        print(f"error: {args.trajectory} holds {len(images)} structures, fewer than the largest size "
+              f"({max(args.sizes)}) plus --held-out ({args.held_out})", file=sys.stderr)
+        return 2
+    properties = ("energy", "forces") if args.forces else ("energy",)
+    truth = label(target, images, properties, progress=not args.quiet)
+    curves = {args.target: learning_curve(images, truth, args.sizes, args.held_out, progress=not args.quiet)}
+    if baseline is not None:
+        curves[f"{args.target} - {args.baseline}"] = learning_curve(images, truth, args.sizes, args.held_out,
+                                                                    baseline=baseline, progress=not args.quiet)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = {"command": " ".join(sys.argv), "trajectory": str(args.trajectory), "structures": len(images),
+              "target": args.target, "baseline": args.baseline, "energy_mae_goal": args.mae,
+              "curves": {k: {**c.todict(), "structures_needed": c.structures_needed(args.mae)}
+                         for k, c in curves.items()}}
+    atomic_write(out / "learning_curve.json", json.dumps(report, indent=1).encode())
+    plot_learning_curves(curves, out / "learning_curve.png", title=Path(args.trajectory).name, target_mae=args.mae)
+    for name, c in curves.items():
+        need = c.structures_needed(args.mae)
+        print(f"{name}: held-out energy MAE {', '.join(f'{n}: {e * 1000:.3g}' for n, e in zip(c.sizes, c.energy_mae))}"
+              f" meV; {args.mae * 1000:g} meV reached with "
+              + (f"{need} structures" if need is not None else f"none of the sizes up to {max(args.sizes)}"))
+    print(f"wrote {out}/learning_curve.json, learning_curve.png")
+    return 0
+
+
 _HELP = argparse.ArgumentDefaultsHelpFormatter
 
 
@@ -277,6 +327,19 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--out", default="runs/sweep")
     sw.add_argument("--quiet", action="store_true", help="no progress bar")
     sw.set_defaults(func=_sweep)
+
+    lc = sub.add_parser("learn-curve", formatter_class=_HELP,
+                        help="held-out error against training size on a trajectory, with and without a baseline")
+    lc.add_argument("trajectory", help="any file ase.io.read reads (structures are thinned evenly to what is needed)")
+    lc.add_argument("--target", default="pyscf:hf/6-31g*", help="a target spec (see mc --target)")
+    lc.add_argument("--baseline", default=None, metavar="SPEC", help="xtb:gfn2, xtb:gfn1 or a target spec")
+    lc.add_argument("--sizes", type=int, nargs="+", default=[5, 10, 20, 40, 80], help="training-set sizes")
+    lc.add_argument("--held-out", type=int, default=50, help="structures the errors are measured on")
+    lc.add_argument("--forces", action="store_true", help="learn and score forces too (the target computes them)")
+    lc.add_argument("--mae", type=float, default=0.001, help="held-out energy MAE to reach, eV")
+    lc.add_argument("--out", default="runs/learn-curve")
+    lc.add_argument("--quiet", action="store_true", help="no progress bars")
+    lc.set_defaults(func=_learn_curve)
 
     rep = sub.add_parser("report", formatter_class=_HELP, help="report.png and report.html for run or sweep directories")
     rep.add_argument("dirs", nargs="+", metavar="DIR", help="run directories (stats.json, store/) or sweep directories (results.csv)")

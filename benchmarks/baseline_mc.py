@@ -13,8 +13,11 @@ Cases (``--only``):
 * ``methane``: methane HF/6-31G* at 0.02 A moves, 100, 300, 600 and 1000 K, bound 2 meV;
 * ``ethanol``: ethanol HF/6-31G at 0.02 A moves, 500 and 1000 K, bound 2 meV.
 
-    .venv/bin/python benchmarks/baseline_mc.py                      # both (about 40 minutes on 2 cores)
-    .venv/bin/python benchmarks/baseline_mc.py --only methane --steps 300
+Results go to ``<case>.json`` (``<case>_<bound>meV.json`` at another ``--bound``) and one plot of
+every file there, ``baseline_mc.png``.
+
+    .venv/bin/python benchmarks/baseline_mc.py --only methane              # about 4 minutes on 2 cores
+    .venv/bin/python benchmarks/baseline_mc.py --only ethanol --steps 500 --bound 0.01
 """
 from __future__ import annotations
 
@@ -49,12 +52,13 @@ SIDES = ("proxima", "proxima+xtb")
 
 
 def run_case(name: str, formula: str, spec: str, temperature: float, steps: int, bound: float, step_size: float,
-             check: int | None, seed: int = 1) -> list[dict[str, Any]]:
-    """The three walks side by side; one row per Proxima walk."""
+             check: int | None, seed: int = 1, settings: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The three walks side by side; one row per Proxima walk (``settings``: calculator settings)."""
     start = molecule(formula)
-    calcs = {"proxima": ProximaCalculator(target=make_target(spec), error_bound=bound, seed=0),
+    settings = settings or {}
+    calcs = {"proxima": ProximaCalculator(target=make_target(spec), error_bound=bound, seed=0, **settings),
              "proxima+xtb": ProximaCalculator(target=make_target(spec), error_bound=bound, seed=0,
-                                              baseline=make_baseline("xtb:gfn2"))}
+                                              baseline=make_baseline("xtb:gfn2"), **settings)}
     walks, served = [], {}
     for side, calc in [("target", make_target(spec)), *calcs.items()]:
         atoms = start.copy()
@@ -87,7 +91,8 @@ def run_case(name: str, formula: str, spec: str, temperature: float, steps: int,
                      "served_error_estimate": s["served_error"], "served_error_upper": s["served_error_upper"],
                      "true_served_error": float(errors.mean()) if errors.size else math.nan,
                      "true_over_bound": float(errors.mean()) / bound if errors.size else math.nan,
-                     "served_checked": int(errors.size), "served": len(kept)})
+                     "served_checked": int(errors.size), "served": len(kept), "settings": settings,
+                     "economy": s["economy"], "idle_reason": s["idle_reason"], "idle_calls": s["idle_calls"]})
         print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in rows[-1].items()
                if k in ("case", "temperature", "side", "speedup", "served_fraction", "target_calls",
                         "true_over_bound", "served_checked")}, file=sys.stderr)
@@ -121,8 +126,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         first = next(r for r in rows if r["case"] == case)
         for ax in row_axes:
             ax.set_xlabel("temperature (K)")
-            ax.set_title(f"{first['molecule']} {first['target']}, {first['step_size']} A, "
-                         f"{first['bound'] * 1000:g} meV", fontsize=9)
+            ax.set_title(f"{case}: {first['molecule']} {first['target']}, {first['step_size']} A, "
+                         f"{first['bound'] * 1000:g} meV", fontsize=8)
             ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -137,8 +142,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--temperatures", type=float, nargs="*", help="K (default: each case's own)")
     ap.add_argument("--check", type=int, default=None,
                     help="served answers checked per walk, at random (default: every one for methane, 200 else)")
+    ap.add_argument("--settings", default="{}", help="JSON of calculator settings for both Proxima walks")
+    ap.add_argument("--tag", default="", help="added to the result file's name")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
+    settings = json.loads(args.settings)
     args.out.mkdir(parents=True, exist_ok=True)
     for name in args.only or list(CASES):
         formula, spec, temps = CASES[name]
@@ -146,7 +154,8 @@ def main(argv: list[str] | None = None) -> None:
         check = args.check if args.check is not None else (None if name == "methane" else 200)
         rows = []
         for t in args.temperatures or temps:
-            rows.extend(run_case(name, formula, spec, t, args.steps, args.bound, args.step_size, check))
+            rows.extend(run_case(name, formula, spec, t, args.steps, args.bound, args.step_size, check,
+                                 settings=settings))
         summary = {side: {"harmonic_mean_speedup": harmonic([r["speedup"] for r in rows if r["side"] == side]),
                           "worst_true_over_bound": max(r["true_over_bound"] for r in rows if r["side"] == side)}
                    for side in SIDES}
@@ -156,14 +165,19 @@ def main(argv: list[str] | None = None) -> None:
                   "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
                   "thread_settings": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
                   "summary": summary, "rows": rows}
-        (args.out / f"{name}.json").write_text(json.dumps(report, indent=1, default=float))
+        stem = (name if args.bound == 0.002 else f"{name}_{args.bound * 1000:g}meV") + args.tag
+        (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1, default=float))
         print(name, json.dumps(summary), file=sys.stderr)
+    plot_all(args.out)
+
+
+def plot_all(out: Path) -> None:
+    """``baseline_mc.png`` from every result file in ``out`` (each case, bound and setting so far)."""
     every = []
-    for name in CASES:
-        f = args.out / f"{name}.json"
-        if f.exists():
-            every.extend(json.loads(f.read_text())["rows"])
-    plot(every, args.out / "baseline_mc.png")
+    for f in sorted(out.glob("*.json")):
+        for r in json.loads(f.read_text())["rows"]:
+            every.append({**r, "case": f.stem.replace("_", " ")})
+    plot(every, out / "baseline_mc.png")
 
 
 if __name__ == "__main__":

@@ -219,3 +219,55 @@ def test_rows_stored_without_the_baseline_get_it_when_loaded(frames):
     assert stored[0][1]["baseline"]["energy"] == pytest.approx(morse.get_potential_energy(frames[0]), abs=1e-9)
     with pytest.raises(ValueError, match="baseline"):
         data.add(frames[20], rows[0][1])  # a point of a run with a baseline comes with its answer
+
+
+# ----------------------------------------------------------------- learning curves
+def _walk(methane, n, tmp_path=None):
+    from ase.io import write
+
+    from ase_proxima.workflows.mc import MonteCarlo
+
+    a = methane.copy()
+    a.calc = EMT()
+    frames = []
+    mc = MonteCarlo(a, temperature_K=3000, step_size=0.02, rng=3)
+    mc.attach(lambda: frames.append(mc.trial.copy()))
+    mc.run(n)
+    if tmp_path is not None:
+        write(tmp_path / "walk.traj", frames)
+    return frames
+
+
+def test_learning_curve_falls_with_training_size_and_names_what_is_needed(methane):
+    from ase_proxima.learning_curve import label, learning_curve
+
+    frames = _walk(methane, 90)
+    truth = label(EMT(), frames, ("energy", "forces"))
+    curve = learning_curve(frames, truth, sizes=[5, 20, 60], held_out=25, seed=1)
+    assert curve.sizes == [5, 20, 60] and curve.held_out == 25 and curve.baseline is None
+    assert curve.energy_mae[-1] < curve.energy_mae[0] and curve.forces_mae[-1] < curve.forces_mae[0]
+    assert curve.structures_needed(curve.energy_mae[1]) == 20
+    assert curve.structures_needed(0.0) is None
+    morse = MorsePotential(epsilon=0.1, r0=1.5, rho0=4.0)
+    with_base = learning_curve(frames, truth, sizes=[5, 20, 60], held_out=25, seed=1, baseline=morse)
+    assert with_base.baseline == morse.name
+    assert with_base.sizes == [5, 20, 60] and all(np.isfinite(with_base.energy_mae))
+    with pytest.raises(ValueError, match="cannot hold"):
+        learning_curve(frames, truth, sizes=[80], held_out=25)
+
+
+def test_learn_curve_command_writes_curves_with_and_without_the_baseline(methane, tmp_path, capsys):
+    from ase_proxima.cli import main
+
+    _walk(methane, 80, tmp_path)
+    code = main(["learn-curve", str(tmp_path / "walk.traj"), "--target", "emt", "--baseline", "emt",
+                 "--sizes", "5", "20", "--held-out", "20", "--out", str(tmp_path / "lc"), "--quiet"])
+    assert code == 0
+    report = json.loads((tmp_path / "lc" / "learning_curve.json").read_text())
+    assert set(report["curves"]) == {"emt", "emt - emt"}
+    # the baseline is the target itself: nothing is left to learn, every size is exact
+    assert max(report["curves"]["emt - emt"]["energy_mae"]) < 1e-9
+    assert report["curves"]["emt - emt"]["structures_needed"] == 5
+    assert (tmp_path / "lc" / "learning_curve.png").stat().st_size > 0
+    assert "structures" in capsys.readouterr().out
+    assert main(["learn-curve", str(tmp_path / "missing.traj"), "--target", "emt", "--out", str(tmp_path / "x")]) == 2

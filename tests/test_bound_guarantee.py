@@ -1,7 +1,7 @@
 """The bound holds over seeds: over 20 seeds of a cheap plant (methane MC, EMT target, every served
 energy checked) the bound and the audited estimate keep their promises; at a bound near or below
 the surrogate's reach (Cu13 MD) the run's own audited record keeps it from serving over the bound,
-and says so.  The long version over four systems is ``benchmarks/coverage.py``."""
+and says so.  The long version over four systems is ``benchmarks/served_coverage.py``."""
 from ase_proxima.validation import bound_check
 
 

@@ -34,7 +34,7 @@ the mean error over every answer returned (target answers exact), against the bo
 Rows are appended to ``runs.jsonl`` as they finish (a rerun skips the runs already there); the
 summary goes to ``coverage.json`` and ``coverage.png``.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/coverage.py [--seeds 40] [--workers 2]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/served_coverage.py [--seeds 40] [--workers 2]
 """
 from __future__ import annotations
 
@@ -53,9 +53,6 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-# this file's name is also the coverage package's, which numba (under dscribe) imports: the
-# script's own folder must not shadow it
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 # system -> (metric, bounds, steps); bounds in the metric's units
 SYSTEMS: dict[str, tuple[str, tuple[float, ...], int]] = {
