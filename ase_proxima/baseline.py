@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator
+from ase.stress import full_3x3_to_voigt_6_stress
 
-__all__ = ["Baseline", "BaselineError", "make_baseline", "LEARNED_PROPERTIES"]
+__all__ = ["Baseline", "BaselineError", "make_baseline", "plain_value", "LEARNED_PROPERTIES"]
 
 #: properties a surrogate learns as a correction to the baseline (others are not learned)
 LEARNED_PROPERTIES = ("energy", "forces", "stress")
@@ -107,7 +108,7 @@ class Baseline:
         wanted = ["energy", *(p for p in self.properties if p != "energy" and p in properties)]
         self.calls += 1
         try:
-            out = {p: _plain(self.calc.get_property(p, atoms)) for p in wanted}
+            out = {p: plain_value(p, self.calc.get_property(p, atoms)) for p in wanted}
         except Exception as err:
             raise BaselineError(f"the baseline {self.name} could not compute {atoms.get_chemical_formula()}: "
                                 f"{type(err).__name__}: {err}") from err
@@ -139,8 +140,14 @@ class Baseline:
         self.calls, self.answered = int(state.get("calls", 0)), int(state.get("answered", 0))
 
 
-def _plain(v: Any) -> Any:
-    return float(v) if np.ndim(v) == 0 else np.array(v, float)
+def plain_value(name: str, v: Any) -> Any:
+    """A property as ASE's conventions have it: a float, or an array of floats, stress in Voigt
+    order (a calculator returning the 3x3 tensor, as CHGNet does, is read as ASE's ``get_stress``
+    reads it)."""
+    if np.ndim(v) == 0:
+        return float(v)
+    v = np.array(v, float)
+    return full_3x3_to_voigt_6_stress(v) if name == "stress" and v.shape == (3, 3) else v
 
 
 def _difference(a: Any, b: Any) -> Any:

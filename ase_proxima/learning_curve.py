@@ -19,7 +19,7 @@ from ase import Atoms
 from sklearn.base import clone
 from tqdm.auto import tqdm
 
-from .baseline import Baseline
+from .baseline import Baseline, plain_value
 from .surrogates import Surrogate, default_surrogate
 
 __all__ = ["LearningCurve", "learning_curve", "label", "plot_learning_curves"]
@@ -56,8 +56,7 @@ def label(calc: Any, images: Sequence[Atoms], properties: Sequence[str] = ("ener
     for atoms in tqdm(images, desc=f"labelling with {getattr(calc, 'name', calc)}", disable=not progress):
         a = atoms.copy()
         a.calc = calc
-        out.append({p: (float(v) if np.ndim(v) == 0 else np.array(v, float))
-                    for p in properties for v in [a.calc.get_property(p, a)]})
+        out.append({p: plain_value(p, a.calc.get_property(p, a)) for p in properties})
     return out
 
 

@@ -271,3 +271,17 @@ def test_learn_curve_command_writes_curves_with_and_without_the_baseline(methane
     assert (tmp_path / "lc" / "learning_curve.png").stat().st_size > 0
     assert "structures" in capsys.readouterr().out
     assert main(["learn-curve", str(tmp_path / "missing.traj"), "--target", "emt", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_a_baseline_giving_the_stress_tensor_is_read_in_voigt_order():
+    """Some calculators (CHGNet) return the 3x3 stress; ASE's convention, and the target's, is Voigt."""
+    from ase.build import bulk
+
+    from ase_proxima.baseline import plain_value
+
+    cell = bulk("Cu", "fcc", a=3.7, cubic=True)
+    cell.calc = EMT()
+    voigt = cell.get_stress()
+    np.testing.assert_allclose(plain_value("stress", cell.get_stress(voigt=False)), voigt, atol=1e-12)
+    np.testing.assert_allclose(plain_value("stress", voigt), voigt)
+    assert plain_value("energy", np.float32(1.5)) == 1.5
