@@ -20,7 +20,7 @@ from sklearn.base import clone
 from tqdm.auto import tqdm
 
 from .baseline import Baseline, plain_value
-from .surrogates import Surrogate, default_surrogate
+from .surrogates import FitError, Surrogate, default_surrogate
 
 __all__ = ["LearningCurve", "learning_curve", "label", "plot_learning_curves"]
 
@@ -97,7 +97,7 @@ def learning_curve(images: Sequence[Atoms], target_results: Sequence[dict[str, A
         fitted = clone(model)
         try:
             fitted.fit([images[i] for i in train], [learned[i] for i in train])
-        except Exception:  # too few structures for this family: no point on the curve
+        except FitError:  # too few structures for this family: no point on the curve
             curve.fit_failures += 1
             continue
         e_err, f_err = [], []

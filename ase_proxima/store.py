@@ -122,14 +122,13 @@ def _row_results(row: Any) -> dict[str, Any]:
 
 def run_fingerprint(target: Any, error_metric: str, surrogate: Any = None, baseline: Any = None) -> dict[str, Any]:
     """What a run's data mean: the target (its name and every parameter), the error metric, the
-    surrogate family once known, and the baseline under the surrogate (``None``: none; a model
-    fitted on corrections to one baseline means nothing over another); ``target_key`` names the
-    target in database rows."""
+    surrogate family once known, and the baseline under the surrogate (``'none'`` without one: a
+    model fitted on corrections to one baseline means nothing over another); ``target_key`` names
+    the target in database rows."""
     from .baseline import describe
     from .surrogates.defaults import surrogate_family
 
     described = describe(target)
-    described["name"] = target.name
     key = hashlib.sha1(json.dumps(described, sort_keys=True).encode()).hexdigest()[:16]
     return {"target": described, "target_key": key, "error_metric": error_metric,
             "surrogate": surrogate_family(surrogate) if surrogate is not None else None,
