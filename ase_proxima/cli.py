@@ -35,6 +35,7 @@ __all__ = ["main"]
 
 def _run_job(job_class: type, params: dict, out: str, overwrite: bool, resume: bool, quiet: bool) -> int:
     """Check the inputs, prepare the run directory, run the job, print its summary."""
+    from .baseline import BaselineError
     from .locking import DirectoryInUse
     from .workflows.job import prepare_run_dir
 
@@ -44,7 +45,7 @@ def _run_job(job_class: type, params: dict, out: str, overwrite: bool, resume: b
         if not resume:
             prepare_run_dir(out, overwrite)
         report = job.run(out, progress=not quiet)
-    except (ValueError, FileExistsError, DirectoryInUse) as err:
+    except (ValueError, FileExistsError, DirectoryInUse, BaselineError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(job.summary(report, out))

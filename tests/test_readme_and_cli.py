@@ -77,6 +77,26 @@ def test_cli_mc_run_directory(method, tmp_path):
         assert (out / "run.png").exists() and (out / "store" / "calls.csv").exists()
 
 
+def test_cli_mc_with_a_baseline_under_the_surrogate(tmp_path):
+    """--baseline puts a cheap model under the surrogate: the report names it and counts its calls;
+    an unknown baseline is refused before anything runs."""
+    from ase_proxima.cli import main
+
+    out = tmp_path / "mc"
+    code = main(["mc", "--molecule", "CH4", "--target", "emt", "--baseline", "emt", "--steps", "60",
+                 "--step-size", "0.01", "--no-cost-aware", "--out", str(out), "--quiet"])
+    assert code == 0
+    report = json.loads((out / "stats.json").read_text())
+    assert report["job"]["baseline"] == "emt"
+    assert report["stats"]["baseline"] == "emt" and report["stats"]["baseline_calls"] >= 61
+    assert main(["mc", "--target", "emt", "--baseline", "xtb:gfn9", "--steps", "5", "--out", str(tmp_path / "x"),
+                 "--quiet"]) == 2
+    assert not (tmp_path / "x").exists()
+    # a baseline that cannot do the system at all: said in one line, not a traceback
+    assert main(["mc", "--molecule", "CH4", "--target", "emt", "--baseline", "lammps-lj:C/0.003/3.4/8.5",
+                 "--steps", "5", "--out", str(tmp_path / "lj"), "--quiet"]) == 2
+
+
 @pytest.mark.parametrize(
     "args",
     [["--molecule", "NotAMolecule"], ["--target", "gaussian:hf/sto-3g"], ["--method", "fixed"]],
