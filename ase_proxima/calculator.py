@@ -56,6 +56,11 @@ from .uncertainty import EnsembleUncertainty, Uncertainty
 __all__ = ["ProximaCalculator"]
 
 
+def _also(reason: str | None, more: str) -> str:
+    """A log reason with one more clause."""
+    return f"{reason}; {more}" if reason else more
+
+
 @lru_cache(maxsize=8)
 def _one_sided_z(level: float) -> float:
     """Standard normal quantile at ``level`` (asked on every call: kept)."""
@@ -334,15 +339,14 @@ class ProximaCalculator(Calculator):
             if recost or consult and self.parameters["cost_aware"] and not self.surrogate.is_fitted:
                 self._time_descriptors(atoms, properties, watch, key, again=recost)
             if absurd is not None or unusable is not None:
-                why = unusable or f"absurd target answer kept out of training: {absurd}"
-                reason = (f"{reason}; " if reason else "") + why
+                reason = _also(reason, unusable or f"absurd target answer kept out of training: {absurd}")
             elif consult and (kind == "audit" or self._comparable(atoms)):
                 if prediction is None:
                     try:
                         prediction, u = self._score(atoms, properties, watch, key)
                     except BaselineError as err:
                         prediction, u = None, math.nan
-                        reason = (f"{reason}; " if reason else "") + self._baseline_failed(err)
+                        reason = _also(reason, self._baseline_failed(err))
                     rec["uncertainty"] = u
                 if prediction is not None and gate.is_finite(prediction) and math.isfinite(u):
                     with watch("controller"):

@@ -96,6 +96,12 @@ def _real(name: str, v: Any, low: float = 0.0, high: float = math.inf, open_low:
     return float(v)
 
 
+def _flag(name: str, v: Any) -> bool:
+    if not isinstance(v, (bool, numbers.Integral)):
+        raise SettingsError(f"{name} must be True or False, got {v!r}")
+    return bool(v)
+
+
 def check_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
     """Every setting checked (alone and together) and normalised; raises :class:`SettingsError`."""
     unknown = sorted(set(params) - set(DEFAULT_PARAMETERS))
@@ -152,9 +158,7 @@ def check_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
             raise SettingsError(f"train_properties must be a list of property names, got {train!r}")
         train = tuple(train)
     out["train_properties"] = train
-    if not isinstance(p["adaptive"], (bool, numbers.Integral)):
-        raise SettingsError(f"adaptive must be True or False, got {p['adaptive']!r}")
-    out["adaptive"] = bool(p["adaptive"])
+    out["adaptive"] = _flag("adaptive", p["adaptive"])
     if not out["adaptive"] and out["threshold"] is None:
         raise SettingsError("adaptive=False needs a threshold to hold fixed")
     out["target_retries"] = _integer("target_retries", p["target_retries"], 0)
@@ -166,12 +170,8 @@ def check_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
     verify = p["verify_fmax"]
     out["verify_fmax"] = verify if verify in ("auto", None) else _real("verify_fmax", verify, open_low=True)
     out["blend"] = _real("blend", p["blend"])
-    if not isinstance(p["cost_aware"], (bool, numbers.Integral)):
-        raise SettingsError(f"cost_aware must be True or False, got {p['cost_aware']!r}")
-    out["cost_aware"] = bool(p["cost_aware"])
-    if not isinstance(p["stop_on_capacity_loss"], (bool, numbers.Integral)):
-        raise SettingsError(f"stop_on_capacity_loss must be True or False, got {p['stop_on_capacity_loss']!r}")
-    out["stop_on_capacity_loss"] = bool(p["stop_on_capacity_loss"])
+    out["cost_aware"] = _flag("cost_aware", p["cost_aware"])
+    out["stop_on_capacity_loss"] = _flag("stop_on_capacity_loss", p["stop_on_capacity_loss"])
     share = p["refit_share"]
     out["refit_share"] = None if share is None else _real("refit_share", share, open_low=True)
     threads = p["target_threads"]

@@ -27,20 +27,16 @@ import math
 import os
 import platform
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from ase import Atoms
 from ase.build import molecule
-from cost import _in_turns, _warm
+from cost import _mc_walks, _served_errors, _warm
 
 from ase_proxima import ProximaCalculator
 from ase_proxima.baseline import make_baseline
 from ase_proxima.targets import make_target
-from ase_proxima.workflows.mc import MonteCarlo
 
 OUT = Path(__file__).resolve().parent / "results" / "baseline_mc"
 
@@ -59,26 +55,11 @@ def run_case(name: str, formula: str, spec: str, temperature: float, steps: int,
     calcs = {"proxima": ProximaCalculator(target=make_target(spec), error_bound=bound, seed=0, **settings),
              "proxima+xtb": ProximaCalculator(target=make_target(spec), error_bound=bound, seed=0,
                                               baseline=make_baseline("xtb:gfn2"), **settings)}
-    walks, served = [], {}
-    for side, calc in [("target", make_target(spec)), *calcs.items()]:
-        atoms = start.copy()
-        atoms.calc = calc
-        mc = MonteCarlo(atoms, temperature_K=temperature, step_size=step_size, rng=seed)
-        if side in calcs:
-            kept: list[tuple[Atoms, float]] = []
-            mc.attach(lambda mc=mc, kept=kept, calc=calc: kept.append((mc.trial, mc.trial_energy))
-                      if calc.answer == "surrogate" else None)
-            served[side] = kept
-        walks.append(mc)
-    times = dict(zip(("target", *calcs), _in_turns(walks, steps, 25)))
-    reference = make_target(spec)
+    times, served = _mc_walks(start, spec, calcs, steps, temperature, step_size, seed)
     rows = []
     for side, calc in calcs.items():
         kept = served[side]
-        rng = np.random.default_rng(0)
-        picked = (range(len(kept)) if check is None or len(kept) <= check
-                  else sorted(rng.choice(len(kept), size=check, replace=False)))
-        errors = np.array([abs(kept[i][1] - reference.get_potential_energy(kept[i][0])) for i in picked])
+        errors = _served_errors(kept, spec, check)
         s = calc.stats
         rows.append({"case": name, "molecule": formula, "target": spec, "temperature": temperature, "side": side,
                      "steps": steps, "bound": bound, "step_size": step_size,

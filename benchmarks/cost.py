@@ -178,36 +178,50 @@ def lj_target() -> Any:
 
 
 # ----------------------------------------------------------------------------- Monte Carlo
-def _mc_side_by_side(start: Atoms, spec: str, calc: ProximaCalculator, steps: int, temperature: float,
-                     step_size: float, seed: int, block: int = 25) -> tuple[float, float, list]:
-    """The same Metropolis walk (same start and seed) with the target alone and with Proxima,
-    advanced in turns of ``block`` steps, which goes first alternating (as the MD cases: the host's
-    speed drifts over seconds, and both sides share it).  Returns the two wall times and
-    Proxima's served (trial structure, energy)."""
-    walks = []
-    for c in (make_target(spec), calc):
+def _mc_walks(start: Atoms, spec: str, calcs: dict[str, ProximaCalculator], steps: int, temperature: float,
+              step_size: float, seed: int, block: int = 25) -> tuple[dict[str, float], dict[str, list]]:
+    """The same Metropolis walk (same start and seed) with the target alone and with each of
+    ``calcs``, advanced in turns of ``block`` steps, which goes first rotating (as the MD cases: the
+    host's speed drifts over seconds, and every side shares it).  Returns each side's wall time
+    (``'target'``: the target alone) and each Proxima walk's served (trial structure, energy)."""
+    walks, served = [], {}
+    for side, c in [("target", make_target(spec)), *calcs.items()]:
         atoms = start.copy()
         atoms.calc = c
-        walks.append(MonteCarlo(atoms, temperature_K=temperature, step_size=step_size, rng=seed))
-    served: list[tuple[Atoms, float]] = []
-    mc = walks[1]
-    mc.attach(lambda: served.append((mc.trial, mc.trial_energy)) if calc.answer == "surrogate" else None)
-    t_target, t_proxima = _in_turns(walks, steps, block)
-    return t_target, t_proxima, served
+        mc = MonteCarlo(atoms, temperature_K=temperature, step_size=step_size, rng=seed)
+        if side != "target":
+            kept: list[tuple[Atoms, float]] = served.setdefault(side, [])
+            mc.attach(lambda mc=mc, kept=kept, c=c: kept.append((mc.trial, mc.trial_energy))
+                      if c.answer == "surrogate" else None)
+        walks.append(mc)
+    return dict(zip(("target", *calcs), _in_turns(walks, steps, block))), served
+
+
+def _mc_side_by_side(start: Atoms, spec: str, calc: ProximaCalculator, steps: int, temperature: float,
+                     step_size: float, seed: int, block: int = 25) -> tuple[float, float, list]:
+    """:func:`_mc_walks` of the target alone and one Proxima: the two wall times and its served answers."""
+    times, served = _mc_walks(start, spec, {"proxima": calc}, steps, temperature, step_size, seed, block)
+    return times["target"], times["proxima"], served["proxima"]
+
+
+def _served_errors(served: list[tuple[Atoms, float]], spec: str, check: int | None) -> np.ndarray:
+    """|served energy - an independent target's| for ``check`` served answers drawn at random
+    (``None``: every one)."""
+    picked = (range(len(served)) if check is None or len(served) <= check
+              else np.random.default_rng(0).choice(len(served), size=check, replace=False))
+    reference = make_target(spec)
+    return np.array([abs(served[i][1] - reference.get_potential_energy(served[i][0])) for i in picked])
 
 
 def mc_case(name: str, start: Atoms, spec: str, bound: float, steps: int, temperature: float, step_size: float,
             check: int = 100, **extra: Any) -> dict[str, Any]:
     calc = ProximaCalculator(target=make_target(spec), error_bound=bound, seed=0)
     t_target, t_proxima, served = _mc_side_by_side(start, spec, calc, steps, temperature, step_size, seed=1)
-    rng = np.random.default_rng(0)
-    picked = rng.choice(len(served), size=min(check, len(served)), replace=False) if served else []
-    reference = make_target(spec)
-    errors = [abs(e - reference.get_potential_energy(served[i][0])) for i in picked for e in [served[i][1]]]
-    true = float(np.mean(errors)) if errors else math.nan
+    errors = _served_errors(served, spec, check)
+    true = float(np.mean(errors)) if errors.size else math.nan
     return _row(calc, t_target, t_proxima, case=name, bound=bound, steps=steps, temperature=temperature,
                 step_size=step_size, true_served_error=true, served_checked=len(errors),
-                true_over_bound=true / bound if errors else math.nan, **extra)
+                true_over_bound=true / bound if errors.size else math.nan, **extra)
 
 
 def _warm(spec: str, atoms: Atoms) -> None:

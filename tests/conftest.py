@@ -70,14 +70,16 @@ def fixed_sequence(atoms: Atoms, n: int, amplitude: float = 0.02, seed: int = 0)
 
 
 def finite_difference_forces(calc, atoms: Atoms, h: float) -> np.ndarray:
-    """Central-difference forces -dE/dx from ``calc``'s energies (to check analytic forces)."""
+    """Central-difference forces -dE/dx from ``calc``'s energies (to check analytic forces);
+    ``calc`` is a calculator or a function of a structure returning its energy."""
+    energy = calc.get_potential_energy if hasattr(calc, "get_potential_energy") else calc
     numeric = np.zeros((len(atoms), 3))
     for i in range(len(atoms)):
         for k in range(3):
             plus, minus = atoms.copy(), atoms.copy()
             plus.positions[i, k] += h
             minus.positions[i, k] -= h
-            numeric[i, k] = -(calc.get_potential_energy(plus) - calc.get_potential_energy(minus)) / (2 * h)
+            numeric[i, k] = -(energy(plus) - energy(minus)) / (2 * h)
     return numeric
 
 

@@ -143,14 +143,7 @@ def test_served_forces_are_minus_the_gradient_of_served_energies(methane):
         base = morse.get_potential_energy(a) if prop == "energy" else morse.get_forces(a)
         return base + corr[prop]
 
-    numeric = np.zeros((len(atoms), 3))
-    h = 1e-4
-    for i in range(len(atoms)):
-        for k in range(3):
-            plus, minus = atoms.copy(), atoms.copy()
-            plus.positions[i, k] += h
-            minus.positions[i, k] -= h
-            numeric[i, k] = -(served(plus, "energy") - served(minus, "energy")) / (2 * h)
+    numeric = finite_difference_forces(lambda a: served(a, "energy"), atoms, h=1e-4)
     np.testing.assert_allclose(served(atoms, "forces"), numeric, atol=1e-4)
 
 

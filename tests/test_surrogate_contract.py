@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from ase.build import bulk, molecule
 from ase.calculators.emt import EMT
+from conftest import finite_difference_forces
 from sklearn.base import clone
 
 from ase_proxima.perf.annotate import price
@@ -115,13 +116,5 @@ def test_predicted_forces_are_minus_the_gradient_of_predicted_energies(name):
     atoms = images[-1].copy()
     atoms.positions += np.random.default_rng(1).normal(0, 0.02, atoms.positions.shape)
     forces = model.predict(atoms, ["energy", "forces"]).results["forces"]
-    numeric = np.zeros_like(forces)
-    h = 1e-4
-    for i in range(len(atoms)):
-        for k in range(3):
-            plus, minus = atoms.copy(), atoms.copy()
-            plus.positions[i, k] += h
-            minus.positions[i, k] -= h
-            numeric[i, k] = -(model.predict(plus, ["energy"]).results["energy"]
-                              - model.predict(minus, ["energy"]).results["energy"]) / (2 * h)
+    numeric = finite_difference_forces(lambda a: model.predict(a, ["energy"]).results["energy"], atoms, h=1e-4)
     np.testing.assert_allclose(forces, numeric, atol=1e-5 * max(1.0, np.abs(forces).max()))
