@@ -38,7 +38,7 @@ from .audits import AuditPolicy
 from .baseline import Baseline, BaselineError
 from .calllog import CallLog
 from .capacity import CapacityWatch
-from .control import ThresholdController
+from .control import ThresholdController, clearly_below
 from .costs import CostMeter, property_key
 from .economy import Economy
 from .identity import IdentityCache, identity, system_changes
@@ -302,7 +302,7 @@ class ProximaCalculator(Calculator):
                    alpha=math.nan if c.alpha is None else c.alpha, n_fitted=self.training.n_fitted)
         audit_p, checked = 0.0, None  # checked: why a servable call is audited for certain
         if reason is None:
-            upper, bound = self._run_upper(bounded=True), self.parameters["error_bound"]
+            upper, bound = self._run_upper(bounded=True, u=u), self.parameters["error_bound"]
             n, window = self.tally.audited.n, self.controller.controlled_error * self._bounded_share()
             audit_p = self.audits.rate(bound, upper, n, window,
                                        self.tally.certificate.upper(self.parameters["confidence_level"]),
@@ -357,6 +357,10 @@ class ProximaCalculator(Calculator):
                     rec["error"], compared = err, True
                     formula = self._formula(atoms)
                     self.tally.validated[formula] = self.tally.validated.get(formula, 0) + 1
+                    sums = self.tally.validated_sums.setdefault(formula, [0.0, 0.0, 0.0])
+                    sums[0] += 1.0
+                    sums[1] += err
+                    sums[2] += err * err
                     if kind == "audit":
                         self.tally.audited.add(err, 1.0 / audit_p)
                         self.tally.certificate.audit(err, audit_p, scale, returned=self._returns_audited())
@@ -437,9 +441,22 @@ class ProximaCalculator(Calculator):
             if stop:
                 return prediction, u, reason
         formula = self._formula(atoms)
-        reason = gate.why_unvalidated(formula, self.tally.validated.get(formula, 0), self.controller.window_size)
+        reason = gate.why_unvalidated(formula, self.tally.validated.get(formula, 0), self.controller.window_size,
+                                      self._clearly_validated(formula))
         return prediction, u, (reason or gate.why_uncertain(self.controller, u)
                                or self._why_unconfirmed(atoms, prediction))
+
+    def _clearly_validated(self, formula: str) -> bool:
+        """Are the errors measured on this composition plainly under the bound, by the rule that
+        lets the controller start before a whole window (a run resumed from a state saved before
+        the sums were kept counts only the errors measured since)?"""
+        n, total, squares = self.tally.validated_sums.get(formula, (0.0, 0.0, 0.0))
+        if n < 2:
+            return False
+        mean = total / n
+        var = max(squares / n - mean * mean, 0.0) * n / (n - 1)
+        c = self.controller
+        return clearly_below(n, mean, math.sqrt(var / n), c.early, c.error_bound)
 
     def _held_for_audit(self, upper: float, window: float, bound: float) -> str:
         """The log's reason for a servable call audited because an estimate is over the bound."""
@@ -454,7 +471,7 @@ class ProximaCalculator(Calculator):
         known = self.controller.validated_uncertainty
         return u / known if known > 0.0 else math.nan
 
-    def _run_upper(self, bounded: bool = False) -> float:
+    def _run_upper(self, bounded: bool = False, u: float = math.nan) -> float:
         """An upper estimate of the mean error of the run's served answers: the audited mean plus
         standard errors at the confidence level (``bounded`` with ``bound_on='all'``: the same of
         the controller's estimate of the mean over every answer).  Two sources of doubt: the audited
@@ -462,7 +479,11 @@ class ProximaCalculator(Calculator):
         steadier than the errors are), and which answers happen to be served, a sample of the
         errors whose mean spreads as their spread over the root of its size, counting the answer
         about to be served (a run may end after a handful: their mean is what the user got).
-        NaN before two audits."""
+        Given the uncertainty ``u`` of the call about to be served, the spread is that of the
+        errors measured at uncertainties no larger (where at least a window of them was kept):
+        a run whose errors scatter as widely as their mean, as a molecule's energies do, may
+        then serve its most certain calls first, instead of holding every answer to the spread
+        of its least certain ones.  NaN before two audits."""
         a = self.tally.audited
         if a.n < 2:
             return math.nan
@@ -471,7 +492,8 @@ class ProximaCalculator(Calculator):
             return c.all_error + _one_sided_z(self.parameters["confidence_level"]) * c.all_error_se
         se = max(a.standard_error, a.estimate / math.sqrt(a.n))
         served = self.tally.surrogate_calls + 1  # with the answer about to be served
-        spread = math.sqrt(se * se + a.variance / served)
+        variance = self.controller.spread_up_to(u, self.controller.window_size)
+        spread = math.sqrt(se * se + (a.variance if math.isnan(variance) else variance) / served)
         return a.estimate + _one_sided_z(self.parameters["confidence_level"]) * spread
 
     def _capacity_bound(self) -> float:

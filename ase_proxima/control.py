@@ -86,7 +86,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ThresholdController", "ControllerState"]
+__all__ = ["ThresholdController", "ControllerState", "clearly_below"]
 
 
 @dataclass
@@ -361,6 +361,18 @@ class ThresholdController:
             eps += weight * (run - eps)
         return eps
 
+    def spread_up_to(self, u: float, minimum: int = 10) -> float:
+        """The variance of the errors of the kept comparisons whose uncertainty is at most ``u``
+        (NaN with fewer than ``minimum`` of them, or ``u`` NaN): how widely an answer this certain
+        may err."""
+        if not u == u:
+            return math.nan
+        errors = [e for v, e in self._history if v <= u]
+        if len(errors) < max(minimum, 2):
+            return math.nan
+        mean = sum(errors) / len(errors)
+        return sum((e - mean) ** 2 for e in errors) / (len(errors) - 1)
+
     @property
     def validated_uncertainty(self) -> float:
         """The largest uncertainty among the comparisons kept (NaN before any): beyond it the
@@ -459,12 +471,9 @@ class ThresholdController:
         return 1e-3 * self.error_bound / scale
 
     def _clearly_below(self) -> bool:
-        """``early`` comparisons or more whose mean plus two standard errors is under a quarter of the
-        bound."""
-        n = len(self._window)
-        if self.early is None or n < max(self.early, 3):
-            return False
-        return self.window_error + 2.0 * self.window_error_se < 0.25 * self.error_bound
+        """The window's comparisons plainly under the bound (:func:`clearly_below`)."""
+        return clearly_below(len(self._window), self.window_error, self.window_error_se, self.early,
+                             self.error_bound)
 
     def _windup_cap(self, eps: float) -> float:
         """``T_max_eff`` (module doc): ``headroom * max(u)`` over the recent calls, widened by
@@ -575,6 +584,14 @@ class ThresholdController:
         self._budget = float(state.budget)
         self._all_sum, self._all_calls = float(state.all_error_sum), int(state.all_calls)
         self._all_var, self._all_audits = float(state.all_error_var), int(state.all_audits)
+
+
+def clearly_below(n: int, mean: float, se: float, early: int | None, bound: float) -> bool:
+    """``early`` comparisons or more (at least three) whose mean plus two standard errors is under a
+    quarter of the bound: evidence enough to serve before a whole window."""
+    if early is None or n < max(early, 3):
+        return False
+    return mean + 2.0 * se < 0.25 * bound
 
 
 def _is_int(x: Any) -> bool:

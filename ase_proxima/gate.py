@@ -78,9 +78,10 @@ def why_refused(prediction: Prediction, u: float, natoms: int, plausible: Plausi
     return None
 
 
-def why_unvalidated(composition: str, comparisons: int, needed: int) -> str | None:
-    """Too few measured errors on this composition for its answers to be served."""
-    if comparisons < needed:
+def why_unvalidated(composition: str, comparisons: int, needed: int, clearly_below: bool = False) -> str | None:
+    """Too few measured errors on this composition for its answers to be served (fewer suffice
+    when they are ``clearly_below`` the bound, as for the controller's early start)."""
+    if comparisons < needed and not clearly_below:
         return f"composition {composition} not yet validated ({comparisons} of {needed} comparisons)"
     return None
 

@@ -90,6 +90,7 @@ class RunTally:
     cached: int = 0
     last_served: int = -1
     validated: dict[str, int] = field(default_factory=dict)  # errors measured per composition
+    validated_sums: dict[str, list[float]] = field(default_factory=dict)  # their count, sum, sum of squares
     times: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TIMERS, 0.0))
     audited: AuditTally = field(default_factory=AuditTally)
     certificate: ServedErrorBound = field(default_factory=ServedErrorBound)

@@ -16,7 +16,7 @@ Cases (``--only`` picks some; ``--quick`` shortens them):
   prediction costs about as much as EMT itself;
 * ``water_mc``: water HF/STO-3G Monte Carlo, 150 steps at 600 K, 0.01 A moves, 5 meV;
 * ``methane_sweep``: methane HF/6-31G* Monte Carlo at 500 K, 0.003 A moves, bounds 0.5-6 meV;
-* ``methane_temps``: methane HF/6-31G* at 0.02 A moves, 100-1000 K;
+* ``methane_temps``: methane HF/6-31G* at 0.02 A moves, 100-1000 K, 1000 steps, at 2 and 1 meV;
 * ``bfgs_cu38``: BFGS of rattled Cu38 clusters (EMT, fmax 0.05);
 * ``refit_scaling``: the Bayesian ridge refit against training-set size, 10 to 5000.
 
@@ -246,10 +246,18 @@ def methane_sweep(quick: bool) -> list[dict[str, Any]]:
 
 
 def methane_temps(quick: bool) -> list[dict[str, Any]]:
+    """At 2 meV and 1000 steps (the set-up of ``mc_methane.py``, where the issue measured 0.98x at
+    1000 K) and at 1 meV, tighter than the surrogate reaches at 1000 K in such a run; each bound's
+    rows carry the harmonic mean of their speed-ups over the temperatures."""
     spec, ch4 = "pyscf:hf/6-31g*", molecule("CH4")
     _warm(spec, ch4)
-    steps = 150 if quick else 500
-    return [mc_case("methane_temps", ch4, spec, 0.001, steps, t, 0.02) for t in (100.0, 300.0, 600.0, 1000.0)]
+    steps = 150 if quick else 1000
+    rows = []
+    for bound in (0.002, 0.001):
+        got = [mc_case("methane_temps", ch4, spec, bound, steps, t, 0.02) for t in (100.0, 300.0, 600.0, 1000.0)]
+        harmonic = len(got) / sum(1.0 / r["speedup"] for r in got)
+        rows.extend({**r, "harmonic_mean_speedup": harmonic} for r in got)
+    return rows
 
 
 # ----------------------------------------------------------------------------- relaxation
@@ -351,7 +359,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
     runs = [r for r in rows if "speedup" in r]
     labels = [r["case"] + (f"\n{r['bound'] * 1000:g} meV" if r["case"].startswith(("methane_sweep", "water"))
-                           else f"\n{r['temperature']:g} K" if r["case"] == "methane_temps"
+                           else f"\n{r['temperature']:g} K {r['bound'] * 1000:g} meV" if r["case"] == "methane_temps"
                            else f"\nseed {r['seed']}" if "seed" in r else "") for r in runs]
     x = np.arange(len(runs))
     axes[0].bar(x - 0.2, [r["speedup"] for r in runs], 0.4, label="measured (target / Proxima)")

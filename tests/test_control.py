@@ -396,3 +396,22 @@ def test_the_first_threshold_stays_near_the_uncertainties_seen():
     assert ctrl.threshold <= 1.1 * 4.0 * 3e-4
     assert ctrl.validated_uncertainty == pytest.approx(max(u for u, _ in ctrl.state().history))
     assert math.isnan(ThresholdController(error_bound=0.1).validated_uncertainty)
+
+
+def test_the_spread_of_errors_up_to_an_uncertainty_counts_only_comparisons_that_certain():
+    import math
+
+    import numpy as np
+
+    from ase_proxima.control import ThresholdController
+
+    ctrl = ThresholdController(1.0, window=10)
+    rng = np.random.default_rng(0)
+    pairs = [(u, u * rng.exponential()) for u in np.linspace(0.01, 1.0, 40)]  # spread grows with u
+    for u, e in pairs:
+        ctrl.observe(u, e)
+    low = [e for u, e in pairs if u <= 0.4]
+    assert ctrl.spread_up_to(0.4) == pytest.approx(np.var(low, ddof=1))
+    assert ctrl.spread_up_to(0.4) < ctrl.spread_up_to(1.0)
+    assert math.isnan(ctrl.spread_up_to(0.05))  # too few comparisons that certain
+    assert math.isnan(ctrl.spread_up_to(math.nan))

@@ -595,3 +595,30 @@ def test_an_md_run_idle_for_cost_probes_by_timing_only_never_fitting():
     assert s["probes"] >= 1 and math.isfinite(s["cost_surrogate"])  # a probe timed the whole
     assert s["idle_calls"] + s["probes"] == s["calls"] - 1  # all but the first call
     np.testing.assert_allclose(atoms.get_forces(), EMT().get_forces(atoms), atol=1e-12)
+
+
+def test_a_plainly_good_surrogate_serves_before_a_full_window_of_comparisons_on_a_real_walk():
+    """Methane (EMT) Monte Carlo with a bound far above the surrogate's error: the controller's
+    early start (five comparisons clearly under the bound) also validates the composition, so the
+    first answer is served after fewer than ``min_training + window`` target calls; a composition
+    whose comparisons are not clearly under still waits for the whole window."""
+    from ase.build import molecule
+    from ase.calculators.emt import EMT
+
+    from ase_proxima import ProximaCalculator
+    from ase_proxima.workflows.mc import MonteCarlo
+
+    atoms = molecule("CH4")
+    calc = atoms.calc = ProximaCalculator(target=EMT(), error_bound=0.5, seed=0, cost_aware=False)
+    MonteCarlo(atoms, temperature_K=300, step_size=0.003, rng=1).run(60)
+    log = list(calc.log)
+    kinds = [r["kind"] for r in log]
+    first = kinds.index("surrogate")
+    assert kinds[:first].count("target") + kinds[:first].count("audit") < 10 + 10
+    compared = sum(1 for r in log[:first] if r["error"] == r["error"])
+    assert compared < 10 <= first
+
+    from ase_proxima import gate
+
+    assert gate.why_unvalidated("CH4", 5, 10, clearly_below=True) is None
+    assert gate.why_unvalidated("CH4", 5, 10) == "composition CH4 not yet validated (5 of 10 comparisons)"
