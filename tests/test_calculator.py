@@ -410,8 +410,11 @@ def test_never_serves_before_trained_and_started(min_training, seed, audit):
         calc.get_potential_energy(a)
     kinds = list(calc.log.column("kind"))
     first_served = next((i for i, k in enumerate(kinds) if k != "target"), len(kinds))
-    # the surrogate answers (or is audited) only after min_training target results and a full window
-    assert first_served >= min_training + calc.controller.window_size
+    # the surrogate answers (or is audited) only after min_training target results and then either a full
+    # window of comparisons or the early-start evidence (at least max(early, 3) comparisons plainly under the bound)
+    ctl = calc.controller
+    evidence = ctl.window_size if ctl.early is None else min(ctl.window_size, max(ctl.early, 3))
+    assert first_served >= min_training + evidence
     assert all(r["n_fitted"] >= min_training for r in calc.log.records[first_served:] if r["kind"] != "target")
 
 
