@@ -22,6 +22,7 @@ Cases (``--only`` picks some; ``--quick`` shortens them):
 
     .venv/bin/python benchmarks/cost.py                 # everything (about 25 minutes on 2 cores)
     .venv/bin/python benchmarks/cost.py --only water_mc floor_cu13
+    .venv/bin/python benchmarks/cost.py --report          # summary.json and cost.png from the JSON there
 """
 from __future__ import annotations
 
@@ -399,10 +400,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--only", nargs="*", choices=sorted(CASES), help="cases to run (default all)")
     ap.add_argument("--quick", action="store_true", help="shorter runs")
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--report", action="store_true",
+                    help="run nothing: rebuild summary.json and the plot from the cases' JSON in --out")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
-    for name in args.only or list(CASES):
+    for name in [] if args.report else args.only or list(CASES):
         t = time.perf_counter()
         got = CASES[name](args.quick)
         print(f"{name}: {time.perf_counter() - t:.0f} s", file=sys.stderr)
