@@ -10,9 +10,12 @@ all cores than on one.  :class:`ThreadPlan` therefore
   matrices are too small to gain from more, and no pool it wakes competes with the target;
 * gives the target the faster of its own default and one thread, measured: its first
   calls alternate between the two (``trial_calls`` of each, the very first call, which sets
-  programs up, not counted) and one thread is kept only when its median is faster by at least
+  programs up, not counted) and one thread is kept only when its mean is faster by at least
   ``margin`` (30%): switching pools on every call has a cost of its own, worth paying only for
-  a clear gain (a small molecule's SCF on one thread against all cores), not for noise.
+  a clear gain (a small molecule's SCF on one thread against all cores), not for noise.  The
+  mean, not the median: the run pays every call's time, and on a host whose cores other work
+  shares, all-core calls are often quick at the median but now and then several times slower
+  (their threads wait for a core), which only the mean counts.
 
 ``target_threads``: ``'auto'`` (the above), an integer (the target always runs with that
 many), or ``None`` (touch no thread pool, the surrogate's included).  A user who set
@@ -87,13 +90,13 @@ class ThreadPlan:
         self._trials[self._pending].append(seconds)
         self._pending = None
         if min(len(v) for v in self._trials.values()) >= self.trial_calls:
-            default, one = (statistics.median(self._trials[k]) for k in ("default", "one"))
+            default, one = (statistics.fmean(self._trials[k]) for k in ("default", "one"))
             self.chosen = 1 if one < (1.0 - self.margin) * default else None
             self.decided = True
 
     # ----------------------------------------------------------- reporting
     def summary(self) -> dict[str, Any]:
-        trials = {k: statistics.median(v) for k, v in self._trials.items() if v}
+        trials = {k: statistics.fmean(v) for k, v in self._trials.items() if v}
         return {"target_threads": ("untouched" if self.target_threads is None else
                                    "deciding" if not self.decided else
                                    "default" if self.chosen is None else self.chosen),
