@@ -18,7 +18,10 @@ these shows that serving does not pay:
   the target's own time over those calls (beside a costly target, a few per cent buy the
   chance that the surrogate, still learning, serves again);
 * ``spending``: the last ``patience`` consulted calls cost more than their baseline plus
-  ``probe_share``.
+  ``probe_share``, and so did the last ``memory`` of them (four times ``patience`` by default):
+  a run whose answers paid for themselves over that longer stretch is not stopped by a spell of
+  audits (a served error near the bound has every servable call checked for a while, each
+  costing a target call and a prediction) that its serving has already paid for.
 
 While idle it *probes* on a geometric schedule in target time: the first once the debt, with
 the probe's expected cost added, is at most ``probe_share`` of the baseline so far, each later
@@ -52,12 +55,19 @@ class Economy:
     probe_share:
         While idle, probe when the debt is at most this share of the baseline so far; while
         consulting, the excess cost over the target alone tolerated before turning idle.
+    memory:
+        Consulted calls whose cost must also exceed their baseline for ``spending`` (default
+        four times ``patience``; at least ``patience``).
     """
 
-    def __init__(self, patience: int = 50, max_cost_ratio: float = 0.6, probe_share: float = 0.05) -> None:
-        if patience < 1 or not 0 < max_cost_ratio or not 0 <= probe_share < 1:
-            raise ValueError("patience >= 1, max_cost_ratio > 0 and 0 <= probe_share < 1 are required")
+    def __init__(self, patience: int = 50, max_cost_ratio: float = 0.6, probe_share: float = 0.05,
+                 memory: int | None = None) -> None:
+        memory = 4 * int(patience) if memory is None else int(memory)
+        if patience < 1 or not 0 < max_cost_ratio or not 0 <= probe_share < 1 or memory < patience:
+            raise ValueError("patience >= 1, max_cost_ratio > 0, 0 <= probe_share < 1 and memory >= patience "
+                             "are required")
         self.patience, self.max_cost_ratio, self.probe_share = int(patience), float(max_cost_ratio), probe_share
+        self.memory = memory
         self.idle = False
         self.reason: str | None = None
         self.cause: str | None = None  # "cost", "floor" or "spending" while idle
@@ -69,6 +79,8 @@ class Economy:
         self._quiet = 0  # consulted calls since the last served one (once a model exists)
         self._recent: deque[tuple[float, float]] = deque(maxlen=self.patience)  # (cost, baseline) consulted
         self._spent = self._spent_baseline = 0.0  # their sums
+        self._long: deque[tuple[float, float]] = deque(maxlen=self.memory)  # the same over ``memory`` calls
+        self._long_spent = self._long_spent_baseline = 0.0
         self._gap = 0.0  # target seconds between probes (doubles after each probe that fails)
         self._next_probe = 0.0  # baseline at which the next probe may come
 
@@ -119,14 +131,20 @@ class Economy:
         self._recent.append((seconds, baseline))
         self._spent += seconds
         self._spent_baseline += baseline
+        if len(self._long) == self.memory:
+            self._long_spent -= self._long[0][0]
+            self._long_spent_baseline -= self._long[0][1]
+        self._long.append((seconds, baseline))
+        self._long_spent += seconds
+        self._long_spent_baseline += baseline
         self._quiet = 0 if served else self._quiet + 1
         if len(self._recent) < self.patience or self._spent <= (1.0 + self.probe_share) * self._spent_baseline:
             return  # consulting costs at most a few per cent more than the target alone
         if self._quiet >= self.patience:
             self._sleep(f"nothing served in {self._quiet} calls: the bound is below what the surrogate reaches here",
                         "floor")
-        else:
-            self._sleep(f"the last {self.patience} calls cost more than the target alone", "spending")
+        elif self._long_spent > (1.0 + self.probe_share) * self._long_spent_baseline:
+            self._sleep(f"the last {len(self._long)} calls cost more than the target alone", "spending")
 
     def defer(self, why: str) -> None:
         """Idle for ``cost`` now: whether a surrogate answer pays is open, and measuring it costs
@@ -149,6 +167,8 @@ class Economy:
         self._quiet = 0
         self._recent.clear()
         self._spent = self._spent_baseline = 0.0
+        self._long.clear()
+        self._long_spent = self._long_spent_baseline = 0.0
 
     # -------------------------------------------------------------- reporting
     def summary(self) -> dict[str, Any]:
@@ -159,8 +179,8 @@ class Economy:
     def state(self) -> dict[str, Any]:
         return {"idle": self.idle, "reason": self.reason, "cause": self.cause, "debt": self.debt,
                 "baseline": self.baseline, "idle_calls": self.idle_calls, "probes": self.probes, "idle_spells": self.idle_spells,
-                "quiet": self._quiet, "recent": [list(x) for x in self._recent], "gap": self._gap,
-                "next_probe": self._next_probe}
+                "quiet": self._quiet, "recent": [list(x) for x in self._recent], "long": [list(x) for x in self._long],
+                "gap": self._gap, "next_probe": self._next_probe}
 
     def load_state(self, state: dict[str, Any]) -> None:
         if not state:
@@ -172,4 +192,7 @@ class Economy:
         self._quiet = int(state["quiet"])
         self._recent = deque((tuple(x) for x in state["recent"]), maxlen=self.patience)
         self._spent, self._spent_baseline = sum(c for c, _ in self._recent), sum(b for _, b in self._recent)
+        # a state saved before the longer memory was kept: the recent calls are all it knows
+        self._long = deque((tuple(x) for x in state.get("long", state["recent"])), maxlen=self.memory)
+        self._long_spent, self._long_spent_baseline = sum(c for c, _ in self._long), sum(b for _, b in self._long)
         self._gap, self._next_probe = float(state.get("gap", 0.0)), float(state.get("next_probe", 0.0))

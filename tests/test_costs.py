@@ -210,6 +210,33 @@ def test_economy_floor_and_spending():
     assert cheap.idle and "nothing served" in cheap.reason
 
 
+def test_a_spell_of_audits_that_serving_has_paid_for_does_not_stop_a_run():
+    """A served error near the bound has every servable call audited for a while, each costing a
+    target call and a prediction: the last ``patience`` calls then cost more than the target alone,
+    but a run whose serving paid for them over its last ``memory`` calls keeps consulting, and turns
+    idle once the spell has outlasted what the serving saved."""
+    eco = Economy(patience=50, probe_share=0.05)
+    for _ in range(150):  # serving: a fifth of a millisecond against a 15 ms target call
+        eco.record(True, "surrogate", 0.0002, 0.015, True, 0.02)
+    spell = 0
+    while not eco.idle:  # audits: the target's call plus a prediction and a baseline, 10% more
+        eco.record(True, "audit", 0.0165, 0.015, True, 0.02)
+        spell += 1
+        assert spell < 1000
+    assert spell > 100 and "cost more than the target alone" in eco.reason  # not at 50 calls
+    # served calls between audits: the spell never outweighs what serving saves
+    mixed = Economy(patience=50, probe_share=0.05)
+    for i in range(2000):
+        mixed.record(True, "audit" if i % 3 else "surrogate", 0.0165 if i % 3 else 0.0002, 0.015, True, 0.02)
+    assert not mixed.idle
+    # and a longer memory than the window is kept across a save and a load
+    again = Economy(patience=50, probe_share=0.05)
+    again.load_state(eco.state())
+    assert again.state() == eco.state()
+    with pytest.raises(ValueError, match="memory"):
+        Economy(patience=50, memory=10)
+
+
 # ------------------------------------------------------------------ the calculator
 def _cu13_md(calc, steps, seed=0):
     atoms = Icosahedron("Cu", 2)
