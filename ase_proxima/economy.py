@@ -42,6 +42,30 @@ from typing import Any
 __all__ = ["Economy"]
 
 
+class _Ledger:
+    """The (cost, baseline) of the last ``size`` consulted calls and their sums, kept running
+    (this runs on every call)."""
+
+    def __init__(self, size: int, calls: Any = ()) -> None:
+        self.calls: deque[tuple[float, float]] = deque((tuple(x) for x in calls), maxlen=size)
+        self.spent, self.baseline = sum(c for c, _ in self.calls), sum(b for _, b in self.calls)
+
+    def add(self, seconds: float, baseline: float) -> None:
+        if len(self.calls) == self.calls.maxlen:
+            self.spent -= self.calls[0][0]
+            self.baseline -= self.calls[0][1]
+        self.calls.append((seconds, baseline))
+        self.spent += seconds
+        self.baseline += baseline
+
+    def over(self, share: float) -> bool:
+        """Did these calls cost more than their baseline plus ``share`` of it?"""
+        return self.spent > (1.0 + share) * self.baseline
+
+    def __len__(self) -> int:
+        return len(self.calls)
+
+
 class Economy:
     """Whether to consult the surrogate on the next call (see the module doc).
 
@@ -77,10 +101,8 @@ class Economy:
         self.probes = 0
         self.idle_spells = 0
         self._quiet = 0  # consulted calls since the last served one (once a model exists)
-        self._recent: deque[tuple[float, float]] = deque(maxlen=self.patience)  # (cost, baseline) consulted
-        self._spent = self._spent_baseline = 0.0  # their sums
-        self._long: deque[tuple[float, float]] = deque(maxlen=self.memory)  # the same over ``memory`` calls
-        self._long_spent = self._long_spent_baseline = 0.0
+        self._recent = _Ledger(self.patience)  # the last consulted calls
+        self._long = _Ledger(self.memory)  # the same over ``memory`` calls
         self._gap = 0.0  # target seconds between probes (doubles after each probe that fails)
         self._next_probe = 0.0  # baseline at which the next probe may come
 
@@ -125,25 +147,15 @@ class Economy:
             return
         if not fitted:
             return
-        if len(self._recent) == self.patience:  # running sums: this runs on every call
-            self._spent -= self._recent[0][0]
-            self._spent_baseline -= self._recent[0][1]
-        self._recent.append((seconds, baseline))
-        self._spent += seconds
-        self._spent_baseline += baseline
-        if len(self._long) == self.memory:
-            self._long_spent -= self._long[0][0]
-            self._long_spent_baseline -= self._long[0][1]
-        self._long.append((seconds, baseline))
-        self._long_spent += seconds
-        self._long_spent_baseline += baseline
+        self._recent.add(seconds, baseline)
+        self._long.add(seconds, baseline)
         self._quiet = 0 if served else self._quiet + 1
-        if len(self._recent) < self.patience or self._spent <= (1.0 + self.probe_share) * self._spent_baseline:
+        if len(self._recent) < self.patience or not self._recent.over(self.probe_share):
             return  # consulting costs at most a few per cent more than the target alone
         if self._quiet >= self.patience:
             self._sleep(f"nothing served in {self._quiet} calls: the bound is below what the surrogate reaches here",
                         "floor")
-        elif self._long_spent > (1.0 + self.probe_share) * self._long_spent_baseline:
+        elif self._long.over(self.probe_share):
             self._sleep(f"the last {len(self._long)} calls cost more than the target alone", "spending")
 
     def defer(self, why: str) -> None:
@@ -165,10 +177,7 @@ class Economy:
     def _wake(self) -> None:
         self.idle, self.reason, self.cause = False, None, None
         self._quiet = 0
-        self._recent.clear()
-        self._spent = self._spent_baseline = 0.0
-        self._long.clear()
-        self._long_spent = self._long_spent_baseline = 0.0
+        self._recent, self._long = _Ledger(self.patience), _Ledger(self.memory)
 
     # -------------------------------------------------------------- reporting
     def summary(self) -> dict[str, Any]:
@@ -179,7 +188,7 @@ class Economy:
     def state(self) -> dict[str, Any]:
         return {"idle": self.idle, "reason": self.reason, "cause": self.cause, "debt": self.debt,
                 "baseline": self.baseline, "idle_calls": self.idle_calls, "probes": self.probes, "idle_spells": self.idle_spells,
-                "quiet": self._quiet, "recent": [list(x) for x in self._recent], "long": [list(x) for x in self._long],
+                "quiet": self._quiet, "recent": [list(x) for x in self._recent.calls], "long": [list(x) for x in self._long.calls],
                 "gap": self._gap, "next_probe": self._next_probe}
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -190,9 +199,7 @@ class Economy:
         self.debt, self.baseline = float(state["debt"]), float(state["baseline"])
         self.idle_calls, self.probes, self.idle_spells = state["idle_calls"], state["probes"], state["idle_spells"]
         self._quiet = int(state["quiet"])
-        self._recent = deque((tuple(x) for x in state["recent"]), maxlen=self.patience)
-        self._spent, self._spent_baseline = sum(c for c, _ in self._recent), sum(b for _, b in self._recent)
+        self._recent = _Ledger(self.patience, state["recent"])
         # a state saved before the longer memory was kept: the recent calls are all it knows
-        self._long = deque((tuple(x) for x in state.get("long", state["recent"])), maxlen=self.memory)
-        self._long_spent, self._long_spent_baseline = sum(c for c, _ in self._long), sum(b for _, b in self._long)
+        self._long = _Ledger(self.memory, state.get("long", state["recent"]))
         self._gap, self._next_probe = float(state.get("gap", 0.0)), float(state.get("next_probe", 0.0))
