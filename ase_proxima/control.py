@@ -80,6 +80,7 @@ run goes on (:meth:`reconfigure`): the history is kept, trimmed to the new windo
 
 from __future__ import annotations
 
+import bisect
 import math
 import numbers
 from collections import deque
@@ -189,6 +190,7 @@ class ThresholdController:
         self._all_sum, self._all_calls = 0.0, 0  # bound_on='all': sum of z_t, and calls
         self._all_var, self._all_audits = 0.0, 0  # bound_on='all': variance estimate of that sum, audits
         self._validated: float | None = None  # validated_uncertainty, kept until the history changes
+        self._by_u: tuple[list[float], list[float], list[float]] | None = None  # spread_up_to's sums, likewise
         self.reconfigure(error_bound=error_bound, window=window, threshold_bounds=threshold_bounds,
                          max_step=max_step, confidence=confidence, bound_on=bound_on)
 
@@ -244,7 +246,7 @@ class ThresholdController:
         self._window = deque(self._window, maxlen=self.window_size)
         self._moments = None
         self._history = deque(self._history, maxlen=int(n_hist))
-        self._validated = None
+        self._validated = self._by_u = None
         self._recent_u = deque(self._recent_u, maxlen=int(n_recent))
         if getattr(self, "threshold", None) is not None:
             self.threshold = self._clip_bounds(self.threshold)
@@ -298,7 +300,7 @@ class ThresholdController:
         pair = (float(u), abs(float(error)))
         self._window.append(pair)
         self._history.append(pair)
-        self._moments = self._validated = None
+        self._moments = self._validated = self._by_u = None
 
     # ----------------------------------------------------------------- outputs
     @property
@@ -367,11 +369,19 @@ class ThresholdController:
         may err."""
         if not u == u:
             return math.nan
-        errors = [e for v, e in self._history if v <= u]
-        if len(errors) < max(minimum, 2):
+        if self._by_u is None:  # asked on every call, changed only by a comparison: sorted once
+            pairs = sorted(self._history)
+            sums, squares, total, total2 = [0.0], [0.0], 0.0, 0.0
+            for _, e in pairs:
+                total, total2 = total + e, total2 + e * e
+                sums.append(total)
+                squares.append(total2)
+            self._by_u = ([v for v, _ in pairs], sums, squares)
+        us, sums, squares = self._by_u
+        k = bisect.bisect_right(us, u)
+        if k < max(minimum, 2):
             return math.nan
-        mean = sum(errors) / len(errors)
-        return sum((e - mean) ** 2 for e in errors) / (len(errors) - 1)
+        return max(squares[k] - sums[k] * sums[k] / k, 0.0) / (k - 1)
 
     @property
     def validated_uncertainty(self) -> float:
@@ -578,7 +588,7 @@ class ThresholdController:
         self._window = deque((tuple(p) for p in state.window), maxlen=self.window_size)
         self._moments = None
         self._history = deque((tuple(p) for p in state.history), maxlen=self._history.maxlen)
-        self._validated = None
+        self._validated = self._by_u = None
         self._recent_u = deque(state.recent_u, maxlen=self._recent_u.maxlen)
         self._steps = deque(state.steps, maxlen=4)
         self._budget = float(state.budget)

@@ -415,3 +415,24 @@ def test_the_spread_of_errors_up_to_an_uncertainty_counts_only_comparisons_that_
     assert ctrl.spread_up_to(0.4) < ctrl.spread_up_to(1.0)
     assert math.isnan(ctrl.spread_up_to(0.05))  # too few comparisons that certain
     assert math.isnan(ctrl.spread_up_to(math.nan))
+
+
+@settings(max_examples=60, deadline=None)
+@given(pairs=st.lists(st.tuples(st.sampled_from([0.01, 0.1, 0.5, 1.0, 2.0]) | st.floats(1e-4, 10.0),
+                                st.floats(0.0, 5.0)), min_size=1, max_size=160),
+       queries=st.lists(st.floats(0.0, 12.0), min_size=1, max_size=5))
+def test_the_spread_up_to_an_uncertainty_is_the_sample_variance_of_the_kept_comparisons_that_certain(pairs, queries):
+    """Asked on every call, it is kept as sorted running sums: it stays the plain sample variance
+    as comparisons arrive, fall out of the kept history, and tie in uncertainty."""
+    ctrl = ThresholdController(1.0, window=10)  # keeps the last 50 comparisons
+    for i, (u, e) in enumerate(pairs):
+        ctrl.observe(u, e)
+        if i % 7 == 0 or i == len(pairs) - 1:
+            kept = ctrl.state().history
+            for q in queries:
+                errors = [err for v, err in kept if v <= q]
+                got = ctrl.spread_up_to(q, minimum=3)
+                if len(errors) < 3:
+                    assert math.isnan(got)
+                else:
+                    assert got == pytest.approx(float(np.var(errors, ddof=1)), rel=1e-9, abs=1e-12)

@@ -62,6 +62,56 @@ def test_evidence_maximum_equals_a_full_bayesian_ridge_fit(n, p, noise, seed):
     assert np.allclose(sigma, exact, rtol=1e-6, atol=1e-9 * np.abs(exact).max())
 
 
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 60), extra=st.integers(1, 200), noise=st.floats(1e-4, 1.0), seed=st.integers(0, 10_000),
+       rank=st.sampled_from([None, 1, 3]))
+def test_the_evidence_maximum_from_fewer_rows_than_columns_is_the_full_eigenbasis_one(n, extra, noise, seed, rank):
+    """Given the rows themselves, a design with fewer rows than columns is decomposed through
+    its small ``X X^T`` (the columns' eigendecomposition is cubic in their number): the same
+    hyperparameters, weights and covariance as from ``X^T X`` alone, rank-deficient rows too."""
+    p = n + extra
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, p)) * rng.uniform(0.1, 10, size=p)
+    if rank is not None and rank < n:  # rows that repeat a few patterns
+        X = rng.normal(size=(n, rank)) @ X[:rank]
+    y = X @ rng.normal(size=p) + noise * rng.normal(size=n)
+    full, dual = EvidenceRidge(), EvidenceRidge()  # the surrogate's settings
+    c1, s1 = full.optimise(X.T @ X, X.T @ y, float(y @ y), n)
+    c2, s2 = dual.optimise(X.T @ X, X.T @ y, float(y @ y), n, rows=X)
+    # with fewer rows than columns the data can be fitted exactly: the residual behind the noise
+    # precision is a difference of near-equal sums and the evidence is flat along it, so both
+    # routes stop a rounding apart (3e-4 at worst over 1500 random designs), not bit for bit
+    assert dual.alpha_ == pytest.approx(full.alpha_, rel=2e-3)
+    assert dual.lambda_ == pytest.approx(full.lambda_, rel=2e-3)
+    assert np.allclose(c2, c1, rtol=2e-3, atol=2e-3 * np.abs(c1).max())
+    assert np.allclose(s2, s1, rtol=2e-3, atol=2e-3 * np.abs(s1).max())
+
+
+def test_a_soap_surrogate_refits_from_its_rows_while_they_are_fewer_than_its_features():
+    """Energies only (a Monte Carlo run's training set): the surrogate keeps its design rows while
+    they are fewer than its SOAP features, and forgets them once they are not; the posterior is
+    the one the Gram matrix alone gives."""
+    rng = np.random.default_rng(4)
+    base = molecule("CH3CH2OH")
+    frames = []
+    for _ in range(40):
+        a = base.copy()
+        a.positions += rng.normal(scale=0.05, size=a.positions.shape)
+        frames.append(a)
+    labelled = [{"energy": r["energy"]} for r in _labelled(frames)]
+    fast = SOAPBayesianRidge().fit(frames[:30], labelled[:30])
+    assert fast._design is not None and len(fast._design) == 30 < len(fast.coef_)
+    fast.fit(frames, labelled)  # appended: the rows grow with the data
+    slow = SOAPBayesianRidge().fit(frames[:30], labelled[:30])
+    slow._design = None  # as a store written before the rows were kept
+    slow.fit(frames, labelled)
+    assert fast._ridge.optimisations == slow._ridge.optimisations == 2
+    assert np.allclose(fast.coef_, slow.coef_, rtol=1e-6, atol=1e-9 * np.abs(slow.coef_).max())
+    assert np.allclose(fast.sigma_, slow.sigma_, rtol=1e-6, atol=1e-9 * np.abs(slow.sigma_).max())
+    test = frames[-1]
+    assert fast.predict(test).results["energy"] == pytest.approx(slow.predict(test).results["energy"], abs=1e-9)
+
+
 def test_a_noise_free_collinear_design_stays_finite():
     """Data a linear model fits exactly, with duplicated columns (zero eigenvalues): the residual
     computed from the statistics cancels to rounding, which once drove the evidence updates to

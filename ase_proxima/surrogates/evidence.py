@@ -11,7 +11,10 @@ Two kinds of solve:
 
 * :meth:`EvidenceRidge.optimise`: the evidence maximum, in the eigenbasis of ``G`` (one
   symmetric eigendecomposition, then cheap iterations), as ``BayesianRidge.fit`` on the full
-  design gives it;
+  design gives it.  While the design has fewer rows than columns (a run's first hundreds of
+  energies against a SOAP spectrum of hundreds or thousands of features), ``G`` has no more
+  nonzero eigenvalues than rows, and they come from the small matrix ``X X^T`` of the rows
+  themselves, given: the columns' own decomposition, cubic in their number, is never needed;
 * :meth:`EvidenceRidge.update`: the posterior for new statistics at the hyperparameters in
   hand, used between optimisations: given the rows added since the last solve, a low-rank
   (Woodbury) update of the covariance, whose cost does not grow with the rows behind it and is a
@@ -61,22 +64,39 @@ class EvidenceRidge:
         self.optimisations = 0
 
     def solve(self, gram: np.ndarray, xty: np.ndarray, yty: float, n: int,
-              new_rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+              new_rows: np.ndarray | None = None, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and covariance for the statistics, re-optimising on schedule
-        (``new_rows``: the design rows added since the last solve, where known)."""
+        (``new_rows``: the design rows added since the last solve, where known; ``rows``: every
+        row behind ``gram``, where kept, see :meth:`optimise`)."""
         due = (self.alpha_ is None or n >= self.regrow * self.optimised_rows or self.updates_since >= self.every)
         if not due:
             try:
                 return self.update(gram, xty, new_rows)
             except np.linalg.LinAlgError:  # lost definiteness: the eigenbasis route is safe
                 pass
-        return self.optimise(gram, xty, yty, n)
+        return self.optimise(gram, xty, yty, n, rows)
 
-    def optimise(self, gram: np.ndarray, xty: np.ndarray, yty: float, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Maximise the evidence over ``alpha`` and ``lambda``; the posterior at the maximum."""
-        gram = 0.5 * (gram + gram.T)
-        ev, V = eigh(gram)
-        ev = np.clip(ev, 0.0, None)
+    @staticmethod
+    def _eigenpairs(gram: np.ndarray, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Eigenvalues (clipped at 0) and eigenvectors (columns) of ``gram``; from ``rows`` (the
+        design whose ``X^T X`` it is) when they are fewer than the columns: only the pairs of
+        nonzero eigenvalue then, those of ``X X^T`` carried over (``V = X^T U / sqrt(w)``), the
+        rest being the null space, where the posterior is the prior's."""
+        if rows is not None and 0 < len(rows) < len(gram):
+            small = rows @ rows.T
+            w, U = eigh(0.5 * (small + small.T))
+            keep = w > _EPS * len(rows) * max(float(w.max()), 0.0)  # below that: rounding of a zero
+            w, U = w[keep], U[:, keep]
+            return w, (rows.T @ U) / np.sqrt(w)
+        ev, V = eigh(0.5 * (gram + gram.T))
+        return np.clip(ev, 0.0, None), V
+
+    def optimise(self, gram: np.ndarray, xty: np.ndarray, yty: float, n: int,
+                 rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Maximise the evidence over ``alpha`` and ``lambda``; the posterior at the maximum.
+        ``rows``: the design ``X`` itself (``gram`` is ``X^T X``), which makes this cheap while it
+        has fewer rows than columns; the answer is the same."""
+        ev, V = self._eigenpairs(gram, rows)
         z = V.T @ xty  # X^T y in the eigenbasis
         # first guess (or the last maximum): the fixed point does not depend on it
         alpha = 1.0 / (yty / max(n, 1) + _EPS) if self.alpha_ is None else self.alpha_
@@ -101,7 +121,10 @@ class EvidenceRidge:
         self.alpha_, self.lambda_ = float(alpha), float(lam)
         zc = z / (ev + max(lam / alpha, jitter))
         self.coef_ = V @ zc
-        self.sigma_ = (V / (alpha * ev + lam)) @ V.T
+        if V.shape[1] < len(gram):  # the null space's covariance is the prior's, 1 / lambda
+            self.sigma_ = np.eye(len(gram)) / lam + (V * (1.0 / (alpha * ev + lam) - 1.0 / lam)) @ V.T
+        else:
+            self.sigma_ = (V / (alpha * ev + lam)) @ V.T
         self.optimised_rows, self.updates_since = n, 0
         self.optimisations += 1
         return self.coef_, self.sigma_

@@ -91,6 +91,7 @@ class SOAPBayesianRidge(Surrogate):
         self._cache: dict[bytes, tuple[np.ndarray, np.ndarray | None]] = {}
         self._layouts: dict[tuple[bytes, tuple[str, ...]], tuple[frozenset[str], list[np.ndarray], np.ndarray]] = {}
         self._gram: np.ndarray | None = None  # [A b]^T [A b] of every design row so far
+        self._design: np.ndarray | None = None  # A itself, while it has fewer rows than columns
         self._acc_keys: list[bytes] = []
         self._n_rows = 0
         self._basis_size = 0
@@ -268,7 +269,7 @@ class SOAPBayesianRidge(Surrogate):
             self._cache = {k: v for k, v in self._cache.items() if k in wanted}
             self._ridge = EvidenceRidge()
             self._set_basis(described, results)
-            self._gram, self._n_rows = None, 0
+            self._gram, self._design, self._n_rows = None, None, 0
             self._basis_size = len(images)
         if not described:  # nothing new to fold in
             self.coef_, self.sigma_ = self._solve(np.empty((0, len(self._gram) - 1)))
@@ -276,6 +277,9 @@ class SOAPBayesianRidge(Surrogate):
         A, b = self._rows(described, results[first:])
         block = np.column_stack([A, b])
         self._gram = block.T @ block if self._gram is None else self._gram + block.T @ block
+        # the rows make the evidence maximum cheap while fewer than the columns (EvidenceRidge)
+        rows = A if self._n_rows == 0 else None if self._design is None else np.vstack([self._design, A])
+        self._design = rows if rows is not None and len(rows) < A.shape[1] else None
         self._n_rows += len(A)
         self._acc_keys = keys
         self.coef_, self.sigma_ = self._solve(A)
@@ -325,7 +329,8 @@ class SOAPBayesianRidge(Surrogate):
         of ``[A b]``: ``A^T A``, ``A^T b`` and ``|b|^2`` with the true row count (``new_rows``:
         the rows of ``A`` added since the last solve)."""
         g = self._gram
-        coef, sigma = self._ridge.solve(g[:-1, :-1], g[:-1, -1], float(g[-1, -1]), self._n_rows, new_rows)
+        coef, sigma = self._ridge.solve(g[:-1, :-1], g[:-1, -1], float(g[-1, -1]), self._n_rows, new_rows,
+                                        rows=self._design)
         return np.array(coef), np.array(sigma)
 
     def predict(self, atoms: Atoms, properties: Sequence[str] | None = None) -> Prediction:
@@ -357,6 +362,8 @@ class SOAPBayesianRidge(Surrogate):
         arrays = {"coef": self.coef_, "sigma": self.sigma_, "gram": self._gram, "e_ref": self._e_ref,
                   "mu": self._mu, "scale": self._scale,
                   "keys": np.frombuffer(b"".join(self._acc_keys), np.uint8).reshape(len(self._acc_keys), -1)}
+        if self._design is not None:
+            arrays["design"] = self._design
         meta = {"species": list(self.species_), "periodic": bool(self.periodic_), "y_mean": self._y_mean,
                 "n_rows": self._n_rows, "basis_size": self._basis_size, "evidence": self._ridge.state()}
         return FittedState(arrays, meta)
@@ -371,6 +378,9 @@ class SOAPBayesianRidge(Surrogate):
         else:  # a store written when the factor was kept triangular: R^T R is the same statistic
             R = np.array(a["acc"], float)
             self._gram = R.T @ R
+        # without the rows (a store written before they were kept) the next optimisation works
+        # from the Gram matrix alone: the same posterior, at a larger cost
+        self._design = np.array(a["design"], float) if "design" in a else None
         self._e_ref = np.array(a["e_ref"], float)
         self._mu, self._scale = np.array(a["mu"], float), np.array(a["scale"], float)
         self._acc_keys = [bytes(row) for row in np.asarray(a["keys"], np.uint8)]
