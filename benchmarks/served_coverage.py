@@ -267,7 +267,7 @@ def price(seeds: int, steps: int, out: Path, tag: str) -> dict[str, Any]:
     rows = []
     for seed in range(seeds):
         calc = ProximaCalculator(target=make_target(spec), error_bound=0.002, seed=seed)
-        t_target, t_proxima, _ = cost._mc_side_by_side(ch4, spec, calc, steps, 500.0, 0.003, seed=seed + 1)
+        t_target, t_proxima, _, _ = cost._mc_side_by_side(ch4, spec, calc, steps, 500.0, 0.003, seed=seed + 1)
         row = cost._row(calc, t_target, t_proxima, seed=seed)
         rows.append({k: row[k] for k in ("seed", "speedup", "served_fraction", "audits", "audit_share",
                                          "target_calls", "served_error_upper")})

@@ -228,7 +228,9 @@ class SOAPBayesianRidge(Surrogate):
         remove), and the Bayesian ridge is solved from it
         (:class:`~.evidence.EvidenceRidge`: the evidence maximum on a schedule,
         a Cholesky solve at fixed hyperparameters in between), which gives the
-        posterior of the full design matrix at O(p^3) cost.  Feature scaling and
+        posterior of the full design matrix at O(p^3) cost; while the rows are
+        fewer than the features they are kept too, and the evidence maximum
+        comes from their own small product, at O(m^2 p).  Feature scaling and
         reference energies are frozen between rebuilds; a rebuild from scratch
         happens when species or periodicity change, when the data were not
         appended, and whenever the set has doubled, up to 256 structures.
