@@ -140,7 +140,7 @@ def _in_turns(drivers: list[Any], steps: int, block: int) -> tuple[float, ...]:
 
 # ----------------------------------------------------------------------------- MD
 def _md_side_by_side(start: Callable[[], Atoms], target: Any, calc: ProximaCalculator, steps: int,
-                     temperature: float, seed: int, block: int = 25) -> tuple[float, float, list]:
+                     temperature: float, seed: int, block: int = 25) -> tuple[float, float, list, float]:
     """The same MD (same start, same velocities) with the target alone and with Proxima, advanced
     in turns of ``block`` steps, which goes first alternating: the host's speed, which drifts
     by tens of per cent over seconds here, is shared by both sides.  Returns the two wall times,
