@@ -110,6 +110,10 @@ def test_a_soap_surrogate_refits_from_its_rows_while_they_are_fewer_than_its_fea
     assert np.allclose(fast.sigma_, slow.sigma_, rtol=1e-6, atol=1e-9 * np.abs(slow.sigma_).max())
     test = frames[-1]
     assert fast.predict(test).results["energy"] == pytest.approx(slow.predict(test).results["energy"], abs=1e-9)
+    small = SOAPBayesianRidge(n_max=1, l_max=0).fit(frames[:10], labelled[:10])  # 19 columns
+    assert small._design is not None and len(small._design) == 10
+    small.fit(frames, labelled)  # 40 rows: more than the columns, the Gram matrix alone from here on
+    assert small._design is None
 
 
 def test_a_noise_free_collinear_design_stays_finite():
