@@ -157,7 +157,7 @@ def _mc(args: argparse.Namespace) -> int:
                   steps=args.steps, step_size=args.step_size, error_bound=args.error_bound, threshold=args.threshold,
                   retrain=args.retrain, uncertainty=args.uncertainty, audit_fraction=args.audit_fraction,
                   train_forces=args.train_forces, seed=args.seed, threads=args.threads, cost_aware=args.cost_aware,
-                  baseline=args.baseline)
+                  baseline=args.baseline, inner_steps=args.inner_steps, burn_in=args.burn_in)
     return _run_job(MCJob, params, args.out, args.overwrite, args.resume, args.quiet)
 
 
@@ -248,7 +248,14 @@ def build_parser() -> argparse.ArgumentParser:
     mc = sub.add_parser("mc", formatter_class=_HELP, help="Metropolis Monte Carlo of a molecule, target alone or through Proxima")
     mc.add_argument("--molecule", default="CH4", help="a name of ase.build.molecule")
     mc.add_argument("--target", default="pyscf:hf/6-31g*", help="emt | pyscf:hf/BASIS | pyscf:dft/XC/BASIS")
-    mc.add_argument("--method", choices=("proxima", "fixed", "baseline"), default="proxima")
+    mc.add_argument("--method", choices=("proxima", "fixed", "baseline", "exact"), default="proxima",
+                    help="proxima: bounded-error answers; fixed: a fixed threshold; baseline: the target alone; "
+                         "exact: the target's own distribution, proposals screened by a surrogate it learns")
+    mc.add_argument("--inner-steps", type=int, default=25,
+                    help="exact: surrogate steps per target evaluation (1: delayed acceptance, more: a nested chain, "
+                         "whose larger moves per target call pay where the surrogate is good)")
+    mc.add_argument("--burn-in", type=int, default=None,
+                    help="exact: steps the surrogate learns for, then frozen (default 300, not samples)")
     mc.add_argument("--temperature", type=float, default=500.0, help="K")
     mc.add_argument("--steps", type=int, default=1000)
     mc.add_argument("--step-size", type=float, default=0.003, help="largest displacement per component, A")

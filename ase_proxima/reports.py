@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["report", "report_run", "report_store", "report_sweep", "store_stats"]
+__all__ = ["report", "report_exact", "report_run", "report_store", "report_sweep", "store_stats"]
 
 
 def report(path: str | os.PathLike) -> list[Path]:
@@ -113,6 +113,8 @@ def report_run(run: str | os.PathLike) -> list[Path]:
 
     run = Path(run)
     rep = json.loads((run / "stats.json").read_text())
+    if "exact" in rep:
+        return report_exact(run, rep)
     stats = rep.get("stats")
     log_path = run / "store" / "calls.csv"
     if stats is None or not log_path.exists():
@@ -130,6 +132,46 @@ def report_run(run: str | os.PathLike) -> list[Path]:
     if perf:
         sections.append((f"Predicted time of the GPU-able parts: {rep['perf_prediction']['note']}", perf))
     _html(page, title, png.name, sections)
+    return [png, page]
+
+
+def report_exact(run: Path, rep: Mapping[str, Any]) -> list[Path]:
+    """An exact Monte Carlo run: the state's energy and radius of gyration per step (the burn-in,
+    during which the screen learned, shaded) and the chain's statistics."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from ase.io.trajectory import Trajectory
+
+    from .workflows.mc import radius_of_gyration
+
+    energy, rog, current = [], [], None
+    with Trajectory(run / "mc.traj", "r") as frames:
+        for i in range(len(frames)):
+            rec = frames[i]
+            if current is None or rec.info["accepted"]:
+                current = rec
+            energy.append(current.get_potential_energy())
+            rog.append(radius_of_gyration(current))
+    e = rep["exact"]
+    title = textwrap.fill(f"{run.name}: exact chain, {e['steps']} steps, {e['target_calls']} target calls, "
+                          f"{e['target_calls_per_effective_sample']:.3g} per effective sample", 100)
+    fig, axes = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
+    for ax, values, label in ((axes[0], energy, "energy (eV)"), (axes[1], rog, "radius of gyration (A)")):
+        ax.plot(np.arange(len(values)) - 1, values, lw=0.7)
+        ax.axvspan(-1, e["burn_in"], color="0.85", label="burn-in (the screen learns)")
+        ax.set_ylabel(label)
+    axes[0].legend(fontsize=8)
+    axes[1].set_xlabel("step")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    png = run / "report.png"
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+    page = run / "report.html"
+    table = {k: v for k, v in rep.items() if k not in ("exact", "job")}
+    _html(page, title, png.name, [("", table), ("Exact chain", dict(e))])
     return [png, page]
 
 

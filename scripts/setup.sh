@@ -20,8 +20,8 @@ PY=${PYTHON:-python3}
 DP_ENABLE_TENSORFLOW=0 DP_ENABLE_PYTORCH=1 DP_VARIANT=cpu \
     .venv/bin/python -m pip install --quiet --no-binary deepmd-kit -e ".[plots,qc,xtb,test,asap,nn,deepmd,cluster]"
 
-debian_psi4() {
-    /usr/bin/python3 -c "import sys; sys.path.append('/usr/lib/x86_64-linux-gnu'); import psi4, scipy" 2>/dev/null
+debian_psi4() {  # in a scratch directory: psi4 leaves timer.dat in its working directory on exit
+    (cd "$(mktemp -d)" && /usr/bin/python3 -c "import sys; sys.path.append('/usr/lib/x86_64-linux-gnu'); import psi4, scipy") 2>/dev/null
 }
 if [ ! -x .venv-psi4/bin/python ]; then
     if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then

@@ -98,10 +98,12 @@ class Job:
 
     #: the error metric of the run (a field in jobs that let the user choose)
     error_metric: ClassVar[str] = "energy"
+    #: methods of this workflow beyond :data:`METHODS` (their calculator is the target itself)
+    extra_methods: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.method not in METHODS + self.extra_methods:
+            raise ValueError(f"method must be one of {METHODS + self.extra_methods}, got {self.method!r}")
         if self.method == "fixed" and self.threshold is None:
             raise ValueError("method 'fixed' needs a threshold")
         if not self.error_bound > 0:
@@ -149,8 +151,13 @@ class Job:
         return ""
 
     # -------------------------------------------------------------- run
+    @property
+    def uses_proxima(self) -> bool:
+        """Does the workflow run through a ProximaCalculator (else with the target itself)?"""
+        return self.method in ("proxima", "fixed")
+
     def calculator(self, target: Any, out: Path) -> Any:
-        if self.method == "baseline":
+        if not self.uses_proxima:
             return target
         from ..calculator import ProximaCalculator
 
@@ -165,7 +172,7 @@ class Job:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         calc = self.calculator(target, out)
-        proxima = self.method != "baseline"
+        proxima = self.uses_proxima
         try:
             with thread_limits(self.threads, pyscf=self.target.startswith("pyscf")):
                 fields_ = self.execute(calc, out, progress)

@@ -6,13 +6,18 @@ with the calculator's checkpoint), ``store/`` (Proxima's training data, call log
 for the baseline), ``run.png`` and ``stats.json`` (the report: inputs, MC observables over the
 whole walk, Proxima's statistics, the GPU prediction).  Running the job again on the directory
 (``ase-proxima mc --resume``) continues a killed walk from its last checkpoint.
+
+``method='exact'`` samples the target's own distribution with an
+:class:`~.exact_mc.ExactMonteCarlo` chain whose proposals a surrogate learned during the burn-in
+screens (on the ``baseline`` calculator, when one is named); its report adds the chain's
+statistics under ``exact``.  Such a chain cannot be resumed (its screen is part of its kernel).
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from .job import Job
 
@@ -36,6 +41,10 @@ class MCJob(Job):
     uncertainty: str = "posterior"  # posterior | distance
     train_forces: bool = False
     seed: int = 0
+    inner_steps: int = 25  # method="exact": screen steps per target evaluation (1: delayed acceptance)
+    burn_in: int | None = None  # method='exact': steps the screen learns for (None: the driver's default)
+
+    extra_methods: ClassVar[tuple[str, ...]] = ("exact",)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -43,6 +52,16 @@ class MCJob(Job):
             raise ValueError(f"uncertainty must be posterior or distance, got {self.uncertainty!r}")
         if self.steps < 1:
             raise ValueError("steps must be >= 1")
+        if not (isinstance(self.inner_steps, int) and self.inner_steps >= 1):
+            raise ValueError(f"inner_steps must be an integer >= 1, got {self.inner_steps!r}")
+        if self.method == "exact":
+            from .exact_mc import DEFAULT_BURN_IN
+
+            burn_in = DEFAULT_BURN_IN if self.burn_in is None else self.burn_in
+            if not (isinstance(burn_in, int) and 0 <= burn_in < self.steps):
+                raise ValueError(f"an exact chain needs a burn-in from 0 to steps - 1 ({self.steps - 1}), got "
+                                 f"{burn_in!r}{' (the default)' if self.burn_in is None else ''}: the burn-in "
+                                 "steps are not samples")
 
     def check(self):
         """The target, after checking the molecule's name (``ValueError`` for either)."""
@@ -79,6 +98,8 @@ class MCJob(Job):
         traj, state_path = out / "mc.traj", out / "mc_state.json"
         atoms = molecule(self.molecule)
         atoms.calc = calc
+        if self.method == "exact":
+            return self._exact(atoms, traj, progress)
         resumed = state_path.exists()
         mc = MonteCarlo(atoms, temperature_K=self.temperature, step_size=self.step_size, rng=self.seed,
                         trajectory=traj, append_trajectory=resumed)
@@ -103,11 +124,37 @@ class MCJob(Job):
         return {"molecule": self.molecule, "steps": summary["steps"], "seed": self.seed,
                 "temperature_K": self.temperature, "step_size_A": self.step_size, "resumed": resumed,
                 "wall_time_s": wall_before + time.perf_counter() - t0,
-                "target_time_s": summary["call_time_s"] if self.method == "baseline" else None,
+                "target_time_s": summary["call_time_s"] if not self.uses_proxima else None,
                 "acceptance_ratio": summary["acceptance_ratio"], "mean_rog_A": summary["mean_rog"],
                 "rog_kind": "mass-weighted"}
 
+    def _exact(self, atoms: Any, traj: Path, progress: bool) -> dict[str, Any]:
+        """The exact chain (no checkpoints: it cannot be resumed)."""
+        from ..screens import LearnedScreen
+        from .exact_mc import ExactMonteCarlo
+
+        if traj.exists():
+            raise ValueError(f"{traj} exists: an exact Monte Carlo chain cannot be resumed (its learned screen "
+                             "is not saved); run into a new directory or with --overwrite")
+        mc = ExactMonteCarlo(atoms, temperature_K=self.temperature, step_size=self.step_size,
+                             screen=LearnedScreen(baseline=self.make_baseline()), inner_steps=self.inner_steps,
+                             burn_in=self.burn_in, rng=self.seed, trajectory=traj)
+        result = mc.run(self.steps, progress=progress)
+        samples = mc.samples()
+        return {"molecule": self.molecule, "steps": self.steps, "seed": self.seed,
+                "temperature_K": self.temperature, "step_size_A": self.step_size, "resumed": False,
+                "wall_time_s": result.wall_time, "target_time_s": mc.stats["time_target"],
+                "acceptance_ratio": result.acceptance_ratio, "mean_rog_A": float(samples["rog"].mean()),
+                "mean_energy_eV": float(samples["energy"].mean()), "rog_kind": "mass-weighted",
+                "exact": mc.stats}
+
     def headline(self, report: dict[str, Any]) -> str:
+        if self.method == "exact":
+            e = report["exact"]
+            return (f"exact chain, {self.steps} steps ({e['burn_in']} burn-in) at {self.temperature} K: "
+                    f"{e['target_calls']} target calls, acceptance {e['first_stage_acceptance']:.2f} (screen) "
+                    f"x {e['second_stage_acceptance']:.2f} (target), {e['target_calls_per_effective_sample']:.1f} "
+                    f"target calls per effective sample, mean radius of gyration {report['mean_rog_A']:.4f} A")
         return (f"{self.steps} MC steps at {self.temperature} K: acceptance {report['acceptance_ratio']:.2f}, "
                 f"mean radius of gyration {report['mean_rog_A']:.4f} A, wall {report['wall_time_s']:.1f} s")
 
