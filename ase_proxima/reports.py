@@ -2,10 +2,11 @@
 
 A run directory (``stats.json`` and ``store/`` of demo / mc / a sweep task) gets the run's
 panels (threshold and alpha, error against the bound, surrogate usage, time breakdown) and its
-statistics.  A sweep directory (``results.csv``) gets the thesis's figures: speed-up per
-temperature with the harmonic mean over temperatures, achieved error over bound against the
-bound, and per method the radius of gyration (Monte Carlo) or the liquid ratio (SLUSCHI) per
-temperature with error bars.
+statistics.  An exact Monte Carlo run (``mc --method exact``) gets its chain's energy and radius
+of gyration per step, the burn-in shaded, and the chain's statistics.  A sweep directory
+(``results.csv``) gets the thesis's figures: speed-up per temperature with the harmonic mean over
+temperatures, achieved error over bound against the bound, and per method the radius of gyration
+(Monte Carlo) or the liquid ratio (SLUSCHI) per temperature with error bars.
 """
 from __future__ import annotations
 
