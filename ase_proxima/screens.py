@@ -67,7 +67,7 @@ class CalculatorScreen:
     def __init__(self, calc: Calculator) -> None:
         if isinstance(calc, type):
             raise TypeError(f"the screen must be a calculator instance, not the class {calc.__name__}")
-        if not hasattr(calc, "get_potential_energy") and not hasattr(calc, "get_property"):
+        if not hasattr(calc, "get_potential_energy"):
             raise TypeError(f"the screen must be an ASE calculator or a Screen, got {calc!r}")
         self.calc = calc
         self.calls, self.seconds = 0, 0.0
