@@ -58,6 +58,12 @@ class Screen(Protocol):
     def summary(self) -> dict[str, Any]:
         """Calls, seconds and fits, for the driver's statistics."""
 
+    def state(self) -> dict[str, Any]:
+        """Plain JSON that :meth:`restore` rebuilds the screen from (a checkpoint of the chain)."""
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Rebuild from :meth:`state`."""
+
 
 class CalculatorScreen:
     """An ASE calculator's energies as the screen (fixed: it never learns)."""
@@ -88,6 +94,13 @@ class CalculatorScreen:
         return None
 
     def freeze(self) -> None:
+        return None
+
+    def state(self) -> dict[str, Any]:
+        """Nothing to save: the calculator is the screen."""
+        return {}
+
+    def restore(self, state: dict[str, Any]) -> None:
         return None
 
     def summary(self) -> dict[str, Any]:
@@ -185,6 +198,39 @@ class LearnedScreen:
         if not self.frozen and len(self._atoms) >= self.min_training and len(self._atoms) > self._fitted_on:
             self._fit()
         self.frozen = True
+
+    def state(self) -> dict[str, Any]:
+        """What rebuilds this screen (plain JSON): its training structures and energies (the
+        corrections, with a baseline), how many its last fit used, and whether it is frozen.  No
+        model is saved: :meth:`restore` refits on the same data."""
+        first = self._atoms[0] if self._atoms else None
+        return {"numbers": [] if first is None else first.numbers.tolist(),
+                "cell": None if first is None else first.cell.array.tolist(),
+                "pbc": None if first is None else first.pbc.tolist(),
+                "positions": [a.positions.tolist() for a in self._atoms],
+                "energies": [r["energy"] for r in self._results], "fitted_on": self._fitted_on,
+                "frozen": self.frozen, "fits": self.fits, "version": self.version}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Rebuild from :meth:`state`: the same training data, refitted at once on what the last fit
+        used.  The refit is close to the saved screen but not identical (fitted in one go, its
+        evidence hyperparameters are optimised on all the data, where the running fits re-optimised
+        them on a schedule); an exact chain needs only that its screen stays one fixed function
+        from the resume on, not that it is the one it had before."""
+        from ase import Atoms
+
+        self._atoms = [Atoms(numbers=state["numbers"], positions=p, cell=state["cell"], pbc=state["pbc"])
+                       for p in state["positions"]]
+        self._results = [{"energy": float(e)} for e in state["energies"]]
+        n = int(state["fitted_on"])
+        if n:
+            if self.surrogate is None:
+                self.surrogate = default_surrogate(self._atoms[0])
+            t = time.perf_counter()
+            self.surrogate.fit(self._atoms[:n], self._results[:n])
+            self.fit_seconds += time.perf_counter() - t
+        self._fitted_on, self.frozen = n, bool(state["frozen"])
+        self.fits, self.version = int(state["fits"]), int(state["version"])
 
     def _fit(self) -> None:
         t = time.perf_counter()

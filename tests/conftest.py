@@ -83,6 +83,30 @@ def finite_difference_forces(calc, atoms: Atoms, h: float) -> np.ndarray:
     return numeric
 
 
+def kill_past_checkpoint(command: list[str], state: Path, steps: int, timeout: float = 120.0) -> int:
+    """Start ``command`` (a real process), SIGKILL it a little after its walk checkpoint
+    (``state``, a run's ``mc_state.json``) reaches ``steps``, so the trajectory holds steps the
+    checkpoint does not; returns the checkpointed step count."""
+    import json
+    import signal
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, *command])
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if json.loads(state.read_text())["walk"]["nsteps"] >= steps:
+                break
+        except (FileNotFoundError, json.JSONDecodeError):
+            pass
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return int(json.loads(state.read_text())["walk"]["nsteps"])
+
+
 def _pg_bin() -> Path | None:
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
     if found:

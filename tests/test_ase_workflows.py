@@ -10,7 +10,7 @@ import pytest
 from ase.build import bulk, molecule
 from ase.calculators.emt import EMT
 from ase.cluster import Icosahedron
-from conftest import CountingEMT, fixed_sequence
+from conftest import CountingEMT, fixed_sequence, kill_past_checkpoint
 
 from ase_proxima import ProximaCalculator
 
@@ -217,33 +217,16 @@ def test_2_slabs_get_forces():
 
 def test_5_a_killed_mc_run_resumes(tmp_path):
     import json
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
 
     from ase.io import read
 
     from ase_proxima.cli import main
 
+
     out = tmp_path / "mc"
-    cmd = [sys.executable, "-m", "ase_proxima.cli", "mc", "--target", "emt", "--steps", "20000", "--step-size",
-           "0.01", "--quiet", "--out", str(out)]
-    proc = subprocess.Popen(cmd)
-    state = out / "mc_state.json"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if json.loads(state.read_text())["walk"]["nsteps"] >= 100:
-                break
-        except (FileNotFoundError, json.JSONDecodeError):
-            pass
-        time.sleep(0.05)
-    time.sleep(0.3)  # a little past the checkpoint: the trajectory holds steps the state does not
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    done = json.loads(state.read_text())["walk"]["nsteps"]
+    cmd = ["-m", "ase_proxima.cli", "mc", "--target", "emt", "--steps", "20000", "--step-size", "0.01", "--quiet",
+           "--out", str(out)]
+    done = kill_past_checkpoint(cmd, out / "mc_state.json", 100)
     assert main(["mc", "--target", "emt", "--steps", str(done + 40), "--step-size", "0.01", "--quiet", "--out",
                  str(out), "--resume"]) == 0
     report = json.loads((out / "stats.json").read_text())

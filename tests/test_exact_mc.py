@@ -13,6 +13,7 @@ from ase.calculators.emt import EMT
 from ase.calculators.harmonic import HarmonicCalculator, HarmonicForceField
 from ase.cluster import Icosahedron
 from ase.units import kB
+from conftest import kill_past_checkpoint
 from scipy import stats
 
 from ase_proxima import ProximaCalculator
@@ -169,8 +170,6 @@ def test_bad_settings_are_refused() -> None:
         ExactMonteCarlo(wrapped, T, screen=_biased())
     with pytest.raises(TypeError, match="instance"):
         CalculatorScreen(EMT)
-    with pytest.raises(NotImplementedError, match="cannot be resumed"):
-        ExactMonteCarlo(atoms, T, screen=_biased()).state()
 
 
 @pytest.mark.parametrize("phi", [0.0, 0.5, 0.9])
@@ -213,9 +212,6 @@ def test_cli_exact_method_writes_its_statistics(tmp_path, capsys) -> None:
     assert main(["report", str(out)]) == 0
     page = (out / "report.html").read_text()
     assert "second_stage_acceptance" in page and (out / "report.png").stat().st_size > 0
-    assert main(["mc", "--method", "exact", "--target", "emt", "--molecule", "CH4", "--steps", "60",
-                 "--burn-in", "30", "--out", str(out), "--resume", "--quiet"]) == 2
-    assert "cannot be resumed" in capsys.readouterr().err
     # the default burn-in (300 steps) would leave a 60-step run no samples: refused before running
     assert main(["mc", "--method", "exact", "--target", "emt", "--steps", "60", "--out", str(tmp_path / "b"),
                  "--quiet"]) == 2
@@ -241,3 +237,54 @@ def test_a_learned_screen_on_a_baseline_learns_the_correction() -> None:
     probe.rattle(0.03, seed=99)
     learned = screen.surrogate.predict(probe, ["energy"]).results["energy"]
     assert screen.energy(probe) == pytest.approx(learned + baseline.get_potential_energy(probe))
+
+
+def test_a_saved_chain_continues_as_if_never_stopped() -> None:
+    def chain() -> ExactMonteCarlo:
+        atoms = Atoms("Ar", positions=[(0.0, 0.0, 0.0)])
+        atoms.calc = _target()
+        return ExactMonteCarlo(atoms, T, step_size=0.25, screen=_biased(), inner_steps=3, rng=7)
+
+    whole = chain()
+    whole.run(60)
+    first = chain()
+    first.run(30)
+    saved = json.loads(json.dumps(first.state()))  # plain JSON
+    second = chain()
+    second.restore(saved)
+    second.run(30)
+    np.testing.assert_array_equal(second.atoms.positions, whole.atoms.positions)
+    assert second.counts == whole.counts
+
+
+def test_a_learned_screen_is_rebuilt_from_its_state() -> None:
+    atoms = Icosahedron("Cu", 2)
+    atoms.calc = EMT()
+    mc = ExactMonteCarlo(atoms, 500.0, step_size=0.03, inner_steps=2, burn_in=30, rng=0)
+    mc.run(40)
+    rebuilt = LearnedScreen()
+    rebuilt.restore(json.loads(json.dumps(mc.screen.state())))
+    assert rebuilt.frozen and rebuilt.training_size == mc.screen.training_size and rebuilt.version == mc.screen.version
+    probe = atoms.copy()
+    probe.rattle(0.02, seed=3)
+    # refitted in one go: close to the running fits' model, not identical (see LearnedScreen.restore)
+    assert rebuilt.energy(probe) == pytest.approx(mc.screen.energy(probe), abs=0.01)
+
+
+def test_a_killed_exact_run_resumes(tmp_path) -> None:
+    from ase.io import read
+
+
+    out = tmp_path / "exact"
+    args = ["mc", "--method", "exact", "--target", "emt", "--step-size", "0.02", "--burn-in", "40", "--inner-steps",
+            "3", "--quiet", "--out", str(out)]
+    # killed past the burn-in: the screen is frozen, and refitted from the checkpoint's data
+    done = kill_past_checkpoint(["-m", "ase_proxima.cli", *args, "--steps", "20000"], out / "mc_state.json", 80)
+    assert done >= 80
+    assert main([*args, "--steps", str(done + 40), "--resume"]) == 0
+    report = json.loads((out / "stats.json").read_text())
+    assert report["resumed"] and report["steps"] == done + 40
+    e = report["exact"]
+    assert e["steps"] == done + 40 and e["samples"] == done + 40 - 40  # the history spans the whole chain
+    frames = read(out / "mc.traj", ":")
+    assert [f.info["step"] for f in frames] == list(range(-1, done + 40))

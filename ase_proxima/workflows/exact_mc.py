@@ -229,13 +229,50 @@ class ExactMonteCarlo(MonteCarlo):
         return self._accepted_count / len(self._history["accepted"]) if self._history["accepted"] else math.nan
 
     def state(self) -> dict[str, Any]:
-        """An exact chain's screen is part of its kernel and is not saved with the walk: resuming
-        one would sample with a different screen than it started with."""
-        raise NotImplementedError("an exact Monte Carlo chain cannot be resumed: its screen is not saved "
-                                  "with the walk; start a new chain (with burn_in) instead")
+        """What continues this chain (plain JSON): the walk's state, the counters, and the screen's
+        (its training data: a learned screen is refitted on them, see
+        :meth:`~ase_proxima.screens.LearnedScreen.restore`)."""
+        if not hasattr(self.screen, "state"):
+            raise NotImplementedError(f"the screen {type(self.screen).__name__} has no state(): this chain "
+                                      "cannot be saved")
+        return {**super().state(), "counts": dict(self.counts), "target_seconds": self.target_seconds,
+                "screen": self.screen.state()}
 
-    def restore(self, state: dict[str, Any]) -> None:
-        self.state()
+    def restore(self, state: dict[str, Any], trajectory: str | Path | None = None) -> None:
+        """Continue from :meth:`state`; with the chain's ``trajectory`` (steps before the saved one),
+        its history too, so that its statistics cover the whole chain."""
+        super().restore(state)
+        self.counts = {k: int(v) for k, v in state["counts"].items()}
+        self.target_seconds = float(state["target_seconds"])
+        self.screen.restore(state["screen"])
+        self._screen_x, self._screen_version = None, -1
+        if trajectory is not None:
+            self._history, self._accepted_count = _history_from(trajectory, self.nsteps)
+
+def _history_from(trajectory: str | Path, steps: int) -> tuple[dict[str, list], int]:
+    """A chain's per-step history rebuilt from its trajectory (one record per step's trial,
+    the decision in its info; the start first), for its first ``steps`` steps."""
+    from ase.io.trajectory import Trajectory
+
+    h: dict[str, list] = {k: [] for k in ("energies", "trials", "accepted", "rog", "times")}
+    current = None
+    with Trajectory(trajectory, "r") as frames:
+        for i in range(len(frames)):
+            rec = frames[i]
+            step = int(rec.info["step"])
+            if step < 0:
+                current = rec
+                continue
+            if step >= steps:
+                break
+            if rec.info["accepted"]:
+                current = rec
+            h["energies"].append(float(current.get_potential_energy()))
+            h["trials"].append(float(rec.get_potential_energy()))
+            h["accepted"].append(bool(rec.info["accepted"]))
+            h["rog"].append(radius_of_gyration(current))
+            h["times"].append(float(rec.info["call_time"]))
+    return h, int(sum(h["accepted"]))
 
 
 def tune(atoms: Atoms, temperature_K: float, settings: Iterable[tuple[float, int]], steps: int, screen: Any = None,

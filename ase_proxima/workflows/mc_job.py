@@ -10,7 +10,8 @@ whole walk, Proxima's statistics, the GPU prediction).  Running the job again on
 ``method='exact'`` samples the target's own distribution with an
 :class:`~.exact_mc.ExactMonteCarlo` chain whose proposals a surrogate learned during the burn-in
 screens (on the ``baseline`` calculator, when one is named); its report adds the chain's
-statistics under ``exact``.  Such a chain cannot be resumed (its screen is part of its kernel).
+statistics under ``exact``; its checkpoints carry the screen's training data, so a killed chain
+resumes too (its screen refitted on them).
 """
 from __future__ import annotations
 
@@ -99,7 +100,7 @@ class MCJob(Job):
         atoms = molecule(self.molecule)
         atoms.calc = calc
         if self.method == "exact":
-            return self._exact(atoms, traj, progress)
+            return self._exact(atoms, traj, state_path, progress)
         resumed = state_path.exists()
         mc = MonteCarlo(atoms, temperature_K=self.temperature, step_size=self.step_size, rng=self.seed,
                         trajectory=traj, append_trajectory=resumed)
@@ -128,25 +129,40 @@ class MCJob(Job):
                 "acceptance_ratio": summary["acceptance_ratio"], "mean_rog_A": summary["mean_rog"],
                 "rog_kind": "mass-weighted"}
 
-    def _exact(self, atoms: Any, traj: Path, progress: bool) -> dict[str, Any]:
-        """The exact chain (no checkpoints: it cannot be resumed)."""
+    def _exact(self, atoms: Any, traj: Path, state_path: Path, progress: bool) -> dict[str, Any]:
+        """The exact chain, checkpointed as the plain walk is; a killed one continues from its last
+        checkpoint, its learned screen refitted on the training data saved with it."""
+        import time
+
         from ..screens import LearnedScreen
+        from ..store import atomic_write
         from .exact_mc import ExactMonteCarlo
 
-        if traj.exists():
-            raise ValueError(f"{traj} exists: an exact Monte Carlo chain cannot be resumed (its learned screen "
-                             "is not saved); run into a new directory or with --overwrite")
+        resumed = state_path.exists()
         mc = ExactMonteCarlo(atoms, temperature_K=self.temperature, step_size=self.step_size,
                              screen=LearnedScreen(baseline=self.make_baseline()), inner_steps=self.inner_steps,
-                             burn_in=self.burn_in, rng=self.seed, trajectory=traj)
-        result = mc.run(self.steps, progress=progress)
-        samples = mc.samples()
-        return {"molecule": self.molecule, "steps": self.steps, "seed": self.seed,
-                "temperature_K": self.temperature, "step_size_A": self.step_size, "resumed": False,
-                "wall_time_s": result.wall_time, "target_time_s": mc.stats["time_target"],
-                "acceptance_ratio": result.acceptance_ratio, "mean_rog_A": float(samples["rog"].mean()),
-                "mean_energy_eV": float(samples["energy"].mean()), "rog_kind": "mass-weighted",
-                "exact": mc.stats}
+                             burn_in=self.burn_in, rng=self.seed, trajectory=traj, append_trajectory=resumed)
+        wall_before = 0.0
+        if resumed:
+            saved = json.loads(state_path.read_text())
+            _keep_steps_before(traj, int(saved["walk"]["nsteps"]))
+            mc.restore(saved["walk"], trajectory=traj)
+            wall_before = float(saved["wall_time_s"])
+        t0 = time.perf_counter()
+
+        def checkpoint() -> None:
+            payload = {"walk": mc.state(), "wall_time_s": wall_before + time.perf_counter() - t0}
+            atomic_write(state_path, json.dumps(payload).encode(), sync=False)
+
+        mc.attach(checkpoint, interval=CHECKPOINT_EVERY)
+        mc.run(max(self.steps - mc.nsteps, 0), progress=progress)
+        checkpoint()
+        samples, stats = mc.samples(), mc.stats
+        return {"molecule": self.molecule, "steps": stats["steps"], "seed": self.seed,
+                "temperature_K": self.temperature, "step_size_A": self.step_size, "resumed": resumed,
+                "wall_time_s": wall_before + time.perf_counter() - t0, "target_time_s": stats["time_target"],
+                "acceptance_ratio": mc.acceptance_ratio, "mean_rog_A": float(samples["rog"].mean()),
+                "mean_energy_eV": float(samples["energy"].mean()), "rog_kind": "mass-weighted", "exact": stats}
 
     def headline(self, report: dict[str, Any]) -> str:
         if self.method == "exact":
