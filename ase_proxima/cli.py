@@ -18,6 +18,11 @@ with a fixed threshold or under Proxima, written to a run directory (start
 cell, one line per finished run, summary, plot); ``--resume`` continues an
 interrupted study.
 
+``ase-proxima melt``: the melting point of an fcc metal with its standard error, from a
+first guess: SLUSCHI's scan of coexistence runs (temperatures chosen toward a liquid ratio of
+one half, then around the fitted melting point), as the target alone (``--method baseline``,
+``--workers`` processes) or with one Proxima learner for the whole scan; resumable.
+
 ``ase-proxima learn-curve``: held-out error against training size on a trajectory's
 structures, learning the target and (``--baseline``) target minus a baseline: what a
 baseline buys, seen before a long run.
@@ -174,6 +179,19 @@ def _sluschi(args: argparse.Namespace) -> int:
     return _run_job(SluschiJob, params, args.out, args.overwrite, args.resume, args.quiet)
 
 
+def _melt(args: argparse.Namespace) -> int:
+    from .workflows.melt_job import MeltJob
+
+    params = dict(target=args.target, method=args.method, error_bound=args.error_bound, metric=args.metric,
+                  audit_fraction=args.audit_fraction, workers=args.workers, guess=args.guess, runs=args.runs,
+                  temperatures=args.temperatures, step=args.step, resolution=args.resolution,
+                  target_se=args.target_se, seed=args.seed, element=args.element,
+                  lattice_constant=args.lattice_constant, size=tuple(args.size), timestep=args.timestep,
+                  run_steps=args.run_steps, average_steps=args.average_steps, extend_steps=args.extend_steps,
+                  max_extensions=args.max_extensions, threads=args.threads, cost_aware=args.cost_aware)
+    return _run_job(MeltJob, params, args.out, args.overwrite, args.resume, args.quiet)
+
+
 def _learn_curve(args: argparse.Namespace) -> int:
     """Held-out error against training size on a trajectory's structures, as the target itself and
     (with ``--baseline``) as target minus the baseline."""
@@ -312,6 +330,40 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("--resume", action="store_true", help="continue the runs already in --out")
     sl.add_argument("--quiet", action="store_true", help="no progress bars")
     sl.set_defaults(func=_sluschi)
+
+    me = sub.add_parser("melt", formatter_class=_HELP,
+                        help="the melting point of an fcc metal from a scan of coexistence runs (SLUSCHI), with its "
+                             "standard error")
+    me.add_argument("--element", default="Al")
+    me.add_argument("--lattice-constant", type=float, default=3.994, help="A (ASE EMT's Al)")
+    me.add_argument("--guess", type=float, required=True, help="first guess of the melting point, K")
+    me.add_argument("--target", default="asap3", help="asap3 (ASAP's EMT) | emt (ASE's) | a LAMMPS target spec")
+    me.add_argument("--method", choices=("proxima", "baseline"), default="proxima",
+                    help="baseline: the target alone")
+    me.add_argument("--error-bound", type=float, default=0.06, help="eV/A, on the served forces")
+    me.add_argument("--metric", choices=("forces_mean", "forces_max"), default="forces_mean")
+    me.add_argument("--audit-fraction", type=float, default=0.05)
+    me.add_argument("--size", type=int, nargs=3, default=(3, 3, 3), help="fcc cells before doubling along z")
+    me.add_argument("--runs", type=int, default=8, help="coexistence runs per temperature")
+    me.add_argument("--temperatures", type=int, default=5, help="temperatures (batches of runs) at most")
+    me.add_argument("--step", type=float, default=50.0, help="K: the move while the crossing is not bracketed")
+    me.add_argument("--resolution", type=float, default=5.0, help="K: temperatures are rounded to this")
+    me.add_argument("--target-se", type=float, default=0.0, help="K: stop once Tm's standard error is this small")
+    me.add_argument("--timestep", type=float, default=4.0, help="fs")
+    me.add_argument("--run-steps", type=int, default=1500)
+    me.add_argument("--average-steps", type=int, default=250, help="steps per averaged snapshot")
+    me.add_argument("--extend-steps", type=int, default=500, help="steps added to a run the movement left undecided")
+    me.add_argument("--max-extensions", type=int, default=2, help="after these, the structure decides")
+    me.add_argument("--workers", type=int, default=1, help="processes (the target alone only)")
+    me.add_argument("--seed", type=int, default=0)
+    me.add_argument("--threads", type=int, default=1, help="threads per process (BLAS, OpenMP)")
+    me.add_argument("--no-cost-aware", dest="cost_aware", action="store_false",
+                    help="serve whatever the target costs (a cheap target standing in for a costly one)")
+    me.add_argument("--out", default="runs/melt")
+    me.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
+    me.add_argument("--resume", action="store_true", help="continue the scan already in --out")
+    me.add_argument("--quiet", action="store_true", help="no progress bars")
+    me.set_defaults(func=_melt)
 
     sw = sub.add_parser("sweep", formatter_class=_HELP, help="a grid of MC or SLUSCHI runs (temperatures x seeds x methods x bounds) on "
                                       "a process pool or Parsl; re-running skips finished tasks")

@@ -19,7 +19,9 @@ The method, in the order :class:`Coexistence` runs it:
      displacement between the last two block averages, minimum image, is
      taken separately over the atoms that started in each half.  Below
      ``solid_movement`` (0.5 A) a half is solid, above ``liquid_movement``
-     (1.0 A) liquid; the run is solid or liquid when both halves agree;
+     (1.0 A) liquid; the run is solid or liquid when both halves agree.  An
+     undecided run is extended by ``extend_steps``, up to ``max_extensions``
+     times, and judged again on its last two blocks (SLUSCHI extends too);
    * **structure**: the fraction of solid-like atoms from the ten Wolde-Frenkel
      bond-order criterion (freud's ``SolidLiquid``: an atom with at least
      ``solid_bonds`` neighbours whose normalised q6 vectors overlap by more
@@ -27,6 +29,10 @@ The method, in the order :class:`Coexistence` runs it:
      it counts *correlated* local order, which thermal noise in a hot crystal
      does not destroy and a liquid does not have; it needs no reference
      structure, unlike common neighbour analysis.
+
+   The run's ``verdict`` is the movement label when that decided it, else
+   the structure label when that is 'solid' or 'liquid' (``decided_by``
+   says which), else 'undecided'.
 
 The liquid ratio over runs and, from ratios at several temperatures, the
 melting point by SLUSCHI's logistic likelihood (:func:`fit_melting_point`) are
@@ -65,6 +71,7 @@ __all__ = [
     "solid_like_fraction",
     "classify_structure",
     "movement_label",
+    "final_verdict",
     "liquid_ratio",
     "fit_melting_point",
 ]
@@ -101,6 +108,8 @@ class CoexistenceConfig:
     solid_movement: float = 0.5
     liquid_movement: float = 1.0
     solid_bonds: int = 6
+    extend_steps: int = 0
+    max_extensions: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -112,12 +121,15 @@ class CoexistenceConfig:
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
-        for name in ("equilibrate_steps", "melt_steps", "run_steps", "runs", "average_steps"):
+        for name in ("equilibrate_steps", "melt_steps", "run_steps", "runs", "average_steps", "extend_steps",
+                     "max_extensions"):
             v = getattr(self, name)
             if int(v) != v or v < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
         if self.runs < 1 or self.run_steps < 2 * self.average_steps or self.average_steps < 1:
             raise ValueError("need runs >= 1 and run_steps >= 2 * average_steps >= 2 (two blocks to compare)")
+        if self.max_extensions and (self.extend_steps < self.average_steps or self.extend_steps % self.average_steps):
+            raise ValueError("extend_steps must be a positive multiple of average_steps when max_extensions > 0")
         if not 0 < self.solid_movement <= self.liquid_movement:
             raise ValueError("need 0 < solid_movement <= liquid_movement")
         if self.melt_temperature <= self.temperature:
@@ -143,6 +155,18 @@ class RunOutcome:
     steps: int
     wall_time: float
     calc_stats: dict[str, Any] = field(default_factory=dict)
+    extensions: int = 0  # times the run was extended while movement left it undecided
+    verdict: str = ""  # the run's phase by the stated rule: movement, else structure, else 'undecided'
+    decided_by: str = ""  # 'movement', 'structure' or 'none'
+    temperature: float = math.nan  # the thermostat's, K
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunOutcome:
+        return cls(**{**d, "movement": tuple(d["movement"])})
+
+    def __post_init__(self) -> None:
+        if not self.verdict:  # records written before the rule existed
+            self.verdict, self.decided_by = final_verdict(self.label, self.structure_label)
 
 
 # ----------------------------------------------------------- classification
@@ -186,6 +210,16 @@ def movement_label(movement: Sequence[float], solid_below: float = 0.5, liquid_a
     return "undecided"
 
 
+def final_verdict(movement: str, structure: str) -> tuple[str, str]:
+    """A run's phase and what decided it: the movement label when it is 'solid' or 'liquid',
+    else the structure label when it is, else ('undecided', 'none')."""
+    if movement in ("solid", "liquid"):
+        return movement, "movement"
+    if structure in ("solid", "liquid"):
+        return structure, "structure"
+    return "undecided", "none"
+
+
 # ------------------------------------------------------------------ statistics
 def liquid_ratio(labels: Sequence[str]) -> tuple[float, float]:
     """Fraction of runs that ended liquid, and its binomial standard error."""
@@ -202,7 +236,8 @@ def fit_melting_point(temperatures: Sequence[float], n_liquid: Sequence[int], n_
 
     SLUSCHI's model: P(liquid | T) = 1 / (1 + exp(g (Tm - T) / (2 kB T Tm))), g in eV
     (a latent-heat-like sharpness).  Returns Tm, g and Tm's standard error from
-    the inverse Hessian of the negative log-likelihood.
+    the inverse Hessian of the negative log-likelihood (``cov``: that inverse, over Tm and
+    log g; ``None`` where it is not positive definite).
     """
     from scipy.optimize import minimize
 
@@ -214,6 +249,8 @@ def fit_melting_point(temperatures: Sequence[float], n_liquid: Sequence[int], n_
 
     def nll(x: np.ndarray) -> float:
         tm, log_g = x
+        if not tm > 0 or log_g > 700:  # outside the model (the simplex may step there)
+            return math.inf
         z = np.exp(log_g) * (tm - t) / (2 * units.kB * t * tm)
         # log P(liquid) = -log(1 + e^z), log P(solid) = z - log(1 + e^z)
         return float(np.sum(k * np.logaddexp(0, z) + (n - k) * (np.logaddexp(0, z) - z)))
@@ -227,12 +264,16 @@ def fit_melting_point(temperatures: Sequence[float], n_liquid: Sequence[int], n_
                 best = r
     tm, log_g = best.x
     h = _numeric_hessian(nll, best.x)
+    cov = None
     try:
-        cov = np.linalg.inv(h)
-        se = math.sqrt(cov[0, 0]) if cov[0, 0] > 0 else math.nan
+        inv = np.linalg.inv(h)
+        se = math.sqrt(inv[0, 0]) if inv[0, 0] > 0 else math.nan
+        if np.all(np.isfinite(inv)) and np.all(np.linalg.eigvalsh((inv + inv.T) / 2) > 0):
+            cov = ((inv + inv.T) / 2).tolist()
     except np.linalg.LinAlgError:
         se = math.nan
-    return {"Tm": float(tm), "g": float(math.exp(log_g)), "Tm_se": se, "neg_log_likelihood": float(best.fun)}
+    return {"Tm": float(tm), "g": float(math.exp(log_g)), "Tm_se": se, "neg_log_likelihood": float(best.fun),
+            "cov": cov}
 
 
 def _numeric_hessian(f: Callable[[np.ndarray], float], x: np.ndarray) -> np.ndarray:
@@ -266,6 +307,7 @@ class Coexistence:
         self.progress = progress
         self.on_step = on_step
         self.on_run = on_run
+        self._bar = None
         atomic_write(self.out / "config.json", json.dumps(asdict(self.config), indent=1).encode(), sync=False)
 
     # ----------------------------------------------------------- preparation
@@ -312,33 +354,38 @@ class Coexistence:
         start = self.prepare() if start is None else start
         done = self.outcomes()
         for i in range(len(done), self.config.runs):
-            outcome = self.coexistence_run(start, i)
-            with open(self.out / "runs.jsonl", "a") as fh:
-                fh.write(json.dumps(asdict(outcome)) + "\n")
-            done.append(outcome)
-            if self.on_run is not None:
-                self.on_run(outcome)
+            done.append(self.record(self.coexistence_run(start, i)))
         self._write_summary(done)
         return done
 
+    def record(self, outcome: RunOutcome) -> RunOutcome:
+        """Append a finished run to ``runs.jsonl`` (one flushed line) and call ``on_run``."""
+        with open(self.out / "runs.jsonl", "a") as fh:
+            fh.write(json.dumps(asdict(outcome)) + "\n")
+        if self.on_run is not None:
+            self.on_run(outcome)
+        return outcome
+
     def outcomes(self) -> list[RunOutcome]:
-        path = self.out / "runs.jsonl"
+        """The runs recorded in ``runs.jsonl`` (a torn last line, left by a kill, is cut off)."""
+        return self.read_outcomes(self.out, repair=True)
+
+    @staticmethod
+    def read_outcomes(out: str | os.PathLike, repair: bool = False) -> list[RunOutcome]:
+        """The runs recorded in ``out/runs.jsonl``; a torn last line (a run killed while writing
+        its line: that run is redone) is skipped, and with ``repair`` cut off the file."""
+        path = Path(out) / "runs.jsonl"
         if not path.exists():
             return []
         text = path.read_text()
-        if text and not text.endswith("\n"):  # a run killed while writing its line: that run is redone
+        if text and not text.endswith("\n"):
             keep = text.rfind("\n") + 1
-            warnings.warn(f"{path}: dropped a torn last line: {text[keep:][:60]!r}", stacklevel=2)
-            with open(path, "r+") as fh:
-                fh.truncate(keep)
+            if repair:
+                warnings.warn(f"{path}: dropped a torn last line: {text[keep:][:60]!r}", stacklevel=2)
+                with open(path, "r+") as fh:
+                    fh.truncate(keep)
             text = text[:keep]
-        out = []
-        for line in text.splitlines():
-            if line.strip():
-                d = json.loads(line)
-                d["movement"] = tuple(d["movement"])
-                out.append(RunOutcome(**d))
-        return out
+        return [RunOutcome.from_dict(json.loads(line)) for line in text.splitlines() if line.strip()]
 
     def coexistence_run(self, start: Atoms, run: int) -> RunOutcome:
         """One NPT run from the half-molten cell, judged by movement and by structure."""
@@ -375,43 +422,56 @@ class Coexistence:
 
         md.attach(observe, interval=1)
         t0 = time.perf_counter()
-        self._drive(md, c.run_steps, f"run {run + 1}/{c.runs}")
+        what = f"run {run + 1}/{c.runs}, {c.temperature:g} K"
+        self._drive(md, c.run_steps, what)
+        steps, extensions = c.run_steps, 0
+        while True:
+            disp = np.linalg.norm(blocks[-1] - blocks[-2], axis=1)
+            movement = (float(disp[:half].mean()), float(disp[half:].mean()))
+            label = movement_label(movement, c.solid_movement, c.liquid_movement)
+            if label != "undecided" or extensions >= c.max_extensions:
+                break
+            extensions += 1
+            self._drive(md, c.extend_steps, f"{what}, extension {extensions}")
+            steps += c.extend_steps
         wall = time.perf_counter() - t0
-        last, before = blocks[-1], blocks[-2]
-        disp = np.linalg.norm(last - before, axis=1)
-        movement = (float(disp[:half].mean()), float(disp[half:].mean()))
-        label = movement_label(movement, c.solid_movement, c.liquid_movement)
         s_label, frac = classify_structure(atoms, c.solid_bonds)
+        verdict, decided_by = final_verdict(label, s_label)
         write(self.out / f"run{run:03d}_final.traj", atoms)
         stats = dict(getattr(self.calc, "stats", {}) or {})
         return RunOutcome(run=run, seed=seed, label=label, structure_label=s_label, movement=movement,
                           solid_fraction=frac, mean_temperature=float(np.mean(temps)),
-                          final_volume_per_atom=float(atoms.get_volume() / len(atoms)), steps=c.run_steps,
-                          wall_time=wall, calc_stats=_jsonable(stats))
+                          final_volume_per_atom=float(atoms.get_volume() / len(atoms)), steps=steps,
+                          wall_time=wall, calc_stats=_jsonable(stats), extensions=extensions, verdict=verdict,
+                          decided_by=decided_by, temperature=c.temperature)
 
     # -------------------------------------------------------------- helpers
     def _drive(self, md, steps: int, what: str) -> None:
-        """Run ``steps`` MD steps with the progress bar and the user's per-step hook attached."""
+        """Run ``steps`` MD steps with the progress bar and the user's per-step hook attached
+        (attached once per dynamics object, so an extended run calls the hook once a step)."""
         if steps <= 0:
             return
-        if self.on_step is not None:
-            md.attach(lambda: self.on_step(md.atoms), interval=1)
-        bar = None
+        if not getattr(md, "_coexistence_hooks", False):
+            md._coexistence_hooks = True
+            if self.on_step is not None:
+                md.attach(lambda: self.on_step(md.atoms), interval=1)
+            md.attach(lambda: self._bar.update(1) if self._bar is not None and md.nsteps > 0 else None, interval=1)
         if self.progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=steps, desc=what, unit="step", leave=False)
-            md.attach(lambda: bar.update(1) if md.nsteps > 0 else None, interval=1)
+            self._bar = tqdm(total=steps, desc=what, unit="step", leave=False)
         try:
             md.run(steps)
         finally:
-            if bar is not None:
-                bar.close()
+            if self._bar is not None:
+                self._bar.close()
+                self._bar = None
 
     def _write_summary(self, outcomes: list[RunOutcome]) -> None:
         labels = [o.label for o in outcomes]
         ratio, se = liquid_ratio(labels)
         s_ratio, s_se = liquid_ratio([o.structure_label for o in outcomes])
+        verdicts = [o.verdict for o in outcomes]
         summary = {
             "temperature": self.config.temperature,
             "runs": len(outcomes),
@@ -423,6 +483,10 @@ class Coexistence:
             "structure_liquid_ratio": s_ratio,
             "structure_liquid_ratio_se": s_se,
             "agreement_movement_structure": float(np.mean([o.label == o.structure_label for o in outcomes])),
+            "extended": sum(o.extensions > 0 for o in outcomes),
+            "verdict": {"liquid": verdicts.count("liquid"), "solid": verdicts.count("solid"),
+                        "undecided": verdicts.count("undecided"),
+                        "by_structure": sum(o.decided_by == "structure" for o in outcomes)},
             "calc_stats": _jsonable(dict(getattr(self.calc, "stats", {}) or {})),
         }
         atomic_write(self.out / "summary.json", json.dumps(summary, indent=1).encode())

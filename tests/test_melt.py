@@ -1,0 +1,275 @@
+"""The melting-point scan: temperature choice, the run verdict rule, a real scan (serial, on a
+pool, killed and resumed), one Proxima learner for every run, and the command."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ase_proxima import ProximaCalculator
+from ase_proxima.cli import main
+from ase_proxima.targets import make_target
+from ase_proxima.workflows.melt import (
+    MeltingPoint,
+    ScanConfig,
+    _pool_run,
+    fit_counts,
+    liquid_probability,
+    logistic_width,
+    next_temperature,
+    pooled_counts,
+)
+from ase_proxima.workflows.sluschi import Coexistence, CoexistenceConfig, final_verdict
+
+pytest.importorskip("asap3")
+
+# 64 atoms, short runs: a scan of a few runs takes seconds with asap3
+CELL = CoexistenceConfig(size=(2, 2, 2), melt_temperature=3000.0, equilibrate_steps=60, melt_steps=300,
+                         run_steps=200, average_steps=50, extend_steps=100, max_extensions=1)
+
+
+def _batch(t, liquid, solid, undecided=0):
+    return {"temperature": t, "liquid": liquid, "solid": solid, "undecided": undecided}
+
+
+# ------------------------------------------------------------ temperatures
+def test_temperature_moves_toward_half_then_samples_around_the_fit():
+    assert next_temperature([], 903.0, 50.0, 5.0) == 905.0
+    # all solid: a whole step up; some liquid but under half: half a step
+    assert next_temperature([_batch(900, 0, 6)], 900, 50, 5) == 950
+    assert next_temperature([_batch(900, 0, 6), _batch(950, 2, 4)], 900, 50, 5) == 975
+    # all liquid: a whole step down; over half: half a step
+    assert next_temperature([_batch(900, 6, 0)], 900, 50, 5) == 850
+    assert next_temperature([_batch(900, 5, 1)], 900, 50, 5) == 875
+    # nothing decided yet: the same temperature again
+    assert next_temperature([_batch(900, 0, 0, 6)], 900, 50, 5) == 900
+    # a ratio of exactly 1/2 at one temperature: look below, then above
+    assert next_temperature([_batch(900, 3, 3)], 900, 50, 5) == 875
+    assert next_temperature([_batch(900, 3, 3), _batch(900, 2, 2)], 900, 50, 5) == 925
+    # bracketed: at the fit, then one width below, then above
+    history = [_batch(900, 0, 6), _batch(950, 2, 4), _batch(975, 5, 1)]
+    fit = fit_counts(pooled_counts(history))
+    w = min(max(logistic_width(fit["Tm"], fit["g"]), 10.0), 50.0)
+    first = next_temperature(history, 900, 50, 5)
+    assert first == round(fit["Tm"] / 5) * 5
+    history.append(_batch(first, 3, 3))
+    fit = fit_counts(pooled_counts(history))
+    w = min(max(logistic_width(fit["Tm"], fit["g"]), 10.0), 50.0)
+    assert next_temperature(history, 900, 50, 5) == round((fit["Tm"] - w) / 5) * 5
+    history.append(_batch(next_temperature(history, 900, 50, 5), 1, 5))
+    fit = fit_counts(pooled_counts(history))
+    w = min(max(logistic_width(fit["Tm"], fit["g"]), 10.0), 50.0)
+    assert next_temperature(history, 900, 50, 5) == round((fit["Tm"] + w) / 5) * 5
+
+
+counts = st.lists(st.tuples(st.integers(80, 120).map(lambda k: 10.0 * k), st.integers(0, 6), st.integers(0, 6)),
+                  min_size=1, max_size=6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(counts, st.sampled_from([5.0, 10.0]), st.sampled_from([20.0, 50.0]))
+def test_temperature_is_on_the_grid_and_near_the_runs(history, resolution, step):
+    batches = [_batch(t, liq, sol) for t, liq, sol in history]
+    t = next_temperature(batches, 1000.0, step, resolution)
+    assert math.isclose(t / resolution, round(t / resolution))
+    decided = [(b["temperature"], b["liquid"] / (b["liquid"] + b["solid"]))
+               for b in batches if b["liquid"] + b["solid"]]
+    if not decided:
+        assert t == batches[-1]["temperature"]
+        return
+    lo, hi = min(x for x, _ in decided), max(x for x, _ in decided)
+    assert lo - step - resolution <= t <= hi + step + resolution
+    pooled = [(x, liq / dec) for x, liq, dec in pooled_counts(batches) if dec]
+    if max(r for _, r in pooled) < 0.5:
+        assert t > hi  # the crossing is above everything run
+    if min(r for _, r in pooled) > 0.5:
+        assert t < lo
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.floats(300.0, 3000.0), st.floats(0.5, 50.0))
+def test_logistic_width_is_where_the_liquid_chance_is_three_quarters(tm, g):
+    w = logistic_width(tm, g)
+    assert w > 0
+    if math.isfinite(w):
+        assert liquid_probability(tm + w, tm, g) == pytest.approx(0.75, rel=1e-9)
+    assert liquid_probability(tm, tm, g) == pytest.approx(0.5)
+
+
+def test_fit_needs_both_phases_at_two_temperatures():
+    assert fit_counts([(900.0, 0, 6), (950.0, 0, 6)]) is None
+    assert fit_counts([(900.0, 3, 6)]) is None
+    fit = fit_counts([(900.0, 1, 6), (950.0, 3, 6), (1000.0, 5, 6)])
+    assert 930 <= fit["Tm"] <= 970 and fit["Tm_se"] > 0 and fit["cov"] is not None
+    # every run below 950 solid, every one above liquid: the curve's sharpness has no bound and
+    # Tm no standard error, which the fit says rather than inventing one
+    sharp = fit_counts([(900.0, 0, 6), (950.0, 3, 6), (1000.0, 6, 6)])
+    assert sharp["Tm"] == pytest.approx(950.0, abs=1.0) and math.isnan(sharp["Tm_se"]) and sharp["cov"] is None
+
+
+@pytest.mark.parametrize("kwargs", [{"guess": -5.0}, {"guess": 900.0, "runs": 0}, {"guess": 900.0, "step": 5.0,
+                                                                                   "resolution": 10.0},
+                                    {"guess": 900.0, "temperatures": 1.5}, {"guess": float("nan")}])
+def test_scan_config_rejects_bad_input(kwargs):
+    with pytest.raises(ValueError):
+        ScanConfig(**kwargs)
+
+
+def test_extension_must_fit_the_averaging_blocks():
+    with pytest.raises(ValueError, match="multiple of average_steps"):
+        replace(CELL, extend_steps=75)
+
+
+# ------------------------------------------------------------ the verdict
+def test_verdict_rule():
+    assert final_verdict("liquid", "solid") == ("liquid", "movement")
+    assert final_verdict("undecided", "solid") == ("solid", "structure")
+    assert final_verdict("undecided", "coexisting") == ("undecided", "none")
+
+
+def test_an_undecided_run_is_extended_then_judged_by_structure(tmp_path):
+    # thresholds no run can meet: the movement never decides, so the run is extended to the
+    # limit and the structure gives the verdict
+    config = replace(CELL, temperature=900.0, runs=1, solid_movement=1e-6, liquid_movement=1e6, max_extensions=2,
+                     seed=1)
+    steps = []
+    flow = Coexistence(config, make_target("asap3"), tmp_path, on_step=lambda atoms: steps.append(1))
+    (o,) = flow.run()
+    assert o.label == "undecided" and o.extensions == 2
+    assert o.steps == config.run_steps + 2 * config.extend_steps
+    assert o.decided_by in ("structure", "none") and o.verdict == final_verdict(o.label, o.structure_label)[0]
+    # the hook ran once a step (prepare's steps included), not once per extension attached
+    assert len(steps) == config.equilibrate_steps + config.melt_steps + o.steps + 3  # each MD run's step 0 too
+    assert Coexistence.read_outcomes(tmp_path) == [o]
+
+
+# ------------------------------------------------------------------ scans
+SCAN = ScanConfig(guess=1100.0, runs=2, temperatures=3, step=100.0, resolution=10.0, seed=4)
+
+
+def _records(out):
+    return [(b["temperature"], [(o.seed, o.verdict, o.movement) for o in sorted(b["outcomes"], key=lambda o: o.run)])
+            for b in MeltingPoint(CELL, SCAN, make_target("asap3"), out).batches()]
+
+
+@pytest.fixture(scope="module")
+def serial_scan(tmp_path_factory):
+    out = tmp_path_factory.mktemp("melt") / "serial"
+    summary = MeltingPoint(CELL, SCAN, make_target("asap3"), out).run()
+    return out, summary
+
+
+def test_serial_scan_writes_its_record(serial_scan):
+    out, summary = serial_scan
+    assert len(summary["batches"]) == SCAN.temperatures
+    assert summary["runs"] == SCAN.runs * SCAN.temperatures and summary["done"]
+    for name in ("melt.json", "start.traj", "scan.json", "melting_point.png", "batch00/runs.jsonl"):
+        assert (out / name).exists(), name
+    assert json.loads((out / "scan.json").read_text())["runs"] == summary["runs"]
+    # each batch's temperature is what the rule gives for the batches before it
+    batches = summary["batches"]
+    for i, b in enumerate(batches):
+        assert b["temperature"] == next_temperature(batches[:i], SCAN.guess, SCAN.step, SCAN.resolution)
+    # the runs of different batches have different velocities
+    seeds = [s for _, runs in _records(out) for s, _, _ in runs]
+    assert len(set(seeds)) == len(seeds)
+
+
+def test_pool_gives_the_serial_scan(serial_scan, tmp_path):
+    out, _ = serial_scan
+    MeltingPoint(CELL, SCAN, functools.partial(make_target, "asap3"), tmp_path / "pool", workers=2).run()
+    pool, serial = _records(tmp_path / "pool"), _records(out)
+    # the same temperatures, seeds and verdicts; movements to rounding (another process sums in
+    # another order, and 200 steps of MD keep that difference small)
+    assert [(t, [r[:2] for r in runs]) for t, runs in pool] == [(t, [r[:2] for r in runs]) for t, runs in serial]
+    for (_, a), (_, b) in zip(pool, serial):
+        assert np.ravel([r[2] for r in a]) == pytest.approx(np.ravel([r[2] for r in b]), abs=1e-3)
+
+
+def test_killed_scan_resumes_to_the_same_record(serial_scan, tmp_path):
+    out, _ = serial_scan
+    run = tmp_path / "killed"
+    args = ["melt", "--method", "baseline", "--guess", "1100", "--runs", "2", "--temperatures", "3", "--step", "100",
+            "--resolution", "10", "--seed", "4", "--size", "2", "2", "2", "--run-steps", "200", "--average-steps",
+            "50", "--extend-steps", "100", "--max-extensions", "1", "--out", str(run), "--quiet"]
+    proc = subprocess.Popen([sys.executable, "-m", "ase_proxima.cli", *args, "--overwrite"],
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 240
+    # killed once the second batch has a finished run
+    while time.time() < deadline and proc.poll() is None:
+        f = run / "batch01" / "runs.jsonl"
+        if f.exists() and f.read_text().count("\n") >= 1:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (run / "batch01" / "runs.jsonl").exists(), "the scan did not reach its second batch before the kill"
+    assert main([*args, "--resume"]) == 0
+    report = json.loads((run / "stats.json").read_text())
+    assert report["runs"] == SCAN.runs * SCAN.temperatures
+    # the same scan uninterrupted, from the same start cell
+    again = tmp_path / "again"
+    again.mkdir()
+    (again / "start.traj").write_bytes((run / "start.traj").read_bytes())
+    from ase_proxima.workflows.melt_job import MeltJob
+
+    job = MeltJob.from_params(method="baseline", target="asap3", guess=1100.0, runs=2, temperatures=3, step=100.0,
+                              resolution=10.0, seed=4, size=(2, 2, 2), run_steps=200, average_steps=50,
+                              extend_steps=100, max_extensions=1)
+    MeltingPoint(job.cell, job.scan, make_target("asap3"), again).run()
+    a = [(b["temperature"], [(o.seed, o.verdict) for o in sorted(b["outcomes"], key=lambda o: o.run)])
+         for b in MeltingPoint(job.cell, job.scan, make_target("asap3"), run).batches()]
+    b = [(b["temperature"], [(o.seed, o.verdict) for o in sorted(b["outcomes"], key=lambda o: o.run)])
+         for b in MeltingPoint(job.cell, job.scan, make_target("asap3"), again).batches()]
+    assert a == b
+
+
+def test_one_proxima_learner_serves_every_run(tmp_path):
+    calc = ProximaCalculator(target=make_target("asap3"), error_bound=0.06, error_metric="forces_mean",
+                             cost_aware=False, seed=0, store=tmp_path / "store")
+    scan = ScanConfig(guess=1100.0, runs=2, temperatures=2, step=100.0, resolution=10.0)
+    flow = MeltingPoint(CELL, scan, calc, tmp_path / "scan")
+    flow.run()
+    outcomes = [o for b in flow.batches() for o in b["outcomes"]]
+    assert len(outcomes) == 4
+    calls = [o.calc_stats["calls"] for o in outcomes]
+    assert calls == sorted(calls) and calls[-1] == calc.stats["calls"]  # one calculator, counting on
+    # every run after the first starts with a fitted surrogate: no start-up per run
+    log = list(calc.log)
+    for before in calls[:-1]:
+        first = next(r for r in log if r["step"] == before)
+        assert first["n_fitted"] > 0
+    assert calc.stats["served_fraction"] > 0.5
+    calc.close()
+
+
+def test_scan_refuses_what_it_cannot_do(tmp_path):
+    MeltingPoint(CELL, SCAN, make_target("asap3"), tmp_path / "a")
+    with pytest.raises(ValueError, match="other inputs"):
+        MeltingPoint(CELL, replace(SCAN, step=50.0), make_target("asap3"), tmp_path / "a")
+    with pytest.raises(ValueError, match="builds the calculator"):
+        MeltingPoint(CELL, SCAN, make_target("asap3"), tmp_path / "b", workers=2)
+    calc = ProximaCalculator(target=make_target("asap3"), error_bound=0.06, error_metric="forces_mean")
+    with pytest.raises(ValueError, match="one process"):
+        MeltingPoint(CELL, SCAN, lambda: calc, tmp_path / "c", workers=2)  # a factory's calculator
+    with pytest.raises(ValueError, match="one process"):  # checked again where a worker builds it
+        _pool_run({}, str(tmp_path / "d"), 0, lambda: calc, "")
+
+
+def test_cli_melt_refuses_bad_input(tmp_path):
+    assert main(["melt", "--guess", "900", "--method", "proxima", "--workers", "2", "--out", str(tmp_path / "x"),
+                 "--quiet"]) == 2
+    assert main(["melt", "--guess", "-3", "--out", str(tmp_path / "y"), "--quiet"]) == 2
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
