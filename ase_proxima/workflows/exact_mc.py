@@ -232,9 +232,6 @@ class ExactMonteCarlo(MonteCarlo):
         """What continues this chain (plain JSON): the walk's state, the counters, and the screen's
         (its training data: a learned screen is refitted on them, see
         :meth:`~ase_proxima.screens.LearnedScreen.restore`)."""
-        if not hasattr(self.screen, "state"):
-            raise NotImplementedError(f"the screen {type(self.screen).__name__} has no state(): this chain "
-                                      "cannot be saved")
         return {**super().state(), "counts": dict(self.counts), "target_seconds": self.target_seconds,
                 "screen": self.screen.state()}
 

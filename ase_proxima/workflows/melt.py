@@ -291,8 +291,8 @@ class MeltingPoint:
         return bool(self.scan.target_se and fit is not None and math.isfinite(fit["Tm_se"])
                     and fit["Tm_se"] <= self.scan.target_se)
 
-    def _write_scan(self) -> dict[str, Any]:
-        s = self.summary()
+    def _write_scan(self, s: dict[str, Any] | None = None) -> dict[str, Any]:
+        s = self.summary() if s is None else s
         atomic_write(self.out / "scan.json", json.dumps(s, indent=1, default=_plain).encode())
         return s
 
@@ -315,10 +315,11 @@ class MeltingPoint:
             bar = tqdm(total=self.scan.runs * self.scan.temperatures, desc="melting-point scan", unit="run")
         try:
             while True:
-                batches = self.batches()
-                finished = [b for b in batches if b["runs"] >= b["planned"]]
-                if len(finished) == len(batches) and self._done(finished, fit_counts(pooled_counts(finished))):
+                now = self.summary()
+                if now["done"]:
                     break
+                batches = now["batches"]
+                finished = [b for b in batches if b["runs"] >= b["planned"]]
                 if bar is not None:
                     bar.n = sum(b["runs"] for b in batches)
                     bar.refresh()
@@ -331,7 +332,7 @@ class MeltingPoint:
         finally:
             if bar is not None:
                 bar.close()
-        summary = self._write_scan()
+        summary = self._write_scan(now)
         plot_melting_point(summary, self.out / "melting_point.png",
                            title=f"{self.cell.element}: melting point from coexistence runs")
         return summary
@@ -364,7 +365,6 @@ class MeltingPoint:
                     self._write_scan()
                     if bar is not None:
                         bar.update(1)
-        self._write_scan()
 
 
 def _plain(v: Any) -> Any:
