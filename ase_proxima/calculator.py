@@ -25,7 +25,8 @@ import math
 import os
 import statistics
 import weakref
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from functools import lru_cache
 from typing import Any
 
@@ -38,6 +39,7 @@ from .audits import AuditPolicy
 from .baseline import Baseline, BaselineError
 from .calllog import CallLog
 from .capacity import CapacityWatch
+from .certificate import ServedErrorBound
 from .control import ThresholdController, clearly_below
 from .costs import CostMeter, property_key
 from .economy import Economy
@@ -146,6 +148,7 @@ class ProximaCalculator(Calculator):
         self.cache = IdentityCache(p["cache_size"])
         self.notices = Notices()
         self.tally = RunTally()
+        self._segments: list[ServedErrorBound] = []  # certificates of parts of the run: see certified()
         self.log = CallLog(maxlen=p["log_size"])
         self.rng = np.random.default_rng(p["seed"])
         self.store: RunStore | None = None
@@ -314,7 +317,8 @@ class ProximaCalculator(Calculator):
         compared = False
         scale = self._error_scale()  # fixed, as audit_p, before the coin above was looked at
         if kind == "surrogate":
-            self.tally.certificate.serve(audit_p, scale)
+            for cert in (self.tally.certificate, *self._segments):
+                cert.serve(audit_p, scale)
             self.results = {k: (np.array(v) if isinstance(v, np.ndarray) else v) for k, v in prediction.results.items()}
             if "free_energy" in self.implemented_properties and "energy" in self.results:
                 self.results["free_energy"] = self.results["energy"]
@@ -363,11 +367,11 @@ class ProximaCalculator(Calculator):
                     sums[2] += err * err
                     if kind == "audit":
                         self.tally.audited.add(err, 1.0 / audit_p)
-                        self.tally.certificate.audit(err, audit_p, scale, returned=self._returns_audited())
+                        self._certify_audit(err, audit_p, scale)
                         if err > scale:
                             self.notices.scale_exceeded(err, scale, UNITS[self.parameters["error_metric"]])
             if kind == "audit" and not compared:  # its error unmeasured: counted as the worst it may be
-                self.tally.certificate.audit(scale, audit_p, scale, returned=self._returns_audited())
+                self._certify_audit(scale, audit_p, scale)
             answer = self._blended(kind, reason, prediction, u, exact)
             if consult and self._refit_due(False):
                 self._fit(watch)
@@ -526,6 +530,32 @@ class ProximaCalculator(Calculator):
     def _returns_audited(self) -> bool:
         """Does an audited call return the surrogate answer it checked (``blend``)?"""
         return bool(self.parameters["blend"])
+
+    def _certify_audit(self, error: float, p: float, scale: float) -> None:
+        for cert in (self.tally.certificate, *self._segments):
+            cert.audit(error, p, scale, returned=self._returns_audited())
+
+    @contextmanager
+    def certified(self) -> Iterator[ServedErrorBound]:
+        """A certificate of its own for the calls made inside the block, such as one run of a scan
+        that shares this calculator (and its learning) with the other runs::
+
+            with calc.certified() as cert:
+                dyn.run(1000)
+            cert.summary(calc.parameters["confidence_level"])
+
+        It carries the run-wide guarantee of ``stats['served_error_upper']`` over these calls
+        only: the block starts at a time the past decides, so the audits inside it certify the
+        answers served inside it, at any moment of the block.  Each block's bound holds at the
+        stated level on its own; a statement about all blocks of a scan at once needs a smaller
+        level per block (a union bound), or the run-wide certificate.  Kept in memory only: a
+        block cut short by a crash has no certificate, and a workflow redoes it under a new one."""
+        cert = ServedErrorBound(bet=self.tally.certificate.bet)
+        self._segments.append(cert)
+        try:
+            yield cert
+        finally:
+            self._segments.remove(cert)
 
     def _formula(self, atoms: Atoms) -> str:
         """The chemical formula (asked on every call: kept per atom numbering, which decides it)."""

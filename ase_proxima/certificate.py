@@ -153,6 +153,12 @@ class ServedErrorBound:
                 break
         return (self.known_sum + unseen) / self.answers
 
+    def summary(self, confidence_level: float = 0.95) -> dict[str, float | int]:
+        """The bound, the unbiased estimate and its standard error, and the counts behind them."""
+        return {"served_error_upper": self.upper(confidence_level), "confidence_level": confidence_level,
+                "served_error_unbiased": self.estimate, "served_error_unbiased_se": self.standard_error,
+                "answers": self.answers, "audits": self.audits, "exceeded": self.exceeded}
+
     @property
     def estimate(self) -> float:
         """Unbiased estimate of the mean served error (NaN before anything was served)."""

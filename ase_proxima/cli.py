@@ -43,6 +43,7 @@ def _run_job(job_class: type, params: dict, out: str, overwrite: bool, resume: b
     from .baseline import BaselineError
     from .locking import DirectoryInUse
     from .workflows.job import prepare_run_dir
+    from .workflows.sluschi import CellNotMelted
 
     try:
         job = job_class.from_params(**params)
@@ -50,7 +51,7 @@ def _run_job(job_class: type, params: dict, out: str, overwrite: bool, resume: b
         if not resume:
             prepare_run_dir(out, overwrite)
         report = job.run(out, progress=not quiet)
-    except (ValueError, FileExistsError, DirectoryInUse, BaselineError) as err:
+    except (ValueError, FileExistsError, DirectoryInUse, BaselineError, CellNotMelted) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(job.summary(report, out))
@@ -187,6 +188,7 @@ def _melt(args: argparse.Namespace) -> int:
                   temperatures=args.temperatures, step=args.step, resolution=args.resolution,
                   target_se=args.target_se, seed=args.seed, element=args.element,
                   lattice_constant=args.lattice_constant, size=tuple(args.size), timestep=args.timestep,
+                  melt_temperature=args.melt_temperature, melt_steps=args.melt_steps,
                   run_steps=args.run_steps, average_steps=args.average_steps, extend_steps=args.extend_steps,
                   max_extensions=args.max_extensions, threads=args.threads, cost_aware=args.cost_aware)
     return _run_job(MeltJob, params, args.out, args.overwrite, args.resume, args.quiet)
@@ -350,6 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     me.add_argument("--resolution", type=float, default=5.0, help="K: temperatures are rounded to this")
     me.add_argument("--target-se", type=float, default=0.0, help="K: stop once Tm's standard error is this small")
     me.add_argument("--timestep", type=float, default=4.0, help="fs")
+    me.add_argument("--melt-temperature", type=float, default=None,
+                    help="K: the new half of the cell is melted at this (default: twice the guess)")
+    me.add_argument("--melt-steps", type=int, default=1000)
     me.add_argument("--run-steps", type=int, default=1500)
     me.add_argument("--average-steps", type=int, default=250, help="steps per averaged snapshot")
     me.add_argument("--extend-steps", type=int, default=500, help="steps added to a run the movement left undecided")

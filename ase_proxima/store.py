@@ -173,20 +173,31 @@ class RunStore:
     readonly:
         Open for reading only: no lock, nothing written (reports, annotations, a look at a
         running store).
+    peers:
+        Other store directories (each with its own SQLite ``training.db``) whose target results
+        this store's run also learns from, read only: runs on a process pool, one store each,
+        every one starting from what the others had learnt when it opened.  A peer whose data
+        mean something else (its fingerprint) raises :class:`StoreMismatch` when read.
     """
 
     def __init__(self, path: str | os.PathLike, database: str | None = None, run: str | None = None,
-                 shared: bool = False, readonly: bool = False) -> None:
+                 shared: bool = False, readonly: bool = False,
+                 peers: Sequence[str | os.PathLike] = ()) -> None:
         import ase.db
 
         self.path = Path(path)
         if self.path.exists() and not self.path.is_dir():
             raise ValueError(f"store must be a directory, {self.path} is a file")
+        self.peers = [Path(p) for p in peers]
+        if self.peers and database is not None:
+            raise ValueError("peers are other stores' SQLite files; a database server is shared already (shared=True)")
+        if any(p.resolve() == self.path.resolve() for p in self.peers):
+            raise ValueError(f"a store cannot be its own peer: {self.path}")
         if readonly and not self.path.is_dir():
             raise FileNotFoundError(f"no store at {self.path}")
         self.readonly = bool(readonly)
         self.database = database
-        self.shared = bool(shared)
+        self.shared = bool(shared) or bool(self.peers)
         self.log_path = self.path / "calls.csv"
         self.state_path = self.path / "state.json"
         self.meta_path = self.path / "store.json"
@@ -376,6 +387,11 @@ class RunStore:
             rows = [r for r in self.db.select(sort="id") if r.get("target") in (None, mine)]
             yield from (rows if newest is None else rows[len(rows) - newest:] if newest else [])
             return
+        if self.peers and shared:  # the peers' rows first (older runs), then this run's own
+            rows = [r for db in self._peer_databases() for r in db.select(sort="id")]
+            rows += list(self.db.select(sort="id")) if self.db is not None else []
+            yield from (rows if newest is None else rows[len(rows) - newest:] if newest else [])
+            return
         query = {"run": self.run} if self.database is not None else {}
         if newest is None:
             yield from self.db.select(sort="id", **query)
@@ -394,11 +410,26 @@ class RunStore:
                for row in self._rows(shared, None if newest is None else newest + extra) if not row.get("absurd")]
         return out if newest is None else out[len(out) - newest:] if newest else []
 
+    def _peer_databases(self) -> list[Any]:
+        """The peers' training databases (read only), each checked to hold data of this kind."""
+        import ase.db
+
+        out = []
+        for peer in self.peers:
+            if not (peer / "training.db").exists():
+                continue  # a peer that has not written yet
+            meta = json.loads((peer / "store.json").read_text()) if (peer / "store.json").exists() else {}
+            diffs = fingerprint_differences(meta.get("fingerprint", {}), self.fingerprint)
+            if diffs:
+                raise StoreMismatch(f"peer store {peer} holds data of another kind of run ({'; '.join(diffs)})")
+            out.append(ase.db.connect(str(peer / "training.db"), type="db", use_lock_file=False))
+        return out
+
     def training_count(self, shared: bool | None = None) -> int:
         """Rows stored (absurd ones included: one per successful target call)."""
         if self.db is None:
             return 0
-        if self.database is not None and (self.shared if shared is None else shared):
+        if (self.database is not None or self.peers) and (self.shared if shared is None else shared):
             return sum(1 for _ in self._rows(shared))
         return self.db.count(**({"run": self.run} if self.database is not None else {}))
 
@@ -406,7 +437,7 @@ class RunStore:
         """Training points stored (rows but absurd ones)."""
         if self.db is None:
             return 0
-        if self.database is not None and (self.shared if shared is None else shared):
+        if (self.database is not None or self.peers) and (self.shared if shared is None else shared):
             return sum(1 for r in self._rows(shared) if not r.get("absurd"))
         absurd = self.db.count(absurd=1, **({"run": self.run} if self.database is not None else {}))
         return self.training_count(shared) - absurd

@@ -221,3 +221,30 @@ def test_the_first_servable_calls_are_audited_for_certain():
     assert policy.rate(0.01, math.nan, 1, 0.001) == 1.0
     assert policy.rate(0.01, 0.002, 2, 0.001) < 0.06
     assert AuditPolicy(0.0).rate(0.01, math.nan, 0, 0.001) == 0.0  # audits off stays off
+
+
+def test_a_certified_block_counts_only_its_own_calls(methane):
+    from ase.calculators.emt import EMT
+
+    from ase_proxima import ProximaCalculator
+
+    calc = ProximaCalculator(target=EMT(), error_bound=0.002, audit_fraction=0.3, seed=2, cost_aware=False)
+    with calc.certified() as first:
+        _walk(calc, methane, steps=150)
+    whole = calc.tally.certificate
+    assert (first.served, first.audits, first.log_penalty) == (whole.served, whole.audits, whole.log_penalty)
+    before = (whole.served, whole.audits, whole.log_penalty, whole.known_sum)
+    with calc.certified() as second:
+        _walk(calc, methane, steps=150, seed=4)
+    _walk(calc, methane, steps=50, seed=5)  # outside every block: the run's certificate only
+    assert second.served > 0 and second.audits > 0
+    assert first.served + second.served < whole.served
+    with calc.certified() as third:
+        pass
+    assert third.answers == 0 and math.isnan(third.upper())
+    # the second block saw exactly the calls it wrapped: the run's counts grew by at least its own
+    assert whole.served - before[0] >= second.served and whole.audits - before[1] >= second.audits
+    s = second.summary(0.9)
+    assert s["answers"] == second.served and s["confidence_level"] == 0.9
+    assert s["served_error_upper"] == second.upper(0.9) > s["served_error_unbiased"] >= 0.0
+    assert not calc._segments  # every block closed

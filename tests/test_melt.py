@@ -31,7 +31,15 @@ from ase_proxima.workflows.melt import (
     next_temperature,
     pooled_counts,
 )
-from ase_proxima.workflows.sluschi import Coexistence, CoexistenceConfig, final_verdict
+from ase_proxima.workflows.melt_job import MeltJob
+from ase_proxima.workflows.sluschi import (
+    MELTED_AT_MOST,
+    CellNotMelted,
+    Coexistence,
+    CoexistenceConfig,
+    final_verdict,
+    solid_like_fraction,
+)
 
 pytest.importorskip("asap3")
 
@@ -252,6 +260,15 @@ def test_one_proxima_learner_serves_every_run(tmp_path):
         first = next(r for r in log if r["step"] == before)
         assert first["n_fitted"] > 0
     assert calc.stats["served_fraction"] > 0.5
+    # each run has its own certificate, over the answers it was served (the first run's count
+    # leaves out those of the cell's preparation, which the same calculator answered)
+    served = np.diff([0] + [o.calc_stats["surrogate_calls"] for o in outcomes])
+    assert [o.certificate["answers"] for o in outcomes[1:]] == list(served[1:])
+    assert outcomes[0].certificate["answers"] <= served[0]
+    assert all(o.certificate["served_error_upper"] > 0 for o in outcomes if o.certificate["answers"])
+    certified = flow.summary()["certified"]
+    assert certified["runs"] == sum(served > 0) and certified["confidence_level"] == 0.95
+    assert certified["worst_upper"] == max(o.certificate["served_error_upper"] or 0 for o in outcomes)
     calc.close()
 
 
@@ -262,9 +279,9 @@ def test_scan_refuses_what_it_cannot_do(tmp_path):
     with pytest.raises(ValueError, match="builds the calculator"):
         MeltingPoint(CELL, SCAN, make_target("asap3"), tmp_path / "b", workers=2)
     calc = ProximaCalculator(target=make_target("asap3"), error_bound=0.06, error_metric="forces_mean")
-    with pytest.raises(ValueError, match="one process"):
+    with pytest.raises(ValueError, match="without a store cannot learn across workers"):
         MeltingPoint(CELL, SCAN, lambda: calc, tmp_path / "c", workers=2)  # a factory's calculator
-    with pytest.raises(ValueError, match="one process"):  # checked again where a worker builds it
+    with pytest.raises(ValueError, match="without a store cannot learn across workers"):  # checked again where a worker builds it
         _pool_run({}, str(tmp_path / "d"), 0, lambda: calc, "")
 
 
@@ -273,3 +290,74 @@ def test_cli_melt_refuses_bad_input(tmp_path):
                  "--quiet"]) == 2
     assert main(["melt", "--guess", "-3", "--out", str(tmp_path / "y"), "--quiet"]) == 2
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_a_cell_the_melt_left_crystalline_is_refused(tmp_path):
+    # 100 K above the run temperature cannot melt aluminium: every run would start from a crystal
+    cold = replace(CELL, temperature=300.0, melt_temperature=400.0, runs=1)
+    with pytest.raises(CellNotMelted, match="still .*solid-like after 300 steps at 400 K"):
+        Coexistence(cold, make_target("asap3"), tmp_path).prepare()
+    assert not (tmp_path / "start.traj").exists()  # nothing a later run could mistake for a start cell
+    start = Coexistence(replace(cold, melt_temperature=3000.0), make_target("asap3"), tmp_path).prepare()
+    assert solid_like_fraction(start)[start.info["solid_half"]:].mean() <= MELTED_AT_MOST
+
+
+def test_the_command_melts_at_twice_the_guess_unless_told():
+    job = MeltJob.from_params(guess=1300.0, element="Cu", lattice_constant=3.6)
+    assert job.cell.melt_temperature == 2600.0
+    assert MeltJob.from_params(guess=1300.0, melt_temperature=3100.0).cell.melt_temperature == 3100.0
+    assert MeltJob.from_params(guess=1300.0, melt_temperature=None).cell.melt_temperature == 2600.0
+
+
+def test_the_command_says_when_the_cell_did_not_melt(tmp_path, capsys):
+    args = ["melt", "--guess", "300", "--melt-temperature", "400", "--size", "2", "2", "2", "--melt-steps", "100",
+            "--method", "baseline", "--out", str(tmp_path / "m"), "--quiet"]
+    assert main(args) == 2
+    assert "solid-like after 100 steps at 400 K" in capsys.readouterr().err
+
+
+def _learner(store=None):
+    """A picklable learner factory for pool workers: a ProximaCalculator on the store it is given."""
+    return ProximaCalculator(target=make_target("asap3"), error_bound=0.06, error_metric="forces_mean",
+                             cost_aware=False, seed=0, store=store)
+
+
+def test_learners_on_a_pool_start_from_the_scans_target_results(tmp_path):
+    from ase_proxima.store import RunStore
+
+    scan = ScanConfig(guess=1100.0, runs=2, temperatures=2, step=100.0, resolution=10.0)
+    flow = MeltingPoint(CELL, scan, _learner, tmp_path / "scan", workers=2)
+    summary = flow.run()
+    assert summary["runs"] == 4 and summary["certified"]["runs"] >= 1
+    stores = sorted((tmp_path / "scan" / "stores").iterdir())
+    assert [p.name.split("-")[0] for p in stores] == ["b00", "b00", "b01", "b01", "prepare"]
+    own = {p: RunStore(p, readonly=True).training_count() for p in stores}
+    assert all(n > 0 for n in own.values())  # every run and the preparation called the target
+    prepared = own[stores[-1]]
+    for index, b in enumerate(flow.batches()):
+        for o in b["outcomes"]:
+            p = next(q for q in stores if q.name.startswith(f"b{index:02d}-r{o.run:03d}-"))
+            # each run's calculator made only its own target calls, and learnt from every store
+            # written before it opened: the preparation's, and in the second batch the first's
+            assert o.calc_stats["target_calls"] == own[p]
+            earlier = sum(n for q, n in own.items() if q.name.startswith("b00")) if index else 0
+            assert o.calc_stats["training_total"] == prepared + earlier + own[p]
+            assert o.certificate["answers"] == o.calc_stats["surrogate_calls"] > 0
+
+
+def test_a_peer_store_of_another_kind_is_refused(tmp_path):
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    from ase_proxima.store import RunStore, StoreMismatch
+
+    other = ProximaCalculator(target=EMT(), error_bound=0.06, error_metric="forces_mean", cost_aware=False,
+                              store=tmp_path / "emt")
+    atoms = bulk("Al", cubic=True)
+    atoms.calc = other
+    atoms.get_forces()
+    other.close()
+    with pytest.raises(StoreMismatch, match="peer store"):
+        _learner(store=RunStore(tmp_path / "asap", peers=[tmp_path / "emt"]))
+    with pytest.raises(ValueError, match="its own peer"):
+        RunStore(tmp_path / "x", peers=[tmp_path / "x"])

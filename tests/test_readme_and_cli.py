@@ -119,7 +119,7 @@ def test_cli_sluschi_run_directory_and_resume(tmp_path):
 
     out = tmp_path / "sl"
     common = ["sluschi", "--target", "emt", "--size", "2", "2", "2", "--equilibrate-steps", "20",
-              "--melt-steps", "100", "--melt-temperature", "3000", "--run-steps", "100", "--average-steps", "25",
+              "--melt-steps", "300", "--melt-temperature", "3000", "--run-steps", "100", "--average-steps", "25",
               "--error-bound", "0.05", "--out", str(out), "--quiet"]
     assert main([*common, "--runs", "1"]) == 0
     summary = json.loads((out / "summary.json").read_text())

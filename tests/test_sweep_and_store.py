@@ -171,14 +171,14 @@ def test_sluschi_sweep_and_its_liquid_ratio_report(tmp_path):
     from ase_proxima.cli import main
     from ase_proxima.reports import report, sweep_tables
 
-    fixed = ["--set", "size=2,2,2", "--set", "equilibrate_steps=20", "--set", "melt_steps=100", "--set",
+    fixed = ["--set", "size=2,2,2", "--set", "equilibrate_steps=20", "--set", "melt_steps=300", "--set",
              "melt_temperature=3000", "--set", "run_steps=100", "--set", "average_steps=25", "--set", "runs=1"]
     assert main(["sweep", "sluschi", "--method", "proxima", "baseline", "--seed", "0", *fixed, "--out",
                  str(tmp_path), "--quiet"]) == 0
     assert main(["sweep", "sluschi", "--set", "nonsense=3", "--out", str(tmp_path / "bad"), "--quiet"]) == 2
     assert not (tmp_path / "bad" / "results.csv").exists()
     tasks = grid("sluschi", method=["proxima", "baseline"], target="emt", size=[(2, 2, 2)], equilibrate_steps=20,
-                 melt_steps=100, melt_temperature=3000.0, run_steps=100, average_steps=25, runs=1, seed=0,
+                 melt_steps=300, melt_temperature=3000.0, run_steps=100, average_steps=25, runs=1, seed=0,
                  error_bound=0.05, temperature=950.0)
     assert {t.key for t in tasks} == {p.name for p in tmp_path.iterdir() if p.is_dir()}
     rows = gather(tmp_path)

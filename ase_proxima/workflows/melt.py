@@ -22,8 +22,12 @@ left out of the fit.
 
 One calculator answers every run of the scan, in one process: a ProximaCalculator then learns
 from all temperatures at once and keeps what it learnt from one run for the next (one
-start-up per scan, not per run).  The target alone (a factory that builds it, with
-``workers > 1``) may run a batch's runs on a process pool.
+start-up per scan, not per run), and certifies each run's served answers on their own
+(``RunOutcome.certificate``, :func:`run_certificates` in ``scan.json``) besides the scan's
+whole record in its ``stats``.  On a process pool (``workers > 1``) each run's
+calculator comes from a factory: the target alone, or a learner (a factory with a ``store``
+argument) whose every run opens a store of its own under ``stores/`` and starts from the target
+results of every store there (the preparation and the runs before it).
 
 The run directory holds ``melt.json`` (the inputs), ``start.traj``, one ``batchNN/``
 per temperature (the coexistence runs' records, :mod:`.sluschi`), ``scan.json`` (the batches
@@ -33,6 +37,7 @@ read back, the one run in progress is redone.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -48,7 +53,7 @@ from ..store import atomic_write
 from .sluschi import Coexistence, CoexistenceConfig, RunOutcome, fit_melting_point
 
 __all__ = ["ScanConfig", "MeltingPoint", "next_temperature", "pooled_counts", "logistic_width",
-           "liquid_probability", "plot_melting_point"]
+           "liquid_probability", "plot_melting_point", "run_certificates"]
 
 
 @dataclass
@@ -119,6 +124,19 @@ def fit_counts(counts: Sequence[tuple[float, int, int]]) -> dict[str, Any] | Non
     return fit
 
 
+def run_certificates(outcomes: Sequence[RunOutcome]) -> dict[str, Any] | None:
+    """Each run's own certified served error, summed up: how many runs were certified, the
+    largest bound, and the runs whose bound is above the calculator's ``error_bound`` (None
+    where no run served a certified answer: the target alone)."""
+    rows = [(o.certificate, o.calc_stats.get("error_bound")) for o in outcomes
+            if o.certificate.get("served_error_upper") is not None]
+    if not rows:
+        return None
+    return {"runs": len(rows), "confidence_level": rows[0][0]["confidence_level"],
+            "worst_upper": max(c["served_error_upper"] for c, _ in rows),
+            "runs_over_bound": sum(b is not None and c["served_error_upper"] > b for c, b in rows)}
+
+
 def next_temperature(batches: Sequence[dict[str, Any]], guess: float, step: float, resolution: float) -> float:
     """The temperature of the next batch (see the module doc); ``batches`` are the finished
     ones in order, each with ``temperature``, ``liquid`` and ``solid``."""
@@ -151,20 +169,52 @@ def next_temperature(batches: Sequence[dict[str, Any]], guess: float, step: floa
 
 
 # ----------------------------------------------------------------- the scan
-def _pool_run(config: dict[str, Any], out: str, run: int, make_calc: Callable[[], Any], start: str) -> dict:
-    """One coexistence run in a worker process (its own calculator from ``make_calc``)."""
+def _pool_run(config: dict[str, Any], out: str, run: int, make_calc: Callable[..., Any], start: str,
+              stores: str | None = None) -> dict:
+    """One coexistence run in a worker process (its own calculator from ``make_calc``; with
+    ``stores``, a learner in a new store there that learns from every other store there)."""
     from ase.io import read
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    calc = make_calc()
-    _one_process(calc, 2)
-    flow = Coexistence(CoexistenceConfig.from_dict(config), calc, out)
-    return asdict(flow.coexistence_run(read(start), run))
+    calc = _build(make_calc, None if stores is None else Path(stores), f"b{Path(out).name[5:]}-r{run:03d}")
+    try:
+        if stores is None:
+            _one_process(calc, 2)
+        flow = Coexistence(CoexistenceConfig.from_dict(config), calc, out)
+        return asdict(flow.coexistence_run(read(start), run))
+    finally:
+        if stores is not None:
+            calc.close()
+
+
+def _build(make_calc: Callable[..., Any], stores: Path | None, name: str) -> Any:
+    """A calculator from the factory; with ``stores``, given a store of its own under it (a new
+    directory each time: a run redone after a crash keeps the first try's data) whose peers are
+    every other store there, so it starts from all the target results of the scan so far."""
+    if stores is None:
+        return make_calc()
+    from uuid import uuid4
+
+    from ..store import RunStore
+
+    stores.mkdir(parents=True, exist_ok=True)
+    own = stores / f"{name}-{uuid4().hex[:8]}"
+    peers = sorted(p for p in stores.iterdir() if p.is_dir() and p != own)
+    return make_calc(store=RunStore(own, peers=peers))
+
+
+def _takes_store(factory: Any) -> bool:
+    """Does a calculator factory take a ``store`` (then each run gets one: a learner)?"""
+    try:
+        return "store" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _one_process(calc: Any, workers: int) -> None:
     if workers > 1 and getattr(calc, "name", None) == "proxima":
-        raise ValueError("a ProximaCalculator learns in one process, so one learner sees every run: use workers=1")
+        raise ValueError("a ProximaCalculator built without a store cannot learn across workers: give the "
+                         "factory a 'store' argument (each run then learns from the scan's stores), or use workers=1")
 
 
 class MeltingPoint:
@@ -180,7 +230,10 @@ class MeltingPoint:
         The guess and the temperature choice.
     calc:
         An ASE calculator that answers every run in this process, or (``workers > 1``) a
-        picklable function without arguments that builds one in each worker.
+        picklable function that builds one in each worker.  A function with a ``store``
+        argument builds a learner (a ProximaCalculator on that store): each run, and the cell's
+        preparation, get a store of their own under ``<out>/stores``, read the others' target
+        results when they open, and so start from everything the scan had learnt by then.
     out:
         The run directory (created; an existing scan with other inputs is refused).
     workers:
@@ -203,7 +256,8 @@ class MeltingPoint:
                 raise ValueError("on_step runs in this process only: use workers=1")
         elif not hasattr(calc, "get_property"):
             calc = calc()
-        if workers > 1 and not hasattr(calc, "get_property"):
+        self.learns = workers > 1 and _takes_store(calc)
+        if workers > 1 and not self.learns:
             # a lambda (which cannot reach a worker anyway) is looked into here; a picklable
             # factory is checked where the worker builds the calculator
             closure = getattr(calc, "__closure__", None) or ()
@@ -283,6 +337,7 @@ class MeltingPoint:
             "undecided": sum(b["undecided"] for b in batches),
             "fit": fit,
             "done": self._done(finished, fit) and len(finished) == len(batches),
+            "certified": run_certificates([o for b in batches for o in b["outcomes"]]),
         }
 
     def _done(self, finished: list[dict[str, Any]], fit: dict[str, Any] | None) -> bool:
@@ -301,8 +356,19 @@ class MeltingPoint:
         """The half-molten start cell at the guess, made once for the whole scan."""
         config = CoexistenceConfig(**{**asdict(self.cell), "temperature": self.scan.guess, "runs": 1,
                                       "seed": self.scan.seed})
-        return Coexistence(config, self.calc if self.workers == 1 else self.calc(), self.out,
-                           progress=self.progress).prepare()
+        if (self.out / "start.traj").exists():
+            return Coexistence(config, None, self.out).prepare()
+        calc = self.calc if self.workers == 1 else _build(self.calc, self.stores if self.learns else None, "prepare")
+        try:
+            return Coexistence(config, calc, self.out, progress=self.progress).prepare()
+        finally:
+            if self.learns:
+                calc.close()
+
+    @property
+    def stores(self) -> Path:
+        """Where the learners of a scan on a process pool keep their stores."""
+        return self.out / "stores"
 
     def run(self) -> dict[str, Any]:
         """Run (or continue) the scan to its end; returns the final :meth:`summary`, also written
@@ -359,7 +425,8 @@ class MeltingPoint:
             path = str(self.out / "start.traj")
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx) as pool:
-                jobs = [pool.submit(_pool_run, asdict(config), str(d), i, self.calc, path) for i in missing]
+                stores = str(self.stores) if self.learns else None
+                jobs = [pool.submit(_pool_run, asdict(config), str(d), i, self.calc, path, stores) for i in missing]
                 for job in as_completed(jobs):
                     flow.record(RunOutcome.from_dict(job.result()))
                     self._write_scan()

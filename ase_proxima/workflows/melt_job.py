@@ -28,7 +28,8 @@ class MeltJob(Job):
     """How forces are computed (``target``, ``method``: 'proxima' or 'baseline', the target
     alone; ``error_bound``, ``metric``), the scan (``scan``, a :class:`~.melt.ScanConfig`),
     the cell (``cell``, a :class:`~.sluschi.CoexistenceConfig`), and ``workers`` (processes for
-    the target alone).  :meth:`from_params` takes both configs' fields flat."""
+    the target alone).  :meth:`from_params` takes both configs' fields flat; the half of the
+    cell that starts liquid is melted at twice the guess unless ``melt_temperature`` is given."""
 
     target: str = "asap3"
     error_bound: float = 0.06
@@ -61,7 +62,10 @@ class MeltJob(Job):
             raise ValueError(f"unknown parameter(s) {unknown} of MeltJob; known: {sorted(own | scan_keys | cell_keys)}")
         if "guess" not in params:
             raise ValueError("melt needs a first guess of the melting point (guess, K)")
-        cell = {**_CELL_DEFAULTS, **{k: v for k, v in params.items() if k in cell_keys}}
+        cell = {**_CELL_DEFAULTS, **{k: v for k, v in params.items() if k in cell_keys and v is not None}}
+        # the new half must melt whatever the element: twice the guess unless stated
+        cell.setdefault("melt_temperature", 2.0 * params["guess"])
+        cell["temperature"] = params["guess"]  # each batch sets its own; the guess is the first
         cell["size"] = tuple(cell["size"])
         return cls(**{k: v for k, v in params.items() if k in own},
                    scan=ScanConfig(**{k: v for k, v in params.items() if k in scan_keys}),

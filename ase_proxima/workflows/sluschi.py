@@ -36,7 +36,9 @@ The method, in the order :class:`Coexistence` runs it:
 
 The liquid ratio over runs and, from ratios at several temperatures, the
 melting point by SLUSCHI's logistic likelihood (:func:`fit_melting_point`) are
-the outcome.  Every finished run is appended to ``runs.jsonl`` in the run
+the outcome.  A calculator that certifies its answers (``ProximaCalculator.certified``)
+gives every run its own certified served error (``RunOutcome.certificate``), also where
+one calculator answers a whole scan.  Every finished run is appended to ``runs.jsonl`` in the run
 directory at once, so a crash loses at most the run in progress.
 """
 
@@ -48,6 +50,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +69,7 @@ from ..store import atomic_write
 
 __all__ = [
     "CoexistenceConfig",
+    "CellNotMelted",
     "RunOutcome",
     "Coexistence",
     "solid_like_fraction",
@@ -78,6 +82,13 @@ __all__ = [
 
 # 1 / bulk modulus of fcc Al (about 76 GPa), in 1/(eV/A^3) as ASE's Berendsen barostats take it
 _AL_COMPRESSIBILITY = 1.0 / (76.0 * units.GPa)
+
+
+MELTED_AT_MOST = 0.5  # solid-like share of the melted half (a liquid has about 0.1, a crystal over 0.9)
+
+
+class CellNotMelted(RuntimeError):
+    """The half of the coexistence cell meant to be liquid is still crystalline after the melt."""
 
 
 @dataclass
@@ -159,6 +170,7 @@ class RunOutcome:
     verdict: str = ""  # the run's phase by the stated rule: movement, else structure, else 'undecided'
     decided_by: str = ""  # 'movement', 'structure' or 'none'
     temperature: float = math.nan  # the thermostat's, K
+    certificate: dict[str, Any] = field(default_factory=dict)  # the run's own certified served error (Proxima)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunOutcome:
@@ -319,7 +331,10 @@ class Coexistence:
         """Steps 1-2: equilibrate the crystal, double it along z, melt the new half.
 
         The result is written to ``start.traj``; an existing one is reused, so
-        every method of a comparison starts its runs from the same cell.
+        every method of a comparison starts its runs from the same cell.  A new half
+        that the melt left mostly solid-like (over ``MELTED_AT_MOST`` by the bond-order
+        criterion) raises :class:`CellNotMelted`: ``melt_temperature`` is too low for
+        this element under this calculator.
         """
         path = self.out / "start.traj"
         if path.exists():
@@ -343,6 +358,12 @@ class Coexistence:
                       friction=c.friction / units.fs, fixcm=False, rng=rng)
         self._drive(md, c.melt_steps, "melt half")
         doubled.set_constraint()
+        left = float(solid_like_fraction(doubled, c.solid_bonds)[n:].mean())
+        if left > MELTED_AT_MOST:
+            raise CellNotMelted(
+                f"the half to be melted is still {left:.0%} solid-like after {c.melt_steps} steps at "
+                f"{c.melt_temperature:g} K: every run would start from a crystal.  Raise melt_temperature "
+                f"(twice the melting point is safe) or melt_steps")
         start = doubled.copy()
         start.info["solid_half"] = n
         write(path, start)
@@ -423,18 +444,22 @@ class Coexistence:
         md.attach(observe, interval=1)
         t0 = time.perf_counter()
         what = f"run {run + 1}/{c.runs}, {c.temperature:g} K"
-        self._drive(md, c.run_steps, what)
-        steps, extensions = c.run_steps, 0
-        while True:
-            disp = np.linalg.norm(blocks[-1] - blocks[-2], axis=1)
-            movement = (float(disp[:half].mean()), float(disp[half:].mean()))
-            label = movement_label(movement, c.solid_movement, c.liquid_movement)
-            if label != "undecided" or extensions >= c.max_extensions:
-                break
-            extensions += 1
-            self._drive(md, c.extend_steps, f"{what}, extension {extensions}")
-            steps += c.extend_steps
+        certified = getattr(self.calc, "certified", None)  # a calculator that certifies its answers
+        with certified() if certified is not None else nullcontext() as cert:
+            self._drive(md, c.run_steps, what)
+            steps, extensions = c.run_steps, 0
+            while True:
+                disp = np.linalg.norm(blocks[-1] - blocks[-2], axis=1)
+                movement = (float(disp[:half].mean()), float(disp[half:].mean()))
+                label = movement_label(movement, c.solid_movement, c.liquid_movement)
+                if label != "undecided" or extensions >= c.max_extensions:
+                    break
+                extensions += 1
+                self._drive(md, c.extend_steps, f"{what}, extension {extensions}")
+                steps += c.extend_steps
         wall = time.perf_counter() - t0
+        level = getattr(self.calc, "parameters", {}).get("confidence_level", 0.95)
+        certificate = {} if cert is None else _jsonable(cert.summary(level))
         s_label, frac = classify_structure(atoms, c.solid_bonds)
         verdict, decided_by = final_verdict(label, s_label)
         write(self.out / f"run{run:03d}_final.traj", atoms)
@@ -443,7 +468,7 @@ class Coexistence:
                           solid_fraction=frac, mean_temperature=float(np.mean(temps)),
                           final_volume_per_atom=float(atoms.get_volume() / len(atoms)), steps=steps,
                           wall_time=wall, calc_stats=_jsonable(stats), extensions=extensions, verdict=verdict,
-                          decided_by=decided_by, temperature=c.temperature)
+                          decided_by=decided_by, temperature=c.temperature, certificate=certificate)
 
     # -------------------------------------------------------------- helpers
     def _drive(self, md, steps: int, what: str) -> None:
