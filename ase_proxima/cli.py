@@ -20,8 +20,10 @@ interrupted study.
 
 ``ase-proxima melt``: the melting point of an fcc metal with its standard error, from a
 first guess: SLUSCHI's scan of coexistence runs (temperatures chosen toward a liquid ratio of
-one half, then around the fitted melting point), as the target alone (``--method baseline``,
-``--workers`` processes) or with one Proxima learner for the whole scan; resumable.
+one half, then around the fitted melting point), as the target alone (``--method baseline``)
+or with Proxima: one learner for the whole scan, or with ``--workers`` processes a learner per
+run that starts from every target result of the scan so far; resumable, and extended by
+running it again with more ``--temperatures``.
 
 ``ase-proxima learn-curve``: held-out error against training size on a trajectory's
 structures, learning the target and (``--baseline``) target minus a baseline: what a
@@ -78,6 +80,9 @@ def _perf(args: argparse.Namespace) -> int:
     print(json.dumps(ann, indent=1, default=float) if args.json else format_annotation(ann))
     return 0
 
+
+_ERROR_SCALE_HELP = ("eV/A (eV for energy): the largest error a served answer may have, which the certified bound "
+                     "assumes (default: ten times the bound)")
 
 _SWEEP_DEFAULTS = {"mc": {"temperature": [300.0, 500.0], "error_bound": [0.002], "target": "pyscf:hf/6-31g*"},
                    "sluschi": {"temperature": [950.0], "error_bound": [0.05], "target": "emt"}}
@@ -162,7 +167,7 @@ def _mc(args: argparse.Namespace) -> int:
     params = dict(molecule=args.molecule, target=args.target, method=args.method, temperature=args.temperature,
                   steps=args.steps, step_size=args.step_size, error_bound=args.error_bound, threshold=args.threshold,
                   retrain=args.retrain, uncertainty=args.uncertainty, audit_fraction=args.audit_fraction,
-                  train_forces=args.train_forces, seed=args.seed, threads=args.threads, cost_aware=args.cost_aware,
+                  error_scale=args.error_scale, train_forces=args.train_forces, seed=args.seed, threads=args.threads, cost_aware=args.cost_aware,
                   baseline=args.baseline, inner_steps=args.inner_steps, burn_in=args.burn_in)
     return _run_job(MCJob, params, args.out, args.overwrite, args.resume, args.quiet)
 
@@ -171,7 +176,8 @@ def _sluschi(args: argparse.Namespace) -> int:
     from .workflows.sluschi_job import SluschiJob
 
     params = dict(target=args.target, method=args.method, error_bound=args.error_bound, metric=args.metric,
-                  threshold=args.threshold, audit_fraction=args.audit_fraction, element=args.element,
+                  threshold=args.threshold, audit_fraction=args.audit_fraction, error_scale=args.error_scale,
+                  element=args.element,
                   lattice_constant=args.lattice_constant, size=tuple(args.size), temperature=args.temperature,
                   melt_temperature=args.melt_temperature, timestep=args.timestep,
                   equilibrate_steps=args.equilibrate_steps, melt_steps=args.melt_steps, run_steps=args.run_steps,
@@ -184,7 +190,8 @@ def _melt(args: argparse.Namespace) -> int:
     from .workflows.melt_job import MeltJob
 
     params = dict(target=args.target, method=args.method, error_bound=args.error_bound, metric=args.metric,
-                  audit_fraction=args.audit_fraction, workers=args.workers, guess=args.guess, runs=args.runs,
+                  audit_fraction=args.audit_fraction, error_scale=args.error_scale, workers=args.workers,
+                  guess=args.guess, runs=args.runs,
                   temperatures=args.temperatures, step=args.step, resolution=args.resolution,
                   target_se=args.target_se, seed=args.seed, element=args.element,
                   lattice_constant=args.lattice_constant, size=tuple(args.size), timestep=args.timestep,
@@ -284,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     mc.add_argument("--retrain", type=int, default=None, help="refit every k new points (default lazy)")
     mc.add_argument("--uncertainty", choices=("posterior", "distance"), default="posterior")
     mc.add_argument("--audit-fraction", type=float, default=0.05)
+    mc.add_argument("--error-scale", type=float, default=None,
+                    help=_ERROR_SCALE_HELP)
     mc.add_argument("--train-forces", action="store_true",
                     help="also ask the target for forces on its calls, for training (costs about 2x per HF call)")
     mc.add_argument("--seed", type=int, default=0)
@@ -319,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("--metric", choices=("forces_mean", "forces_max"), default="forces_mean")
     sl.add_argument("--threshold", type=float, default=None, help="initial T (proxima) or the fixed T, eV/A")
     sl.add_argument("--audit-fraction", type=float, default=0.05)
+    sl.add_argument("--error-scale", type=float, default=None,
+                    help=_ERROR_SCALE_HELP)
     sl.add_argument("--seed", type=int, default=0)
     sl.add_argument("--threads", type=int, default=1, help="threads per process (BLAS, OpenMP, PySCF)")
     sl.add_argument("--no-cost-aware", dest="cost_aware", action="store_false",
@@ -345,6 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     me.add_argument("--error-bound", type=float, default=0.06, help="eV/A, on the served forces")
     me.add_argument("--metric", choices=("forces_mean", "forces_max"), default="forces_mean")
     me.add_argument("--audit-fraction", type=float, default=0.05)
+    me.add_argument("--error-scale", type=float, default=None,
+                    help=_ERROR_SCALE_HELP)
     me.add_argument("--size", type=int, nargs=3, default=(3, 3, 3), help="fcc cells before doubling along z")
     me.add_argument("--runs", type=int, default=8, help="coexistence runs per temperature")
     me.add_argument("--temperatures", type=int, default=5, help="temperatures (batches of runs) at most")
@@ -359,7 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     me.add_argument("--average-steps", type=int, default=250, help="steps per averaged snapshot")
     me.add_argument("--extend-steps", type=int, default=500, help="steps added to a run the movement left undecided")
     me.add_argument("--max-extensions", type=int, default=2, help="after these, the structure decides")
-    me.add_argument("--workers", type=int, default=1, help="processes (the target alone only)")
+    me.add_argument("--workers", type=int, default=1,
+                    help="processes for a batch's runs (with Proxima, a learner per run, each starting from the "
+                         "scan's target results so far)")
     me.add_argument("--seed", type=int, default=0)
     me.add_argument("--threads", type=int, default=1, help="threads per process (BLAS, OpenMP)")
     me.add_argument("--no-cost-aware", dest="cost_aware", action="store_false",

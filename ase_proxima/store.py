@@ -378,18 +378,21 @@ class RunStore:
         with _DatabaseLock(self.database):
             return self.db.write(row, key_value_pairs=keys, data=data)
 
+    def _pooled(self, shared: bool | None) -> bool:
+        """Do reads with this ``shared`` flag (``None``: the store's own) span more than this run's
+        rows: the other runs of a shared database, or the peer stores?"""
+        return (self.database is not None or bool(self.peers)) and (self.shared if shared is None else bool(shared))
+
     def _rows(self, shared: bool | None, newest: int | None = None) -> Iterator[Any]:
         """ase.db rows, oldest first: the run's own, or every run's made with this target (or by
         code that did not say which target) when ``shared``; the newest ``newest`` rows only."""
-        shared = self.shared if shared is None else shared
-        if self.database is not None and shared:
-            mine = self.fingerprint.get("target_key")
-            rows = [r for r in self.db.select(sort="id") if r.get("target") in (None, mine)]
-            yield from (rows if newest is None else rows[len(rows) - newest:] if newest else [])
-            return
-        if self.peers and shared:  # the peers' rows first (older runs), then this run's own
-            rows = [r for db in self._peer_databases() for r in db.select(sort="id")]
-            rows += list(self.db.select(sort="id")) if self.db is not None else []
+        if self._pooled(shared):
+            if self.database is not None:
+                mine = self.fingerprint.get("target_key")
+                rows = [r for r in self.db.select(sort="id") if r.get("target") in (None, mine)]
+            else:  # the peers' rows first (older runs), then this run's own
+                rows = [r for db in self._peer_databases() for r in db.select(sort="id")]
+                rows += list(self.db.select(sort="id")) if self.db is not None else []
             yield from (rows if newest is None else rows[len(rows) - newest:] if newest else [])
             return
         query = {"run": self.run} if self.database is not None else {}
@@ -429,7 +432,7 @@ class RunStore:
         """Rows stored (absurd ones included: one per successful target call)."""
         if self.db is None:
             return 0
-        if (self.database is not None or self.peers) and (self.shared if shared is None else shared):
+        if self._pooled(shared):
             return sum(1 for _ in self._rows(shared))
         return self.db.count(**({"run": self.run} if self.database is not None else {}))
 
@@ -437,7 +440,7 @@ class RunStore:
         """Training points stored (rows but absurd ones)."""
         if self.db is None:
             return 0
-        if (self.database is not None or self.peers) and (self.shared if shared is None else shared):
+        if self._pooled(shared):
             return sum(1 for r in self._rows(shared) if not r.get("absurd"))
         absurd = self.db.count(absurd=1, **({"run": self.run} if self.database is not None else {}))
         return self.training_count(shared) - absurd

@@ -10,7 +10,8 @@ one / two standard errors of the estimate in about 68% / 95% of runs (``z`` = (t
 / se); :func:`bound_check` measures both.  It also checks the certificate
 (``stats['served_error_upper']``, :mod:`.certificate`) at every served call: the true mean of
 the answers served so far must stay under it at every call, in all but about
-``1 - confidence_level`` of runs.
+``1 - confidence_level`` of runs.  :class:`RunForcesCheck` does the same check run by run for
+the coexistence workflows, into a file a resumed study reads back.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import numpy as np
 
 from .certificate import ServedErrorBound
 
-__all__ = ["ServedTruth", "check_run", "bound_check", "certificate_run", "miscoverage", "ADVERSARIES"]
+__all__ = ["ServedTruth", "RunForcesCheck", "check_run", "bound_check", "certificate_run", "miscoverage", "ADVERSARIES"]
 
 
 class ServedTruth:
@@ -55,6 +56,61 @@ class ServedTruth:
     def mean(self) -> float:
         """The true mean error of the served answers (NaN before any)."""
         return float(np.mean(self.errors)) if self.errors else math.nan
+
+
+class RunForcesCheck:
+    """A workflow's served forces against an independent target, one record per finished run.
+
+    ``step`` (the workflow's ``on_step``, after each MD step) checks the forces of a step whose last
+    call the surrogate answered; ``run`` (its ``on_run``) appends the finished run's sums and
+    largest error per metric as one line of ``path`` and starts the next run's, so a study
+    resumed after a kill still has the check of every run it finished.
+    """
+
+    def __init__(self, calc: Any, truth: Any, path: Any,
+                 metrics: Sequence[str] = ("forces_mean", "forces_max")) -> None:
+        self.calc, self.truth, self.path, self.metrics = calc, truth, path, tuple(metrics)
+        self.errors: dict[str, list[float]] = {m: [] for m in self.metrics}
+        self.seconds = 0.0
+
+    def step(self, atoms: Any) -> None:
+        from time import perf_counter
+
+        from .metrics import compute_error
+
+        log = getattr(self.calc, "log", None)  # the target alone serves nothing
+        if log is None or not len(log) or log[-1]["kind"] != "surrogate":
+            return
+        t = perf_counter()
+        probe = atoms.copy()
+        probe.calc = self.truth
+        got, exact = {"forces": atoms.get_forces()}, {"forces": probe.get_forces()}
+        for m in self.metrics:
+            self.errors[m].append(compute_error(m, got, exact, len(atoms)))
+        self.seconds += perf_counter() - t
+
+    def run(self, outcome: Any) -> dict[str, Any]:
+        import json
+
+        row: dict[str, Any] = {"run": outcome.run, "seed": outcome.seed, "temperature": outcome.temperature,
+                               "checked_steps": len(self.errors[self.metrics[0]]), "check_s": self.seconds}
+        for m, e in self.errors.items():
+            row[f"{m}_sum"] = float(np.sum(e))
+            row[f"{m}_max"] = float(np.max(e)) if e else None
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        self.errors = {m: [] for m in self.metrics}
+        self.seconds = 0.0
+        return row
+
+    @staticmethod
+    def read(path: Any) -> list[dict[str, Any]]:
+        """The records written so far (none where the file does not exist)."""
+        import json
+        from pathlib import Path
+
+        path = Path(path)
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
 def check_run(seed: int, steps: int = 400, error_bound: float = 0.005, temperature_K: float = 500.0,

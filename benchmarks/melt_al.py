@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ase_proxima import ProximaCalculator  # noqa: E402
-from ase_proxima.metrics import compute_error  # noqa: E402
 from ase_proxima.targets import make_target  # noqa: E402
+from ase_proxima.validation import RunForcesCheck  # noqa: E402
 from ase_proxima.workflows.melt import MeltingPoint, ScanConfig, liquid_probability  # noqa: E402
 from ase_proxima.workflows.sluschi import CoexistenceConfig  # noqa: E402
 
@@ -54,33 +54,9 @@ def configs(args: argparse.Namespace) -> tuple[CoexistenceConfig, ScanConfig]:
     return cell, scan
 
 
-class TruthCheck:
+def _truth_check(calc, out: Path) -> RunForcesCheck:
     """The served answer of every MD step's last force call against an independent target."""
-
-    def __init__(self, calc, out: Path) -> None:
-        self.calc, self.path = calc, out / "truth.jsonl"
-        self.truth = make_target("asap3")
-        self.errors: list[float] = []
-        self.seconds = 0.0
-
-    def step(self, atoms) -> None:
-        log = self.calc.log
-        if not len(log) or log[-1]["kind"] != "surrogate":
-            return
-        t = time.perf_counter()
-        probe = atoms.copy()
-        probe.calc = self.truth
-        self.errors.append(compute_error("forces_mean", {"forces": atoms.get_forces()},
-                                         {"forces": probe.get_forces()}, len(atoms)))
-        self.seconds += time.perf_counter() - t
-
-    def run(self, outcome) -> None:
-        row = {"seed": outcome.seed, "temperature": outcome.temperature, "run": outcome.run,
-               "checked_steps": len(self.errors), "forces_mean_sum": float(np.sum(self.errors)),
-               "forces_mean_max": float(np.max(self.errors)) if self.errors else None, "check_s": self.seconds}
-        with open(self.path, "a") as fh:
-            fh.write(json.dumps(row) + "\n")
-        self.errors, self.seconds = [], 0.0
+    return RunForcesCheck(calc, make_target("asap3"), out / "truth.jsonl", metrics=("forces_mean",))
 
 
 def run_scan(args: argparse.Namespace) -> dict:
@@ -97,11 +73,11 @@ def run_scan(args: argparse.Namespace) -> dict:
     if args.method == "target" or args.report_only:  # a report reads the directory: no store is opened
         calc = make_target("asap3")
         flow = MeltingPoint(cell, scan, calc, out, progress=not args.quiet)
-        check = TruthCheck(calc, out) if args.method == "proxima" else None
+        check = _truth_check(calc, out) if args.method == "proxima" else None
     else:
-        calc = ProximaCalculator(target=make_target("asap3"), error_bound=args.error_bound,
+        calc = ProximaCalculator(target=make_target("asap3"), error_bound=args.error_bound, error_scale=args.error_scale,
                                  error_metric="forces_mean", cost_aware=False, seed=args.seed, store=out / "store")
-        check = TruthCheck(calc, out)
+        check = _truth_check(calc, out)
         flow = MeltingPoint(cell, scan, calc, out, progress=not args.quiet, on_step=check.step, on_run=check.run)
     summary = flow.summary() if args.report_only else flow.run()
     wall = time.perf_counter() - t0
@@ -109,9 +85,8 @@ def run_scan(args: argparse.Namespace) -> dict:
     runs = []
     prev = None
     truth = {}
-    if check is not None and check.path.exists():
-        for line in check.path.read_text().splitlines():
-            r = json.loads(line)
+    if check is not None:
+        for r in RunForcesCheck.read(check.path):
             truth[(r["seed"], r["temperature"])] = r  # a redone run (after a kill) keeps its last record
     for o in outcomes:
         row = {"temperature": o.temperature, "run": o.run, "seed": o.seed, "verdict": o.verdict,
@@ -271,6 +246,8 @@ def main() -> int:
     p.add_argument("--resolution", type=float, default=5.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--error-bound", type=float, default=0.06, help="forces_mean, eV/A")
+    p.add_argument("--error-scale", type=float, default=None,
+                   help="eV/A: the largest served error the certificates assume (default: ten times the bound)")
     p.add_argument("--dft-seconds", type=float, default=600.0, help="stated cost of one DFT-class call (projection)")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--report-only", action="store_true",

@@ -56,9 +56,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ase_proxima import ProximaCalculator  # noqa: E402
-from ase_proxima.metrics import compute_error  # noqa: E402
 from ase_proxima.surrogates import DeePMDEnsemble, SNAPEnsemble  # noqa: E402
 from ase_proxima.targets import make_target  # noqa: E402
+from ase_proxima.validation import RunForcesCheck  # noqa: E402
 from ase_proxima.workflows.sluschi import Coexistence, CoexistenceConfig, liquid_ratio  # noqa: E402
 
 
@@ -306,7 +306,9 @@ def method_calc(method: str, target_spec: str, metric: str, seed: int):
 def _truth_rows(mdir: Path) -> dict[int, dict]:
     """Per-run truth-check records (``truth.jsonl``), keyed by run; runs from before it existed are absent."""
     path = mdir / "truth.jsonl"
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    rows = RunForcesCheck.read(path)
+    for r in rows:  # records written before the check was shared with melt_al.py
+        r.setdefault("checked_steps", r.pop("served_steps", 0))
     return {r["run"]: r for r in rows}
 
 
@@ -353,38 +355,10 @@ def run_method(method: str, args_dict: dict, out: str, start_path: str) -> dict:
     mdir.mkdir(parents=True, exist_ok=True)
     shutil.copy(start_path, mdir / "start.traj")
     calc = method_calc(method, args.target, args.metric, args.seed)
-    truth = make_target(args.target)
-    served_mean, served_max = [], []
-    check_time = 0.0
+    # the truth check of each finished run, so a resumed study still covers every run
+    check = RunForcesCheck(calc, make_target(args.target), mdir / "truth.jsonl")
 
-    def check(atoms) -> None:
-        nonlocal check_time
-        log = getattr(calc, "log", None)
-        if log is None or not len(log):
-            return
-        if log[-1]["kind"] != "surrogate":
-            return
-        t = time.perf_counter()
-        got = {"forces": atoms.get_forces()}
-        probe = atoms.copy()
-        probe.calc = truth
-        exact = {"forces": probe.get_forces()}
-        served_mean.append(compute_error("forces_mean", got, exact, len(atoms)))
-        served_max.append(compute_error("forces_max", got, exact, len(atoms)))
-        check_time += time.perf_counter() - t
-
-    def record(outcome) -> None:
-        # the truth check of each finished run, so a resumed study still covers every run
-        nonlocal check_time
-        row = {"run": outcome.run, "served_steps": len(served_mean), "forces_mean_sum": float(np.sum(served_mean)),
-               "forces_max_sum": float(np.sum(served_max)), "check_s": check_time}
-        with open(mdir / "truth.jsonl", "a") as fh:
-            fh.write(json.dumps(row) + "\n")
-        served_mean.clear()
-        served_max.clear()
-        check_time = 0.0
-
-    flow = Coexistence(config, calc, mdir, progress=False, on_step=check, on_run=record)
+    flow = Coexistence(config, calc, mdir, progress=False, on_step=check.step, on_run=check.run)
     outcomes = flow.run(start=read(mdir / "start.traj"))
     labels = [o.label for o in outcomes]
     ratio, se = liquid_ratio(labels)
@@ -408,7 +382,7 @@ def run_method(method: str, args_dict: dict, out: str, start_path: str) -> dict:
     }
     if hasattr(calc, "stats"):
         res.update(_call_totals(outcomes))
-        checked = sum(r["served_steps"] for r in truth_rows.values())
+        checked = sum(r["checked_steps"] for r in truth_rows.values())
         calls = res["calls"]
         res.update({
             "truth_checked_runs": sorted(truth_rows),

@@ -7,6 +7,7 @@ import functools
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from ase_proxima.workflows.melt import (
     next_temperature,
     pooled_counts,
 )
+from ase_proxima.validation import RunForcesCheck
 from ase_proxima.workflows.melt_job import MeltJob
 from ase_proxima.workflows.sluschi import (
     MELTED_AT_MOST,
@@ -195,6 +197,21 @@ def test_serial_scan_writes_its_record(serial_scan):
     assert len(set(seeds)) == len(seeds)
 
 
+def test_a_scan_run_again_with_more_temperatures_goes_on(serial_scan, tmp_path):
+    out, summary = serial_scan
+    longer = tmp_path / "longer"
+    shutil.copytree(out, longer)
+    more = replace(SCAN, temperatures=SCAN.temperatures + 1)
+    extended = MeltingPoint(CELL, more, make_target("asap3"), longer).run()
+    batches = extended["batches"]
+    assert len(batches) == more.temperatures and extended["done"]
+    assert batches[:-1] == summary["batches"]  # nothing run again
+    assert batches[-1]["temperature"] == next_temperature(batches[:-1], SCAN.guess, SCAN.step, SCAN.resolution)
+    assert json.loads((longer / "melt.json").read_text())["scan"]["temperatures"] == more.temperatures
+    # a shorter stopping rule reads the same directory as done
+    assert MeltingPoint(CELL, SCAN, make_target("asap3"), longer).summary()["done"]
+
+
 def test_pool_gives_the_serial_scan(serial_scan, tmp_path):
     out, _ = serial_scan
     MeltingPoint(CELL, SCAN, functools.partial(make_target, "asap3"), tmp_path / "pool", workers=2).run()
@@ -248,10 +265,30 @@ def test_one_proxima_learner_serves_every_run(tmp_path):
     calc = ProximaCalculator(target=make_target("asap3"), error_bound=0.06, error_metric="forces_mean",
                              cost_aware=False, seed=0, store=tmp_path / "store")
     scan = ScanConfig(guess=1100.0, runs=2, temperatures=2, step=100.0, resolution=10.0)
-    flow = MeltingPoint(CELL, scan, calc, tmp_path / "scan")
+    check = RunForcesCheck(calc, make_target("asap3"), tmp_path / "truth.jsonl")
+    served = []  # copies of the served steps, checked again below by a third target
+
+    def on_step(atoms):
+        check.step(atoms)
+        if calc.log[-1]["kind"] == "surrogate":
+            served.append((atoms.copy(), atoms.get_forces().copy()))
+
+    flow = MeltingPoint(CELL, scan, calc, tmp_path / "scan", on_step=on_step, on_run=check.run)
     flow.run()
     outcomes = [o for b in flow.batches() for o in b["outcomes"]]
     assert len(outcomes) == 4
+    # the truth check: one record per run, every step of the runs whose last call was served
+    rows = RunForcesCheck.read(tmp_path / "truth.jsonl")
+    assert [(r["seed"], r["run"]) for r in rows] == [(o.seed, o.run) for o in outcomes]
+    steps = sum(r["checked_steps"] for r in rows)
+    assert 0 < steps == len(served)
+    third = make_target("asap3")
+    again = []
+    for atoms, forces in served:
+        atoms.calc = third
+        again.append(np.mean(np.abs(forces - atoms.get_forces())))
+    assert sum(r["forces_mean_sum"] for r in rows) == pytest.approx(sum(again), rel=1e-9)
+    assert max(r["forces_mean_max"] for r in rows) == pytest.approx(max(again), rel=1e-9)
     calls = [o.calc_stats["calls"] for o in outcomes]
     assert calls == sorted(calls) and calls[-1] == calc.stats["calls"]  # one calculator, counting on
     # every run after the first starts with a fitted surrogate: no start-up per run
@@ -286,8 +323,8 @@ def test_scan_refuses_what_it_cannot_do(tmp_path):
 
 
 def test_cli_melt_refuses_bad_input(tmp_path):
-    assert main(["melt", "--guess", "900", "--method", "proxima", "--workers", "2", "--out", str(tmp_path / "x"),
-                 "--quiet"]) == 2
+    assert main(["melt", "--guess", "900", "--workers", "0", "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert main(["melt", "--guess", "900", "--error-scale", "-1", "--out", str(tmp_path / "z"), "--quiet"]) == 2
     assert main(["melt", "--guess", "-3", "--out", str(tmp_path / "y"), "--quiet"]) == 2
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
@@ -343,6 +380,34 @@ def test_learners_on_a_pool_start_from_the_scans_target_results(tmp_path):
             earlier = sum(n for q, n in own.items() if q.name.startswith("b00")) if index else 0
             assert o.calc_stats["training_total"] == prepared + earlier + own[p]
             assert o.certificate["answers"] == o.calc_stats["surrogate_calls"] > 0
+
+
+def test_the_command_runs_learners_on_a_pool_and_extends_the_scan(tmp_path, capsys):
+    out = tmp_path / "pool"
+    args = ["melt", "--guess", "1100", "--runs", "2", "--temperatures", "1", "--step", "100", "--resolution", "10",
+            "--size", "2", "2", "2", "--melt-temperature", "3000", "--melt-steps", "300", "--run-steps", "200",
+            "--average-steps", "50", "--extend-steps", "100", "--max-extensions", "1", "--no-cost-aware",
+            "--workers", "2", "--error-scale", "0.3", "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    first = json.loads((out / "stats.json").read_text())
+    assert not (out / "store").exists() and "stats" not in first  # no learner in this process
+    names = sorted(p.name.split("-")[0] for p in (out / "stores").iterdir())
+    assert names == ["b00", "b00", "prepare"]
+    k = first["learners"]
+    # each run's first call (the start cell, which the preparation sent to the target) is a cached answer
+    assert k["calls"] == k["target_calls"] + k["surrogate_calls"] + 2 and k["surrogate_calls"] > 0
+    assert first["certified"]["runs"] >= 1
+    # every worker's learner has the job's settings, the stated error scale among them
+    assert {o.calc_stats["error_scale"] for o in Coexistence.read_outcomes(out / "batch00")} == {0.3}
+    printed = capsys.readouterr().out
+    assert "learners (one per run, 2 workers" in printed and "per-run certified served error" in printed
+    # run again with a second temperature: the first batch is kept, one more is run
+    assert main([*args[:args.index("--temperatures") + 1], "2", *args[args.index("--temperatures") + 2:],
+                 "--resume"]) == 0
+    again = json.loads((out / "stats.json").read_text())
+    assert again["runs"] == 4 and len(again["temperatures"]) == 2
+    assert sorted(p.name.split("-")[0] for p in (out / "stores").iterdir()) == ["b00", "b00", "b01", "b01", "prepare"]
+    assert again["learners"]["calls"] > k["calls"]
 
 
 def test_a_peer_store_of_another_kind_is_refused(tmp_path):

@@ -12,6 +12,7 @@ prediction) and ``run.png``.  The CLI and sweeps both run jobs this way;
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import shutil
@@ -90,6 +91,8 @@ class Job:
     error_bound: float = 0.01
     threshold: float | None = None
     audit_fraction: float = 0.05
+    # the largest error a served answer may have, as the certified bound assumes (None: ten times the bound)
+    error_scale: float | None = None
     threads: int = 1  # per process: PySCF and BLAS otherwise take every core, and processes share them
     cost_aware: bool = True  # False: serve whatever the target costs (a cheap target standing in for a costly one)
     # a cheap model under the surrogate (``xtb:gfn2``; see ase_proxima.baseline), not to be confused with
@@ -108,6 +111,8 @@ class Job:
             raise ValueError("method 'fixed' needs a threshold")
         if not self.error_bound > 0:
             raise ValueError(f"error_bound must be > 0, got {self.error_bound!r}")
+        if self.error_scale is not None and not (math.isfinite(self.error_scale) and self.error_scale > 0):
+            raise ValueError(f"error_scale must be a finite number > 0, got {self.error_scale!r}")
         if not (isinstance(self.threads, int) and self.threads >= 1):
             raise ValueError(f"threads must be an integer >= 1, got {self.threads!r}")
 
@@ -156,15 +161,25 @@ class Job:
         """Does the workflow run through a ProximaCalculator (else with the target itself)?"""
         return self.method in ("proxima", "fixed")
 
-    def calculator(self, target: Any, out: Path) -> Any:
-        if not self.uses_proxima:
-            return target
+    @property
+    def learns_here(self) -> bool:
+        """Does this process hold the run's one ProximaCalculator (not so for the target alone, or
+        for a workflow whose worker processes build learners of their own)?"""
+        return self.uses_proxima
+
+    def learner(self, target: Any, store: Any) -> Any:
+        """A ProximaCalculator with this job's settings over ``target``, on ``store`` (a path or a
+        :class:`~ase_proxima.store.RunStore`)."""
         from ..calculator import ProximaCalculator
 
         return ProximaCalculator(target=target, error_bound=self.error_bound, error_metric=self.error_metric,
                                  threshold=self.threshold, adaptive=self.method == "proxima",
-                                 audit_fraction=self.audit_fraction, cost_aware=self.cost_aware, store=out / "store",
+                                 audit_fraction=self.audit_fraction, error_scale=self.error_scale,
+                                 cost_aware=self.cost_aware, store=store,
                                  baseline=self.make_baseline(), **self.settings())
+
+    def calculator(self, target: Any, out: Path) -> Any:
+        return self.learner(target, out / "store") if self.learns_here else target
 
     def run(self, out: str | os.PathLike, progress: bool = False) -> dict[str, Any]:
         """Run into ``out`` (made if needed); returns the report written to ``stats.json``."""
@@ -172,7 +187,7 @@ class Job:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         calc = self.calculator(target, out)
-        proxima = self.uses_proxima
+        proxima = self.learns_here
         try:
             with thread_limits(self.threads, pyscf=self.target.startswith("pyscf")):
                 fields_ = self.execute(calc, out, progress)

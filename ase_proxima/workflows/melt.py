@@ -33,7 +33,9 @@ The run directory holds ``melt.json`` (the inputs), ``start.traj``, one ``batchN
 per temperature (the coexistence runs' records, :mod:`.sluschi`), ``scan.json`` (the batches
 and the fit so far, rewritten after every run) and, at the end, ``melting_point.png``.  A
 killed scan continues where it stopped: finished runs are kept, temperatures already chosen are
-read back, the one run in progress is redone.
+read back, the one run in progress is redone.  A scan run again with more ``temperatures`` (or
+another ``target_se``) goes on from its last batch: they say when a scan stops, not what any of
+its runs does, and its batches so far are the ones the longer scan would have begun with.
 """
 from __future__ import annotations
 
@@ -170,13 +172,14 @@ def next_temperature(batches: Sequence[dict[str, Any]], guess: float, step: floa
 
 # ----------------------------------------------------------------- the scan
 def _pool_run(config: dict[str, Any], out: str, run: int, make_calc: Callable[..., Any], start: str,
-              stores: str | None = None) -> dict:
+              stores: str | None = None, name: str = "") -> dict:
     """One coexistence run in a worker process (its own calculator from ``make_calc``; with
-    ``stores``, a learner in a new store there that learns from every other store there)."""
+    ``stores``, a learner in a new store there, named after ``name``, that learns from every
+    other store there)."""
     from ase.io import read
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    calc = _build(make_calc, None if stores is None else Path(stores), f"b{Path(out).name[5:]}-r{run:03d}")
+    calc = _build(make_calc, None if stores is None else Path(stores), name)
     try:
         if stores is None:
             _one_process(calc, 2)
@@ -209,6 +212,14 @@ def _takes_store(factory: Any) -> bool:
         return "store" in inspect.signature(factory).parameters
     except (TypeError, ValueError):
         return False
+
+
+#: ScanConfig fields that only say when the scan stops: a scan may be extended by changing them
+_STOPPING_RULE = ("temperatures", "target_se")
+
+
+def _without_stopping_rule(inputs: dict[str, Any]) -> dict[str, Any]:
+    return {**inputs, "scan": {k: v for k, v in inputs.get("scan", {}).items() if k not in _STOPPING_RULE}}
 
 
 def _one_process(calc: Any, workers: int) -> None:
@@ -279,17 +290,20 @@ class MeltingPoint:
         return {"cell": cell, "scan": asdict(self.scan)}
 
     def _claim(self) -> None:
-        """Write ``melt.json``, or check that a scan already there has the same inputs."""
+        """Write ``melt.json``, or check that a scan already there has the same inputs (its
+        stopping rule may differ: the scan is then extended, or ends sooner, and the file says so)."""
         path = self.out / "melt.json"
         mine = json.loads(json.dumps(self._inputs()))
         if path.exists():
             theirs = json.loads(path.read_text())
-            if theirs != mine:
-                diff = sorted(f"{part}.{k}" for part in mine for k in set(mine[part]) | set(theirs.get(part, {}))
-                              if mine[part].get(k) != theirs.get(part, {}).get(k))
+            if theirs == mine:
+                return
+            a, b = _without_stopping_rule(mine), _without_stopping_rule(theirs)
+            if a != b:
+                diff = sorted(f"{part}.{k}" for part in a for k in set(a[part]) | set(b.get(part, {}))
+                              if a[part].get(k) != b.get(part, {}).get(k))
                 raise ValueError(f"{self.out} holds a scan with other inputs ({', '.join(diff)}); "
                                  "choose another directory")
-            return
         atomic_write(path, json.dumps(mine, indent=1).encode())
 
     def batch_dir(self, index: int) -> Path:
@@ -426,7 +440,8 @@ class MeltingPoint:
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx) as pool:
                 stores = str(self.stores) if self.learns else None
-                jobs = [pool.submit(_pool_run, asdict(config), str(d), i, self.calc, path, stores) for i in missing]
+                jobs = [pool.submit(_pool_run, asdict(config), str(d), i, self.calc, path, stores, f"b{index:02d}-r{i:03d}")
+                        for i in missing]
                 for job in as_completed(jobs):
                     flow.record(RunOutcome.from_dict(job.result()))
                     self._write_scan()

@@ -2,9 +2,9 @@
 :mod:`.job`).
 
 Besides the scan's own files (``melt.json``, ``start.traj``, ``batchNN/``, ``scan.json``,
-``melting_point.png``; see :mod:`.melt`), the run directory gets ``store/`` (one learner for the
-whole scan; not for the target alone), ``run.png`` and ``stats.json``.  Running it again on the
-same directory continues the scan.
+``melting_point.png``; see :mod:`.melt`), the run directory gets ``stats.json`` and, with one
+learner for the whole scan, ``store/`` and ``run.png`` (on a process pool the learners' stores are
+in ``stores/``).  Running it again on the same directory continues the scan.
 """
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from typing import Any
 
 from .job import Job
 from .melt import ScanConfig
-from .sluschi import CoexistenceConfig
+from .sluschi import CoexistenceConfig, RunOutcome
 
-__all__ = ["MeltJob"]
+__all__ = ["MeltJob", "WorkerLearner", "pooled_learners"]
 
 _CELL_DEFAULTS = {"size": (3, 3, 3), "run_steps": 1500, "extend_steps": 500, "max_extensions": 2}
 
@@ -28,7 +28,8 @@ class MeltJob(Job):
     """How forces are computed (``target``, ``method``: 'proxima' or 'baseline', the target
     alone; ``error_bound``, ``metric``), the scan (``scan``, a :class:`~.melt.ScanConfig`),
     the cell (``cell``, a :class:`~.sluschi.CoexistenceConfig`), and ``workers`` (processes for
-    the target alone).  :meth:`from_params` takes both configs' fields flat; the half of the
+    the runs of a batch: with Proxima, every run's learner opens a store of its own under
+    ``stores/`` and starts from the target results of the whole scan so far).  :meth:`from_params` takes both configs' fields flat; the half of the
     cell that starts liquid is melted at twice the guess unless ``melt_temperature`` is given."""
 
     target: str = "asap3"
@@ -44,9 +45,6 @@ class MeltJob(Job):
             raise ValueError("melt runs method 'proxima' or 'baseline' (the target alone)")
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
             raise ValueError(f"workers must be an integer >= 1, got {self.workers!r}")
-        if self.workers > 1 and self.method == "proxima":
-            raise ValueError("a Proxima scan runs in one process, so one learner sees every run: use workers 1 "
-                             "(workers > 1 runs the target alone on a pool)")
 
     @property
     def error_metric(self) -> str:  # type: ignore[override]
@@ -74,6 +72,10 @@ class MeltJob(Job):
     def settings(self) -> dict[str, Any]:
         return {"seed": self.scan.seed}
 
+    @property
+    def learns_here(self) -> bool:  # on a pool each worker builds its own learner
+        return self.uses_proxima and self.workers == 1
+
     def title(self) -> str:
         return f"melting point of {self.cell.element}, {self.target}, {self.metric} bound {self.error_bound} eV/A"
 
@@ -82,19 +84,56 @@ class MeltJob(Job):
         from .melt import MeltingPoint
 
         if self.workers > 1:
-            calc = functools.partial(make_target, self.target)
+            calc = WorkerLearner(self) if self.uses_proxima else functools.partial(make_target, self.target)
         t0 = time.perf_counter()
-        summary = MeltingPoint(self.cell, self.scan, calc, out, workers=self.workers, progress=progress).run()
+        flow = MeltingPoint(self.cell, self.scan, calc, out, workers=self.workers, progress=progress)
+        summary = flow.run()
         fit = summary["fit"] or {}
-        return {"metric": self.metric, "atoms": 8 * self.cell.size[0] * self.cell.size[1] * self.cell.size[2],
-                "Tm": fit.get("Tm"), "Tm_se": fit.get("Tm_se"), "g": fit.get("g"), "runs": summary["runs"],
-                "undecided": summary["undecided"], "temperatures": summary["temperatures"],
-                "wall_time_s": time.perf_counter() - t0}
+        report = {"metric": self.metric, "atoms": 8 * self.cell.size[0] * self.cell.size[1] * self.cell.size[2],
+                  "Tm": fit.get("Tm"), "Tm_se": fit.get("Tm_se"), "g": fit.get("g"), "runs": summary["runs"],
+                  "undecided": summary["undecided"], "temperatures": summary["temperatures"],
+                  "certified": summary["certified"], "wall_time_s": time.perf_counter() - t0}
+        if self.uses_proxima and not self.learns_here:
+            report["learners"] = pooled_learners([o for b in flow.batches() for o in b["outcomes"]])
+        return report
 
     def headline(self, report: dict[str, Any]) -> str:
         r = report
         per_t = ", ".join(f"{t['temperature']:g} K {t['liquid']}/{t['liquid'] + t['solid']}"
                           + (f" ({t['undecided']} undecided)" if t["undecided"] else "") for t in r["temperatures"])
         tm = "not determined (one phase only)" if r["Tm"] is None else f"{r['Tm']:.0f} +- {r['Tm_se']:.0f} K"
-        return (f"melting point {tm} from {r['runs']} coexistence runs of {r['atoms']} atoms; liquid/decided: "
-                f"{per_t}")
+        lines = [f"melting point {tm} from {r['runs']} coexistence runs of {r['atoms']} atoms; liquid/decided: "
+                 f"{per_t}"]
+        if r.get("learners"):
+            k = r["learners"]
+            lines.append(f"learners (one per run, {self.workers} workers, learning from each other's stores): "
+                         f"target {k['target_calls']} calls (audits {k['audits']}), surrogate {k['surrogate_calls']} "
+                         f"({k['served_fraction']:.1%}) over the runs")
+        c = r.get("certified")
+        if c:
+            lines.append(f"per-run certified served error: worst {c['worst_upper']:.4g} eV/A at "
+                         f"{c['confidence_level']:.0%} over {c['runs']} runs, {c['runs_over_bound']} above the bound "
+                         f"{self.error_bound:g}")
+        return "\n".join(lines)
+
+
+def pooled_learners(outcomes: list[RunOutcome]) -> dict[str, Any]:
+    """Calls, target calls, audits and served share summed over runs that each had a learner of
+    their own (a scan on a process pool; the cell's preparation not included)."""
+    keys = ("calls", "target_calls", "surrogate_calls", "audits")
+    total = {k: int(sum(o.calc_stats.get(k, 0) for o in outcomes)) for k in keys}
+    total["served_fraction"] = total["surrogate_calls"] / total["calls"] if total["calls"] else 0.0
+    return total
+
+
+@dataclass(frozen=True)
+class WorkerLearner:
+    """Builds a pool worker's learner: the job's ProximaCalculator over a new target, on the store
+    the scan gives that run (picklable, so spawned workers can receive it)."""
+
+    job: MeltJob
+
+    def __call__(self, store: Any) -> Any:
+        from ..targets import make_target
+
+        return self.job.learner(make_target(self.job.target), store)
