@@ -18,8 +18,8 @@ with a fixed threshold or under Proxima, written to a run directory (start
 cell, one line per finished run, summary, plot); ``--resume`` continues an
 interrupted study.
 
-``ase-proxima melt``: the melting point of an fcc metal with its standard error, from a
-first guess: SLUSCHI's scan of coexistence runs (temperatures chosen toward a liquid ratio of
+``ase-proxima melt``: the melting point of an fcc metal (or of a close-packed crystal given as a
+structure file) with its standard error, from a first guess: SLUSCHI's scan of coexistence runs (temperatures chosen toward a liquid ratio of
 one half, then around the fitted melting point), as the target alone (``--method baseline``)
 or with Proxima: one learner for the whole scan, or with ``--workers`` processes a learner per
 run that starts from every target result of the scan so far; resumable, and extended by
@@ -193,7 +193,7 @@ def _melt(args: argparse.Namespace) -> int:
                   audit_fraction=args.audit_fraction, error_scale=args.error_scale, workers=args.workers,
                   guess=args.guess, runs=args.runs,
                   temperatures=args.temperatures, step=args.step, resolution=args.resolution,
-                  target_se=args.target_se, seed=args.seed, element=args.element,
+                  target_se=args.target_se, seed=args.seed, element=args.element, structure=args.structure,
                   lattice_constant=args.lattice_constant, size=tuple(args.size), timestep=args.timestep,
                   melt_temperature=args.melt_temperature, melt_steps=args.melt_steps,
                   run_steps=args.run_steps, average_steps=args.average_steps, extend_steps=args.extend_steps,
@@ -345,10 +345,14 @@ def build_parser() -> argparse.ArgumentParser:
     sl.set_defaults(func=_sluschi)
 
     me = sub.add_parser("melt", formatter_class=_HELP,
-                        help="the melting point of an fcc metal from a scan of coexistence runs (SLUSCHI), with its "
+                        help="the melting point of an fcc metal or a close-packed crystal from a scan of coexistence runs "
+                             "(SLUSCHI), with its "
                              "standard error")
-    me.add_argument("--element", default="Al")
-    me.add_argument("--lattice-constant", type=float, default=3.994, help="A (ASE EMT's Al)")
+    me.add_argument("--element", default=None, help="an fcc metal (default Al)")
+    me.add_argument("--lattice-constant", type=float, default=None, help="A (default 3.994, ASE EMT's Al)")
+    me.add_argument("--structure", default=None,
+                    help="a file with a crystal's cell (any ASE format) instead of --element: another "
+                         "close-packed crystal or an ordered alloy, repeated --size times")
     me.add_argument("--guess", type=float, required=True, help="first guess of the melting point, K")
     me.add_argument("--target", default="asap3", help="asap3 (ASAP's EMT) | emt (ASE's) | a LAMMPS target spec")
     me.add_argument("--method", choices=("proxima", "baseline"), default="proxima",

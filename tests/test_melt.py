@@ -329,6 +329,34 @@ def test_cli_melt_refuses_bad_input(tmp_path):
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
+def test_the_command_takes_a_crystal_from_a_file(tmp_path):
+    from ase.build import bulk
+    from ase.io import read, write
+
+    cu3au = bulk("Cu", "fcc", a=3.75, cubic=True)
+    cu3au[0].symbol = "Au"  # L1_2: Au on the cube corners
+    write(tmp_path / "cu3au.cif", cu3au)
+    out = tmp_path / "alloy"
+    args = ["melt", "--structure", str(tmp_path / "cu3au.cif"), "--method", "baseline", "--guess", "1300",
+            "--runs", "2", "--temperatures", "1", "--size", "2", "2", "2", "--melt-temperature", "3000",
+            "--melt-steps", "300", "--run-steps", "200", "--average-steps", "50", "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    start = read(out / "start.traj")
+    assert len(start) == 64 and start.get_chemical_symbols().count("Au") == 16
+    report = json.loads((out / "stats.json").read_text())
+    assert report["job"]["cell"]["element"] == "AuCu3" and report["runs"] == 2
+    assert json.loads((out / "melt.json").read_text())["cell"]["structure"] == str(tmp_path / "cu3au.cif")
+    # what cannot be a crystal, or a structure and an element at once, is refused before anything is written
+    molecule = tmp_path / "h2o.xyz"
+    from ase.build import molecule as build
+
+    write(molecule, build("H2O"))
+    for bad in (["--structure", str(molecule)], ["--structure", str(tmp_path / "none.cif")],
+                ["--structure", str(tmp_path / "cu3au.cif"), "--element", "Cu"]):
+        assert main(["melt", *bad, "--guess", "1300", "--out", str(tmp_path / "bad"), "--quiet"]) == 2
+        assert not (tmp_path / "bad").exists()
+
+
 def test_a_cell_the_melt_left_crystalline_is_refused(tmp_path):
     # 100 K above the run temperature cannot melt aluminium: every run would start from a crystal
     cold = replace(CELL, temperature=300.0, melt_temperature=400.0, runs=1)

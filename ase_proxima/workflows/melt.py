@@ -287,6 +287,8 @@ class MeltingPoint:
         cell = asdict(self.cell)
         for k in ("temperature", "runs", "seed"):
             cell.pop(k)
+        if cell["structure"] is None:  # an fcc element's scan reads as it did before structures were taken
+            cell.pop("structure")
         return {"cell": cell, "scan": asdict(self.scan)}
 
     def _claim(self) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from .job import Job
 from .melt import ScanConfig
-from .sluschi import CoexistenceConfig, RunOutcome
+from .sluschi import CoexistenceConfig, RunOutcome, read_crystal
 
 __all__ = ["MeltJob", "WorkerLearner", "pooled_learners"]
 
@@ -27,7 +27,8 @@ _CELL_DEFAULTS = {"size": (3, 3, 3), "run_steps": 1500, "extend_steps": 500, "ma
 class MeltJob(Job):
     """How forces are computed (``target``, ``method``: 'proxima' or 'baseline', the target
     alone; ``error_bound``, ``metric``), the scan (``scan``, a :class:`~.melt.ScanConfig`),
-    the cell (``cell``, a :class:`~.sluschi.CoexistenceConfig`), and ``workers`` (processes for
+    the cell (``cell``, a :class:`~.sluschi.CoexistenceConfig`: an fcc ``element`` or a crystal
+    ``structure`` file), and ``workers`` (processes for
     the runs of a batch: with Proxima, every run's learner opens a store of its own under
     ``stores/`` and starts from the target results of the whole scan so far).  :meth:`from_params` takes both configs' fields flat; the half of the
     cell that starts liquid is melted at twice the guess unless ``melt_temperature`` is given."""
@@ -61,6 +62,13 @@ class MeltJob(Job):
         if "guess" not in params:
             raise ValueError("melt needs a first guess of the melting point (guess, K)")
         cell = {**_CELL_DEFAULTS, **{k: v for k, v in params.items() if k in cell_keys and v is not None}}
+        if cell.get("structure") is not None:
+            given = [k for k in ("element", "lattice_constant") if k in cell]
+            if given:
+                raise ValueError(f"give a structure or an fcc element, not both ({', '.join(given)} with structure)")
+            path = Path(cell["structure"]).resolve()
+            cell["structure"] = str(path)
+            cell["element"] = read_crystal(path).get_chemical_formula(mode="reduce")  # names the scan
         # the new half must melt whatever the element: twice the guess unless stated
         cell.setdefault("melt_temperature", 2.0 * params["guess"])
         cell["temperature"] = params["guess"]  # each batch sets its own; the guess is the first

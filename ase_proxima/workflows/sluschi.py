@@ -2,7 +2,8 @@
 
 The method, in the order :class:`Coexistence` runs it:
 
-1. an fcc crystal (``size`` conventional cells) is equilibrated near the
+1. a crystal (``size`` cubic fcc cells of ``element``, or ``size`` repeats of the cell in the
+   file ``structure``: another close-packed crystal, an ordered alloy) is equilibrated near the
    guess temperature under an isotropic Berendsen barostat;
 2. the cell is doubled along z; the original half is held by ``FixAtoms``
    while the new half is melted by Langevin dynamics at ``melt_temperature``;
@@ -71,6 +72,7 @@ __all__ = [
     "CoexistenceConfig",
     "CellNotMelted",
     "RunOutcome",
+    "read_crystal",
     "Coexistence",
     "solid_like_fraction",
     "classify_structure",
@@ -102,6 +104,9 @@ class CoexistenceConfig:
 
     element: str = "Al"
     lattice_constant: float = 3.994  # ASE EMT's equilibrium fcc Al
+    # a file (any format ASE reads) with the crystal's periodic cell, repeated ``size`` times
+    # instead of fcc ``element``; read once, when the cell is prepared
+    structure: str | None = None
     size: tuple[int, int, int] = (4, 4, 4)
     temperature: float = 950.0
     melt_temperature: float = 2000.0
@@ -182,6 +187,20 @@ class RunOutcome:
 
 
 # ----------------------------------------------------------- classification
+def read_crystal(path: str | os.PathLike) -> Atoms:
+    """The crystal cell in ``path`` (any format ASE reads; the last image of a trajectory),
+    checked to be periodic in every direction; constraints and calculator dropped."""
+    try:
+        atoms = read(path)
+    except FileNotFoundError:
+        raise ValueError(f"no structure file {path}") from None
+    except Exception as err:  # ASE raises many kinds for a file it cannot parse
+        raise ValueError(f"cannot read a structure from {path}: {err}") from None
+    if not atoms.pbc.all() or atoms.cell.volume <= 0 or len(atoms) == 0:
+        raise ValueError(f"the structure in {path} must be a crystal: atoms in a cell periodic in x, y and z")
+    return Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=True)
+
+
 def solid_like_fraction(atoms: Atoms, solid_bonds: int = 6, neighbours: int = 12) -> np.ndarray:
     """Per-atom solid-like flags from the ten Wolde-Frenkel q6 bond criterion (freud).
 
@@ -325,7 +344,8 @@ class Coexistence:
     # ----------------------------------------------------------- preparation
     def crystal(self) -> Atoms:
         c = self.config
-        return bulk(c.element, "fcc", a=c.lattice_constant, cubic=True).repeat(c.size)
+        cell = read_crystal(c.structure) if c.structure else bulk(c.element, "fcc", a=c.lattice_constant, cubic=True)
+        return cell.repeat(c.size)
 
     def prepare(self) -> Atoms:
         """Steps 1-2: equilibrate the crystal, double it along z, melt the new half.
