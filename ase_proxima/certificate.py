@@ -39,6 +39,11 @@ loose scale, and tightens as ``1 / n``: audit more, or state a tighter ``error_s
 sooner.  As ``p`` tends to zero the bound tends to the trivial ``B``: it never claims more than the
 audits show.
 
+Several runs, one claim.  The wealth is a product over calls, so the calls of several runs (one
+after another in one process, or side by side in several, as long as each run draws its own
+coins) multiply into one martingale over all of them: :meth:`ServedErrorBound.pooled` adds the
+runs' states and bounds the mean error over every answer they served, as one run would.
+
 An audited error above its scale shows the assumption failed: the run counts it
 (:attr:`ServedErrorBound.exceeded`) and the bound is no longer guaranteed.
 
@@ -51,6 +56,7 @@ stands for no served call and enters neither.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 __all__ = ["ServedErrorBound"]
@@ -158,6 +164,35 @@ class ServedErrorBound:
         return {"served_error_upper": self.upper(confidence_level), "confidence_level": confidence_level,
                 "served_error_unbiased": self.estimate, "served_error_unbiased_se": self.standard_error,
                 "answers": self.answers, "audits": self.audits, "exceeded": self.exceeded}
+
+    def state(self) -> dict[str, object]:
+        """Everything the bound is computed from (plain JSON): :meth:`from_state` rebuilds it."""
+        return {"bet": self.bet, "served": self.served, "returned": self.returned, "audits": self.audits,
+                "exceeded": self.exceeded, "log_penalty": self.log_penalty,
+                "weights": {k: list(v) for k, v in self.weights.items()}, "known_sum": self.known_sum,
+                "estimated_sum": self.estimated_sum, "estimated_var": self.estimated_var}
+
+    @classmethod
+    def from_state(cls, state: dict) -> ServedErrorBound:
+        return cls(**{**state, "weights": {k: list(v) for k, v in state["weights"].items()}})
+
+    @classmethod
+    def pooled(cls, parts: Sequence[ServedErrorBound]) -> ServedErrorBound:
+        """One certificate over every call of ``parts``, runs whose coins were drawn independently
+        of each other (see the module doc): the same bound as one certificate fed all their calls."""
+        if not parts:
+            raise ValueError("pooling needs at least one certificate")
+        out = cls(bet=parts[0].bet)
+        for part in parts:
+            for name in ("served", "returned", "audits", "exceeded", "log_penalty", "known_sum", "estimated_sum",
+                         "estimated_var"):
+                setattr(out, name, getattr(out, name) + getattr(part, name))
+            for key, (calls, scales, cost) in part.weights.items():
+                cell = out.weights.setdefault(key, [0, 0.0, 0.0])
+                cell[0] += calls
+                cell[1] += scales
+                cell[2] += cost
+        return out
 
     @property
     def estimate(self) -> float:

@@ -19,11 +19,11 @@ cell, one line per finished run, summary, plot); ``--resume`` continues an
 interrupted study.
 
 ``ase-proxima melt``: the melting point of an fcc metal (or of a close-packed crystal given as a
-structure file) with its standard error, from a first guess: SLUSCHI's scan of coexistence runs (temperatures chosen toward a liquid ratio of
-one half, then around the fitted melting point), as the target alone (``--method baseline``)
-or with Proxima: one learner for the whole scan, or with ``--workers`` processes a learner per
-run that starts from every target result of the scan so far; resumable, and extended by
-running it again with more ``--temperatures``.
+structure file) with its standard error, from a first guess: SLUSCHI's scan of coexistence
+runs (temperatures chosen toward a liquid ratio of one half, then around the fitted melting
+point), as the target alone (``--method baseline``) or with Proxima: one learner for the whole
+scan, or with ``--workers`` processes a learner per run that starts from every target result of
+the scan so far; resumable, and extended by running it again with more ``--temperatures``.
 
 ``ase-proxima learn-curve``: held-out error against training size on a trajectory's
 structures, learning the target and (``--baseline``) target minus a baseline: what a
@@ -167,8 +167,9 @@ def _mc(args: argparse.Namespace) -> int:
     params = dict(molecule=args.molecule, target=args.target, method=args.method, temperature=args.temperature,
                   steps=args.steps, step_size=args.step_size, error_bound=args.error_bound, threshold=args.threshold,
                   retrain=args.retrain, uncertainty=args.uncertainty, audit_fraction=args.audit_fraction,
-                  error_scale=args.error_scale, train_forces=args.train_forces, seed=args.seed, threads=args.threads, cost_aware=args.cost_aware,
-                  baseline=args.baseline, inner_steps=args.inner_steps, burn_in=args.burn_in)
+                  error_scale=args.error_scale, train_forces=args.train_forces, seed=args.seed, threads=args.threads,
+                  cost_aware=args.cost_aware, baseline=args.baseline, inner_steps=args.inner_steps,
+                  burn_in=args.burn_in)
     return _run_job(MCJob, params, args.out, args.overwrite, args.resume, args.quiet)
 
 
@@ -177,8 +178,8 @@ def _sluschi(args: argparse.Namespace) -> int:
 
     params = dict(target=args.target, method=args.method, error_bound=args.error_bound, metric=args.metric,
                   threshold=args.threshold, audit_fraction=args.audit_fraction, error_scale=args.error_scale,
-                  element=args.element,
-                  lattice_constant=args.lattice_constant, size=tuple(args.size), temperature=args.temperature,
+                  element=args.element, lattice_constant=args.lattice_constant, size=tuple(args.size),
+                  temperature=args.temperature,
                   melt_temperature=args.melt_temperature, timestep=args.timestep,
                   equilibrate_steps=args.equilibrate_steps, melt_steps=args.melt_steps, run_steps=args.run_steps,
                   runs=args.runs, average_steps=args.average_steps, seed=args.seed, threads=args.threads,
@@ -191,8 +192,8 @@ def _melt(args: argparse.Namespace) -> int:
 
     params = dict(target=args.target, method=args.method, error_bound=args.error_bound, metric=args.metric,
                   audit_fraction=args.audit_fraction, error_scale=args.error_scale, workers=args.workers,
-                  guess=args.guess, runs=args.runs,
-                  temperatures=args.temperatures, step=args.step, resolution=args.resolution,
+                  guess=args.guess, runs=args.runs, temperatures=args.temperatures, step=args.step,
+                  resolution=args.resolution,
                   target_se=args.target_se, seed=args.seed, element=args.element, structure=args.structure,
                   lattice_constant=args.lattice_constant, size=tuple(args.size), timestep=args.timestep,
                   melt_temperature=args.melt_temperature, melt_steps=args.melt_steps,
@@ -291,8 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     mc.add_argument("--retrain", type=int, default=None, help="refit every k new points (default lazy)")
     mc.add_argument("--uncertainty", choices=("posterior", "distance"), default="posterior")
     mc.add_argument("--audit-fraction", type=float, default=0.05)
-    mc.add_argument("--error-scale", type=float, default=None,
-                    help=_ERROR_SCALE_HELP)
+    mc.add_argument("--error-scale", type=float, default=None, help=_ERROR_SCALE_HELP)
     mc.add_argument("--train-forces", action="store_true",
                     help="also ask the target for forces on its calls, for training (costs about 2x per HF call)")
     mc.add_argument("--seed", type=int, default=0)
@@ -328,8 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("--metric", choices=("forces_mean", "forces_max"), default="forces_mean")
     sl.add_argument("--threshold", type=float, default=None, help="initial T (proxima) or the fixed T, eV/A")
     sl.add_argument("--audit-fraction", type=float, default=0.05)
-    sl.add_argument("--error-scale", type=float, default=None,
-                    help=_ERROR_SCALE_HELP)
+    sl.add_argument("--error-scale", type=float, default=None, help=_ERROR_SCALE_HELP)
     sl.add_argument("--seed", type=int, default=0)
     sl.add_argument("--threads", type=int, default=1, help="threads per process (BLAS, OpenMP, PySCF)")
     sl.add_argument("--no-cost-aware", dest="cost_aware", action="store_false",
@@ -345,9 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     sl.set_defaults(func=_sluschi)
 
     me = sub.add_parser("melt", formatter_class=_HELP,
-                        help="the melting point of an fcc metal or a close-packed crystal from a scan of coexistence runs "
-                             "(SLUSCHI), with its "
-                             "standard error")
+                        help="the melting point of an fcc metal or a close-packed crystal from a scan of "
+                             "coexistence runs (SLUSCHI), with its standard error")
     me.add_argument("--element", default=None, help="an fcc metal (default Al)")
     me.add_argument("--lattice-constant", type=float, default=None, help="A (default 3.994, ASE EMT's Al)")
     me.add_argument("--structure", default=None,
@@ -360,8 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     me.add_argument("--error-bound", type=float, default=0.06, help="eV/A, on the served forces")
     me.add_argument("--metric", choices=("forces_mean", "forces_max"), default="forces_mean")
     me.add_argument("--audit-fraction", type=float, default=0.05)
-    me.add_argument("--error-scale", type=float, default=None,
-                    help=_ERROR_SCALE_HELP)
+    me.add_argument("--error-scale", type=float, default=None, help=_ERROR_SCALE_HELP)
     me.add_argument("--size", type=int, nargs=3, default=(3, 3, 3), help="fcc cells before doubling along z")
     me.add_argument("--runs", type=int, default=8, help="coexistence runs per temperature")
     me.add_argument("--temperatures", type=int, default=5, help="temperatures (batches of runs) at most")

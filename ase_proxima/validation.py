@@ -15,15 +15,20 @@ the coexistence workflows, into a file a resumed study reads back.
 """
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
+from pathlib import Path
+from time import perf_counter
 from typing import Any, Sequence
 
 import numpy as np
 
 from .certificate import ServedErrorBound
+from .metrics import compute_error
 
-__all__ = ["ServedTruth", "RunForcesCheck", "check_run", "bound_check", "certificate_run", "miscoverage", "ADVERSARIES"]
+__all__ = ["ServedTruth", "RunForcesCheck", "check_run", "bound_check", "certificate_run", "miscoverage",
+           "ADVERSARIES"]
 
 
 class ServedTruth:
@@ -74,10 +79,6 @@ class RunForcesCheck:
         self.seconds = 0.0
 
     def step(self, atoms: Any) -> None:
-        from time import perf_counter
-
-        from .metrics import compute_error
-
         log = getattr(self.calc, "log", None)  # the target alone serves nothing
         if log is None or not len(log) or log[-1]["kind"] != "surrogate":
             return
@@ -90,8 +91,6 @@ class RunForcesCheck:
         self.seconds += perf_counter() - t
 
     def run(self, outcome: Any) -> dict[str, Any]:
-        import json
-
         row: dict[str, Any] = {"run": outcome.run, "seed": outcome.seed, "temperature": outcome.temperature,
                                "checked_steps": len(self.errors[self.metrics[0]]), "check_s": self.seconds}
         for m, e in self.errors.items():
@@ -106,9 +105,6 @@ class RunForcesCheck:
     @staticmethod
     def read(path: Any) -> list[dict[str, Any]]:
         """The records written so far (none where the file does not exist)."""
-        import json
-        from pathlib import Path
-
         path = Path(path)
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 

@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/melt_al.py target      # the target alone
     .venv/bin/python benchmarks/melt_al.py proxima     # one ProximaCalculator for the whole scan
     .venv/bin/python benchmarks/melt_al.py summary     # the comparison: JSON and figure
+    .venv/bin/python benchmarks/melt_al.py balance     # the learner's solid-liquid energy balance
 
 Both scans use :class:`ase_proxima.workflows.melt.MeltingPoint` with the same cell, run length,
 guess, temperature rule and seeds (each run's velocities come from the scan seed, the batch and
@@ -39,7 +40,7 @@ from ase_proxima import ProximaCalculator  # noqa: E402
 from ase_proxima.targets import make_target  # noqa: E402
 from ase_proxima.validation import RunForcesCheck  # noqa: E402
 from ase_proxima.workflows.melt import MeltingPoint, ScanConfig, liquid_probability  # noqa: E402
-from ase_proxima.workflows.sluschi import CoexistenceConfig, read_crystal  # noqa: E402
+from ase_proxima.workflows.sluschi import Coexistence, CoexistenceConfig, read_crystal  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "melt_al"
 
@@ -82,8 +83,8 @@ def run_scan(args: argparse.Namespace) -> dict:
         flow = MeltingPoint(cell, scan, calc, out, progress=not args.quiet)
         check = _truth_check(calc, out) if args.method == "proxima" else None
     else:
-        calc = ProximaCalculator(target=make_target("asap3"), error_bound=args.error_bound, error_scale=args.error_scale,
-                                 error_metric="forces_mean", cost_aware=False, seed=args.seed, store=out / "store")
+        calc = ProximaCalculator(target=make_target("asap3"), error_bound=args.error_bound,
+                                 error_scale=args.error_scale, error_metric="forces_mean", cost_aware=False, seed=args.seed, store=out / "store")
         check = _truth_check(calc, out)
         flow = MeltingPoint(cell, scan, calc, out, progress=not args.quiet, on_step=check.step, on_run=check.run)
     summary = flow.summary() if args.report_only else flow.run()
@@ -237,9 +238,51 @@ def plot(res: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def phase_balance(args: argparse.Namespace, per_phase: int = 12) -> dict:
+    """Does the scan's learner keep the target's solid-liquid balance?  A SNAP ensemble (the
+    calculator's default) fitted on every target result in the Proxima store, tested on the
+    final cells of the target scan's runs that ended solid and that ended liquid (up to
+    ``per_phase`` each, in batch order): energy bias per atom, force error and pressure bias
+    per phase.  An energy bias that favours one phase by d meV/atom moves Tm by about d over the
+    entropy of fusion (about 0.1 meV/K per atom here), so by about 10 K per meV/atom."""
+    from ase import units
+
+    from ase_proxima.store import RunStore
+    from ase_proxima.surrogates import SNAPEnsemble
+
+    train = RunStore(Path(args.out) / "proxima" / "store", readonly=True).training()
+    model = SNAPEnsemble(seed=args.seed)
+    model.fit([a for a, _ in train], [r for _, r in train])
+    cells: dict[str, list] = {"solid": [], "liquid": []}
+    for b in sorted((Path(args.out) / "target").glob("batch*")):
+        for o in Coexistence.read_outcomes(b):
+            if o.verdict in cells and len(cells[o.verdict]) < per_phase:
+                cells[o.verdict].append(read(b / f"run{o.run:03d}_final.traj"))
+    target = make_target("asap3")
+    res: dict = {"benchmark": "melt_al balance", "date": _now(), "command": " ".join(sys.argv),
+                 "training_points": len(train)}
+    for phase, items in cells.items():
+        e_bias, f_err, p_bias = [], [], []
+        for a in items:
+            a.calc = target
+            e, f, st = a.get_potential_energy(), a.get_forces(), a.get_stress()
+            pred = model.predict(a).results
+            e_bias.append(1000 * (pred["energy"] - e) / len(a))
+            f_err.append(float(np.mean(np.abs(pred["forces"] - f))))
+            p_bias.append(-float(np.mean(pred["stress"][:3] - st[:3])) / units.GPa)
+        res[phase] = {"cells": len(items), "energy_bias_meV_per_atom": float(np.mean(e_bias)),
+                      "energy_bias_se": float(np.std(e_bias, ddof=1) / np.sqrt(len(e_bias)))
+                      if len(e_bias) > 1 else None,
+                      "forces_mean_error": float(np.mean(f_err)), "pressure_bias_GPa": float(np.mean(p_bias))}
+    res["solid_favoured_by_meV_per_atom"] = (res["liquid"]["energy_bias_meV_per_atom"]
+                                             - res["solid"]["energy_bias_meV_per_atom"])
+    (Path(args.out) / "balance.json").write_text(json.dumps(res, indent=1))
+    return res
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("method", choices=("target", "proxima", "summary"))
+    p.add_argument("method", choices=("target", "proxima", "summary", "balance"))
     p.add_argument("--out", default=str(OUT))
     p.add_argument("--element", default="Al", help="another fcc metal for a case of one's own")
     p.add_argument("--lattice-constant", type=float, default=3.994, help="A, of the element under the target")
@@ -266,6 +309,8 @@ def main() -> int:
     args = p.parse_args()
     if args.method == "summary":
         summarise(args)
+    elif args.method == "balance":
+        print(json.dumps(phase_balance(args), indent=1))
     else:
         run_scan(args)
     return 0

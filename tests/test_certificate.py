@@ -2,6 +2,7 @@
 adversarial error sequences, not vacuous, and its point estimate unbiased."""
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -248,3 +249,52 @@ def test_a_certified_block_counts_only_its_own_calls(methane):
     assert s["answers"] == second.served and s["confidence_level"] == 0.9
     assert s["served_error_upper"] == second.upper(0.9) > s["served_error_unbiased"] >= 0.0
     assert not calc._segments  # every block closed
+
+
+_CALL = st.tuples(st.booleans(), st.floats(0.01, 0.9), st.floats(0.0, 1.0), st.floats(0.2, 2.0))
+
+
+def _feed(cert: ServedErrorBound, calls) -> ServedErrorBound:
+    for audited, p, error, scale in calls:
+        if audited:
+            cert.audit(error * scale, p, scale)
+        else:
+            cert.serve(p, scale)
+    return cert
+
+
+@given(runs=st.lists(st.lists(_CALL, max_size=40), min_size=1, max_size=5))
+@settings(max_examples=80, deadline=None)
+def test_runs_pool_into_the_certificate_of_all_their_calls(runs):
+    parts = [_feed(ServedErrorBound(), calls) for calls in runs]
+    one = _feed(ServedErrorBound(), [c for calls in runs for c in calls])
+    pooled = ServedErrorBound.pooled(parts)
+    assert pooled.answers == one.answers and pooled.audits == one.audits
+    for level in (0.9, 0.95):
+        a, b = pooled.upper(level), one.upper(level)
+        assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-9, abs=1e-12)
+    assert (math.isnan(pooled.estimate) and math.isnan(one.estimate)) or \
+        pooled.estimate == pytest.approx(one.estimate)
+    # a state written as JSON gives the same bound back
+    again = ServedErrorBound.from_state(json.loads(json.dumps(parts[0].state())))
+    assert again.state() == parts[0].state()
+
+
+def test_pooled_runs_miss_about_alpha_and_no_more():
+    """Four runs side by side, each with its own coins, every error at its scale (the tight case of
+    the single-run test above): the pooled bound, checked after every call of any run, misses the
+    mean over all runs' answers in about alpha of scans and no more."""
+    rng = np.random.default_rng(5)
+    scans, misses = 2000, 0
+    for _ in range(scans):
+        parts = [ServedErrorBound() for _ in range(4)]
+        for _call in range(120):
+            run = parts[rng.integers(4)]
+            if rng.random() < 0.1:
+                run.audit(1.0, 0.1, 1.0)
+            else:
+                run.serve(0.1, 1.0)
+                if ServedErrorBound.pooled(parts).upper() < 1.0:  # the truth: every served error is 1
+                    misses += 1
+                    break
+    assert 0.015 < misses / scans <= _allowed(0.05, scans)

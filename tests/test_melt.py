@@ -306,6 +306,13 @@ def test_one_proxima_learner_serves_every_run(tmp_path):
     certified = flow.summary()["certified"]
     assert certified["runs"] == sum(served > 0) and certified["confidence_level"] == 0.95
     assert certified["worst_upper"] == max(o.certificate["served_error_upper"] or 0 for o in outcomes)
+    # the runs pooled: one certificate over every answer the runs served, no looser than the worst run's
+    from ase_proxima.certificate import ServedErrorBound
+
+    pooled = ServedErrorBound.pooled([ServedErrorBound.from_state(o.certificate["state"]) for o in outcomes])
+    assert pooled.answers == sum(o.certificate["answers"] for o in outcomes)
+    assert certified["scan_upper"] == pytest.approx(pooled.upper(0.95))
+    assert certified["scan_upper"] <= certified["worst_upper"]
     calc.close()
 
 
@@ -384,7 +391,7 @@ def test_the_command_says_when_the_cell_did_not_melt(tmp_path, capsys):
 def _learner(store=None):
     """A picklable learner factory for pool workers: a ProximaCalculator on the store it is given."""
     return ProximaCalculator(target=make_target("asap3"), error_bound=0.06, error_metric="forces_mean",
-                             cost_aware=False, seed=0, store=store)
+                             cost_aware=False, seed=None, store=store)
 
 
 def test_learners_on_a_pool_start_from_the_scans_target_results(tmp_path):
@@ -424,7 +431,7 @@ def test_the_command_runs_learners_on_a_pool_and_extends_the_scan(tmp_path, caps
     k = first["learners"]
     # each run's first call (the start cell, which the preparation sent to the target) is a cached answer
     assert k["calls"] == k["target_calls"] + k["surrogate_calls"] + 2 and k["surrogate_calls"] > 0
-    assert first["certified"]["runs"] >= 1
+    assert first["certified"]["runs"] >= 1 and first["certified"]["scan_upper"] > 0
     # every worker's learner has the job's settings, the stated error scale among them
     assert {o.calc_stats["error_scale"] for o in Coexistence.read_outcomes(out / "batch00")} == {0.3}
     printed = capsys.readouterr().out

@@ -167,16 +167,16 @@ class Job:
         for a workflow whose worker processes build learners of their own)?"""
         return self.uses_proxima
 
-    def learner(self, target: Any, store: Any) -> Any:
+    def learner(self, target: Any, store: Any, **settings: Any) -> Any:
         """A ProximaCalculator with this job's settings over ``target``, on ``store`` (a path or a
-        :class:`~ase_proxima.store.RunStore`)."""
+        :class:`~ase_proxima.store.RunStore`); ``settings`` replace or add to :meth:`settings`."""
         from ..calculator import ProximaCalculator
 
         return ProximaCalculator(target=target, error_bound=self.error_bound, error_metric=self.error_metric,
                                  threshold=self.threshold, adaptive=self.method == "proxima",
                                  audit_fraction=self.audit_fraction, error_scale=self.error_scale,
                                  cost_aware=self.cost_aware, store=store,
-                                 baseline=self.make_baseline(), **self.settings())
+                                 baseline=self.make_baseline(), **{**self.settings(), **settings})
 
     def calculator(self, target: Any, out: Path) -> Any:
         return self.learner(target, out / "store") if self.learns_here else target

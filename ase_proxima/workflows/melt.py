@@ -128,15 +128,26 @@ def fit_counts(counts: Sequence[tuple[float, int, int]]) -> dict[str, Any] | Non
 
 def run_certificates(outcomes: Sequence[RunOutcome]) -> dict[str, Any] | None:
     """Each run's own certified served error, summed up: how many runs were certified, the
-    largest bound, and the runs whose bound is above the calculator's ``error_bound`` (None
-    where no run served a certified answer: the target alone)."""
+    largest bound, the runs whose bound is above the calculator's ``error_bound``, and
+    ``scan_upper``, the certificate of the mean error over every answer the runs served
+    (their certificates pooled, :meth:`~ase_proxima.certificate.ServedErrorBound.pooled`;
+    ``None`` where a run's record has no state).  ``None`` where no run served a certified
+    answer (the target alone)."""
+    from ..certificate import ServedErrorBound
+
     rows = [(o.certificate, o.calc_stats.get("error_bound")) for o in outcomes
             if o.certificate.get("served_error_upper") is not None]
     if not rows:
         return None
-    return {"runs": len(rows), "confidence_level": rows[0][0]["confidence_level"],
+    level = rows[0][0]["confidence_level"]
+    states = [o.certificate.get("state") for o in outcomes if o.certificate]  # runs that served nothing too
+    pooled = None
+    if all(states):
+        pooled = ServedErrorBound.pooled([ServedErrorBound.from_state(s) for s in states]).upper(level)
+    return {"runs": len(rows), "confidence_level": level,
             "worst_upper": max(c["served_error_upper"] for c, _ in rows),
-            "runs_over_bound": sum(b is not None and c["served_error_upper"] > b for c, b in rows)}
+            "runs_over_bound": sum(b is not None and c["served_error_upper"] > b for c, b in rows),
+            "scan_upper": pooled}
 
 
 def next_temperature(batches: Sequence[dict[str, Any]], guess: float, step: float, resolution: float) -> float:
@@ -244,7 +255,9 @@ class MeltingPoint:
         picklable function that builds one in each worker.  A function with a ``store``
         argument builds a learner (a ProximaCalculator on that store): each run, and the cell's
         preparation, get a store of their own under ``<out>/stores``, read the others' target
-        results when they open, and so start from everything the scan had learnt by then.
+        results when they open, and so start from everything the scan had learnt by then.  Give
+        each learner coins of its own (``seed=None``): runs that read each other's data must not
+        audit on the same random numbers.
     out:
         The run directory (created; an existing scan with other inputs is refused).
     workers:
@@ -442,8 +455,8 @@ class MeltingPoint:
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx) as pool:
                 stores = str(self.stores) if self.learns else None
-                jobs = [pool.submit(_pool_run, asdict(config), str(d), i, self.calc, path, stores, f"b{index:02d}-r{i:03d}")
-                        for i in missing]
+                jobs = [pool.submit(_pool_run, asdict(config), str(d), i, self.calc, path, stores,
+                                    f"b{index:02d}-r{i:03d}") for i in missing]
                 for job in as_completed(jobs):
                     flow.record(RunOutcome.from_dict(job.result()))
                     self._write_scan()

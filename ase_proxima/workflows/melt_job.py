@@ -28,10 +28,10 @@ class MeltJob(Job):
     """How forces are computed (``target``, ``method``: 'proxima' or 'baseline', the target
     alone; ``error_bound``, ``metric``), the scan (``scan``, a :class:`~.melt.ScanConfig`),
     the cell (``cell``, a :class:`~.sluschi.CoexistenceConfig`: an fcc ``element`` or a crystal
-    ``structure`` file), and ``workers`` (processes for
-    the runs of a batch: with Proxima, every run's learner opens a store of its own under
-    ``stores/`` and starts from the target results of the whole scan so far).  :meth:`from_params` takes both configs' fields flat; the half of the
-    cell that starts liquid is melted at twice the guess unless ``melt_temperature`` is given."""
+    ``structure`` file), and ``workers`` (processes for the runs of a batch: with Proxima, every
+    run's learner opens a store of its own under ``stores/`` and starts from the target results
+    of the whole scan so far).  :meth:`from_params` takes both configs' fields flat; the half of
+    the cell that starts liquid is melted at twice the guess unless ``melt_temperature`` is given."""
 
     target: str = "asap3"
     error_bound: float = 0.06
@@ -88,6 +88,8 @@ class MeltJob(Job):
         return f"melting point of {self.cell.element}, {self.target}, {self.metric} bound {self.error_bound} eV/A"
 
     def execute(self, calc: Any, out: Path, progress: bool) -> dict[str, Any]:
+        from ase.io import read
+
         from ..targets import make_target
         from .melt import MeltingPoint
 
@@ -97,7 +99,7 @@ class MeltJob(Job):
         flow = MeltingPoint(self.cell, self.scan, calc, out, workers=self.workers, progress=progress)
         summary = flow.run()
         fit = summary["fit"] or {}
-        report = {"metric": self.metric, "atoms": 8 * self.cell.size[0] * self.cell.size[1] * self.cell.size[2],
+        report = {"metric": self.metric, "atoms": len(read(Path(out) / "start.traj")),
                   "Tm": fit.get("Tm"), "Tm_se": fit.get("Tm_se"), "g": fit.get("g"), "runs": summary["runs"],
                   "undecided": summary["undecided"], "temperatures": summary["temperatures"],
                   "certified": summary["certified"], "wall_time_s": time.perf_counter() - t0}
@@ -119,9 +121,10 @@ class MeltJob(Job):
                          f"({k['served_fraction']:.1%}) over the runs")
         c = r.get("certified")
         if c:
+            scan = "" if c.get("scan_upper") is None else f"; over every run's answers {c['scan_upper']:.4g} eV/A"
             lines.append(f"per-run certified served error: worst {c['worst_upper']:.4g} eV/A at "
                          f"{c['confidence_level']:.0%} over {c['runs']} runs, {c['runs_over_bound']} above the bound "
-                         f"{self.error_bound:g}")
+                         f"{self.error_bound:g}{scan}")
         return "\n".join(lines)
 
 
@@ -137,11 +140,14 @@ def pooled_learners(outcomes: list[RunOutcome]) -> dict[str, Any]:
 @dataclass(frozen=True)
 class WorkerLearner:
     """Builds a pool worker's learner: the job's ProximaCalculator over a new target, on the store
-    the scan gives that run (picklable, so spawned workers can receive it)."""
+    the scan gives that run (picklable, so spawned workers can receive it).  Each learner draws
+    its audit coins from fresh entropy, not the scan's seed: runs that read each other's data
+    must not share coins, or neither their own certificates nor the pooled one would rest on
+    coins the errors could not know."""
 
     job: MeltJob
 
     def __call__(self, store: Any) -> Any:
         from ..targets import make_target
 
-        return self.job.learner(make_target(self.job.target), store)
+        return self.job.learner(make_target(self.job.target), store, seed=None)

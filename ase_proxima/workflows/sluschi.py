@@ -479,7 +479,8 @@ class Coexistence:
                 steps += c.extend_steps
         wall = time.perf_counter() - t0
         level = getattr(self.calc, "parameters", {}).get("confidence_level", 0.95)
-        certificate = {} if cert is None else _jsonable(cert.summary(level))
+        # the state too, so the runs of a scan pool into one certificate (ServedErrorBound.pooled)
+        certificate = {} if cert is None else {**_jsonable(cert.summary(level)), "state": cert.state()}
         s_label, frac = classify_structure(atoms, c.solid_bonds)
         verdict, decided_by = final_verdict(label, s_label)
         write(self.out / f"run{run:03d}_final.traj", atoms)
