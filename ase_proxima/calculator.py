@@ -748,8 +748,10 @@ class ProximaCalculator(Calculator):
 
     def _refit_due(self, before_use: bool) -> bool:
         """A refit by the schedule, and affordable: training so far plus one more refit within
-        ``refit_share`` of the target's time (a model whose error is over the bound is refitted
-        anyway, as is one never fitted)."""
+        ``refit_share`` of the target's time.  Refitted anyway: a model never fitted, one whose
+        error is over the bound, and one fitted on under half the data there is now (stale, and
+        refits at doubling sizes cost a few times the last one in all, so a cheap target cannot
+        leave the start-up's model serving a whole run)."""
         if self._cost_pending or not self.training.needs_refit(before_use, self.surrogate.is_fitted):
             return False
         share = self.parameters["refit_share"]
@@ -758,7 +760,8 @@ class ProximaCalculator(Calculator):
         c_refit = self.costs.cost("refit")
         affordable = (not math.isfinite(c_refit)
                       or self.costs.totals["refit"] + c_refit <= share * self.costs.totals["target"])
-        return affordable or self.controller.controlled_error > self.controller.error_bound
+        stale = self.training.total >= 2 * self.training.n_fitted
+        return affordable or stale or self.controller.controlled_error > self.controller.error_bound
 
     def _extras(self, atoms: Atoms, properties: list[str], consult: bool = True) -> list[str]:
         """Training extras asked of the target, and, while the surrogate is consulted, the stress
