@@ -2,7 +2,6 @@
 energy checked) the bound and the audited estimate keep their promises; at a bound near or below
 the surrogate's reach (Cu13 MD) the run's own audited record keeps it from serving over the bound,
 and says so.  The long version over four systems is ``benchmarks/served_coverage.py``."""
-import pytest
 
 from ase_proxima.validation import bound_check
 
@@ -31,12 +30,10 @@ def test_with_enough_audits_the_estimate_is_calibrated():
     assert r["fraction_certificate_missed"] <= 3 / 20
 
 
-@pytest.mark.xfail(strict=True, reason="known defect (issue 19): the audited mean leans low; on these 20 seeds "
-                   "mean z = 1.04 (median 0.94, one run at 8.2), 0.64 with the Gram-matrix eigenbasis, whose "
-                   "numerically equal posterior sent the chaotic walks elsewhere")
 def test_with_enough_audits_the_estimate_is_unbiased():
     """No bias: the mean of 20 z-scores (truth minus estimate, over its standard error) has a
-    standard error of about 0.22."""
+    standard error of about 0.22.  It was 1.04 on these seeds while refits were starved under
+    ``cost_aware=False`` (one early model served most of each run); 0.44 since."""
     r = bound_check(range(20), steps=300, error_bound=0.0015, audit_fraction=0.2)
     assert abs(r["mean_z"]) < 0.75
 
@@ -165,4 +162,6 @@ def test_a_run_whose_errors_scatter_serves_its_most_certain_calls_first(monkeypa
     monkeypatch.setattr(ThresholdController, "spread_up_to", lambda self, u, minimum=10: math.nan)
     unconditional = [run(seed) for seed in (0, 2)]
     assert all(error <= 0.0005 for _, error in conditional + unconditional)
-    assert sum(n for n, _ in conditional) > 1.5 * sum(n for n, _ in unconditional)
+    # more served (1.5x while refits were starved and one early model served each run; about
+    # 1.1x since the model keeps learning and its errors scatter less)
+    assert sum(n for n, _ in conditional) > 1.05 * sum(n for n, _ in unconditional)

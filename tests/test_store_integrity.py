@@ -231,16 +231,17 @@ def test_11_state_is_written_every_few_calls_and_stays_small(tmp_path):
     store = tmp_path / "store"
     calc = ProximaCalculator(cost_aware=False, target=EMT(), error_bound=0.005, audit_fraction=0.5, store=store, seed=0)
     writes, sizes, inode = 0, [], None
-    for a in _frames(300):
+    for a in _frames(400):
         calc.get_potential_energy(a)
         st = (store / "state.json").stat() if (store / "state.json").exists() else None
         if st is not None and st.st_ino != inode:
             writes, inode = writes + 1, st.st_ino
             sizes.append(st.st_size)
-    assert writes <= 300 // calc.parameters.get("checkpoint_every", 20) + 1
+    assert writes <= 400 // calc.parameters.get("checkpoint_every", 20) + 1
     assert calc.stats["audits"] > 25  # priced: the rate falls while the error is far below the bound
     # no list growing with the run: over its second half (bounded windows and the certificate's
-    # weight bins have filled by then) the state's size stays flat
+    # weight bins have filled by then: a model that keeps learning asks the target less, so its
+    # comparison windows fill after about 250 calls here) the state's size stays flat
     half = sizes[len(sizes) // 2:]
     assert len(half) >= 4 and max(half) - min(half) < 1500
     assert calc.stats["time_store"] > 0 and calc.stats["store_seconds_per_call"] > 0
