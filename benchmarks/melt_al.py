@@ -84,7 +84,8 @@ def run_scan(args: argparse.Namespace) -> dict:
         check = _truth_check(calc, out) if args.method == "proxima" else None
     else:
         calc = ProximaCalculator(target=make_target("asap3"), error_bound=args.error_bound,
-                                 error_scale=args.error_scale, error_metric="forces_mean", cost_aware=False, seed=args.seed, store=out / "store")
+                                 error_scale=args.error_scale, error_metric="forces_mean", cost_aware=False,
+                                 seed=args.seed, store=out / "store")
         check = _truth_check(calc, out)
         flow = MeltingPoint(cell, scan, calc, out, progress=not args.quiet, on_step=check.step, on_run=check.run)
     summary = flow.summary() if args.report_only else flow.run()
