@@ -11,24 +11,26 @@ one / two standard errors of the estimate in about 68% / 95% of runs (``z`` = (t
 (``stats['served_error_upper']``, :mod:`.certificate`) at every served call: the true mean of
 the answers served so far must stay under it at every call, in all but about
 ``1 - confidence_level`` of runs.  :class:`RunForcesCheck` does the same check run by run for
-the coexistence workflows, into a file a resumed study reads back.
+the coexistence workflows, into a file a resumed study reads back, and :func:`phase_balance`
+asks whether a model keeps the target's solid-liquid balance, which sets a melting point.
 """
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from time import perf_counter
 from typing import Any, Sequence
 
 import numpy as np
+from ase import units
 
 from .certificate import ServedErrorBound
 from .metrics import compute_error
 
-__all__ = ["ServedTruth", "RunForcesCheck", "check_run", "bound_check", "certificate_run", "miscoverage",
-           "ADVERSARIES"]
+__all__ = ["ServedTruth", "RunForcesCheck", "phase_balance", "labelled", "check_run", "bound_check",
+           "certificate_run", "miscoverage", "ADVERSARIES"]
 
 
 class ServedTruth:
@@ -69,13 +71,17 @@ class RunForcesCheck:
     ``step`` (the workflow's ``on_step``, after each MD step) checks the forces of a step whose last
     call the surrogate answered; ``run`` (its ``on_run``) appends the finished run's sums and
     largest error per metric as one line of ``path`` and starts the next run's, so a study
-    resumed after a kill still has the check of every run it finished.
+    resumed after a kill still has the check of every run it finished.  With ``pressure``, the
+    pressure the surrogate served with those forces (a barostat's input, which a bound on forces
+    does not bound) is checked too: the run's summed signed error, served minus true, in GPa.
     """
 
     def __init__(self, calc: Any, truth: Any, path: Any,
-                 metrics: Sequence[str] = ("forces_mean", "forces_max")) -> None:
+                 metrics: Sequence[str] = ("forces_mean", "forces_max"), pressure: bool = False) -> None:
         self.calc, self.truth, self.path, self.metrics = calc, truth, path, tuple(metrics)
+        self.pressure = pressure
         self.errors: dict[str, list[float]] = {m: [] for m in self.metrics}
+        self.pressure_errors: list[float] = []
         self.seconds = 0.0
 
     def step(self, atoms: Any) -> None:
@@ -88,6 +94,10 @@ class RunForcesCheck:
         got, exact = {"forces": atoms.get_forces()}, {"forces": probe.get_forces()}
         for m in self.metrics:
             self.errors[m].append(compute_error(m, got, exact, len(atoms)))
+        served_stress = self.calc.results.get("stress") if self.pressure else None
+        if served_stress is not None:  # served with these forces: reading it calls nothing
+            error = np.mean(probe.get_stress()[:3]) - np.mean(np.asarray(served_stress)[:3])
+            self.pressure_errors.append(float(error) / units.GPa)
         self.seconds += perf_counter() - t
 
     def run(self, outcome: Any) -> dict[str, Any]:
@@ -96,9 +106,15 @@ class RunForcesCheck:
         for m, e in self.errors.items():
             row[f"{m}_sum"] = float(np.sum(e))
             row[f"{m}_max"] = float(np.max(e)) if e else None
+        if self.pressure:
+            row["pressure_checked_steps"] = len(self.pressure_errors)
+            row["pressure_error_GPa_sum"] = float(np.sum(self.pressure_errors))
+            row["pressure_error_GPa_abs_max"] = float(np.max(np.abs(self.pressure_errors))) \
+                if self.pressure_errors else None
         with open(self.path, "a") as fh:
             fh.write(json.dumps(row) + "\n")
         self.errors = {m: [] for m in self.metrics}
+        self.pressure_errors = []
         self.seconds = 0.0
         return row
 
@@ -107,6 +123,46 @@ class RunForcesCheck:
         """The records written so far (none where the file does not exist)."""
         path = Path(path)
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def labelled(cells: Sequence[Any], target: Any) -> list[tuple[Any, dict[str, Any]]]:
+    """Each cell with the target's energy, forces and stress on it (copies: the cells keep their
+    calculators)."""
+    out = []
+    for atoms in cells:
+        a = atoms.copy()
+        a.calc = target
+        out.append((a, {"energy": a.get_potential_energy(), "forces": a.get_forces(), "stress": a.get_stress()}))
+    return out
+
+
+def phase_balance(predict: Callable[[Any], Mapping[str, Any]],
+                  phases: Mapping[str, Sequence[tuple[Any, Mapping[str, Any]]]]) -> dict[str, Any]:
+    """How a model's energy, forces and pressure err on each phase's cells (from :func:`labelled`):
+    per phase the mean energy bias per atom (meV, prediction minus target) with its standard
+    error, the mean absolute force error (eV/A) and the pressure bias (GPa).  A bias that favours
+    one phase over the other by d meV/atom moves a coexistence melting point by about d over
+    the entropy of fusion per atom; with both a ``solid`` and a ``liquid`` phase,
+    ``solid_favoured_by_meV_per_atom`` is that difference (positive: the solid is too stable)."""
+    res: dict[str, Any] = {}
+    for phase, items in phases.items():
+        e_bias, f_err, p_bias = [], [], []
+        for atoms, exact in items:
+            got = predict(atoms)
+            e_bias.append(1000.0 * (got["energy"] - exact["energy"]) / len(atoms))
+            f_err.append(float(np.mean(np.abs(np.asarray(got["forces"]) - exact["forces"]))))
+            p_bias.append(-float(np.mean(np.asarray(got["stress"])[:3] - np.asarray(exact["stress"])[:3])) / units.GPa)
+        res[phase] = {"cells": len(items),
+                      "energy_bias_meV_per_atom": float(np.mean(e_bias)) if items else None,
+                      "energy_bias_se": float(np.std(e_bias, ddof=1) / math.sqrt(len(e_bias)))
+                      if len(e_bias) > 1 else None,
+                      "forces_mean_error": float(np.mean(f_err)) if items else None,
+                      "pressure_bias_GPa": float(np.mean(p_bias)) if items else None}
+    solid, liquid = res.get("solid"), res.get("liquid")
+    if solid and liquid and solid["cells"] and liquid["cells"]:
+        res["solid_favoured_by_meV_per_atom"] = (liquid["energy_bias_meV_per_atom"]
+                                                 - solid["energy_bias_meV_per_atom"])
+    return res
 
 
 def check_run(seed: int, steps: int = 400, error_bound: float = 0.005, temperature_K: float = 500.0,

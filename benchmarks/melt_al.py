@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from ase_proxima import ProximaCalculator  # noqa: E402
 from ase_proxima.targets import make_target  # noqa: E402
-from ase_proxima.validation import RunForcesCheck  # noqa: E402
+from ase_proxima.validation import RunForcesCheck, labelled, phase_balance  # noqa: E402
 from ase_proxima.workflows.melt import MeltingPoint, ScanConfig, liquid_probability  # noqa: E402
 from ase_proxima.workflows.sluschi import Coexistence, CoexistenceConfig, read_crystal  # noqa: E402
 
@@ -63,8 +63,9 @@ def configs(args: argparse.Namespace) -> tuple[CoexistenceConfig, ScanConfig]:
 
 
 def _truth_check(calc, out: Path) -> RunForcesCheck:
-    """The served answer of every MD step's last force call against an independent target."""
-    return RunForcesCheck(calc, make_target("asap3"), out / "truth.jsonl", metrics=("forces_mean",))
+    """The served answer of every MD step's last force call against an independent target: its
+    forces, and the pressure served with them (the barostat's input)."""
+    return RunForcesCheck(calc, make_target("asap3"), out / "truth.jsonl", metrics=("forces_mean",), pressure=True)
 
 
 def run_scan(args: argparse.Namespace) -> dict:
@@ -111,8 +112,12 @@ def run_scan(args: argparse.Namespace) -> dict:
             prev = s
         t = truth.get((o.seed, o.temperature))
         if t is not None and t["checked_steps"]:
-            row.update(checked_steps=t["checked_steps"], served_forces_mean_true=t["forces_mean_sum"] / t["checked_steps"],
+            row.update(checked_steps=t["checked_steps"],
+                       served_forces_mean_true=t["forces_mean_sum"] / t["checked_steps"],
                        worst_step_forces_mean=t["forces_mean_max"])
+            if t.get("pressure_checked_steps"):  # records from before the pressure check have none
+                row.update(served_pressure_error_GPa=t["pressure_error_GPa_sum"] / t["pressure_checked_steps"],
+                           worst_step_pressure_error_GPa=t["pressure_error_GPa_abs_max"])
         if o.certificate:  # the run's own certified served error (every served call of the run)
             row.update(served_error_upper_run=o.certificate["served_error_upper"],
                        served_error_unbiased_run=o.certificate["served_error_unbiased"],
@@ -142,6 +147,14 @@ def run_scan(args: argparse.Namespace) -> dict:
             "runs_checked": len(checked),
             "runs_over_their_certificate": sum(r["served_forces_mean_true"] > r["served_error_upper_run"]
                                                for r in checked if r.get("served_error_upper_run") is not None)}
+        with_p = [r for r in checked if r.get("served_pressure_error_GPa") is not None]
+        if with_p:  # the served pressure, served minus true: what the barostat held the cell at
+            result["truth"].update(
+                pressure_runs_checked=len(with_p),
+                served_pressure_error_GPa=sum(r["served_pressure_error_GPa"] * r["checked_steps"] for r in with_p)
+                / sum(r["checked_steps"] for r in with_p),
+                served_pressure_error_GPa_by_run={"min": min(r["served_pressure_error_GPa"] for r in with_p),
+                                                  "max": max(r["served_pressure_error_GPa"] for r in with_p)})
         if not args.report_only:
             calc.close()
     out.mkdir(parents=True, exist_ok=True)
@@ -246,8 +259,6 @@ def phase_balance(args: argparse.Namespace, per_phase: int = 12) -> dict:
     ``per_phase`` each, in batch order): energy bias per atom, force error and pressure bias
     per phase.  An energy bias that favours one phase by d meV/atom moves Tm by about d over the
     entropy of fusion (about 0.1 meV/K per atom here), so by about 10 K per meV/atom."""
-    from ase import units
-
     from ase_proxima.store import RunStore
     from ase_proxima.surrogates import SNAPEnsemble
 
@@ -262,21 +273,8 @@ def phase_balance(args: argparse.Namespace, per_phase: int = 12) -> dict:
     target = make_target("asap3")
     res: dict = {"benchmark": "melt_al balance", "date": _now(), "command": " ".join(sys.argv),
                  "training_points": len(train)}
-    for phase, items in cells.items():
-        e_bias, f_err, p_bias = [], [], []
-        for a in items:
-            a.calc = target
-            e, f, st = a.get_potential_energy(), a.get_forces(), a.get_stress()
-            pred = model.predict(a).results
-            e_bias.append(1000 * (pred["energy"] - e) / len(a))
-            f_err.append(float(np.mean(np.abs(pred["forces"] - f))))
-            p_bias.append(-float(np.mean(pred["stress"][:3] - st[:3])) / units.GPa)
-        res[phase] = {"cells": len(items), "energy_bias_meV_per_atom": float(np.mean(e_bias)),
-                      "energy_bias_se": float(np.std(e_bias, ddof=1) / np.sqrt(len(e_bias)))
-                      if len(e_bias) > 1 else None,
-                      "forces_mean_error": float(np.mean(f_err)), "pressure_bias_GPa": float(np.mean(p_bias))}
-    res["solid_favoured_by_meV_per_atom"] = (res["liquid"]["energy_bias_meV_per_atom"]
-                                             - res["solid"]["energy_bias_meV_per_atom"])
+    res.update(phase_balance(lambda a: model.predict(a).results,
+                             {phase: labelled(items, target) for phase, items in cells.items()}))
     (Path(args.out) / "balance.json").write_text(json.dumps(res, indent=1))
     return res
 

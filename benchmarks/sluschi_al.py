@@ -58,7 +58,7 @@ sys.path.insert(0, str(ROOT))
 from ase_proxima import ProximaCalculator  # noqa: E402
 from ase_proxima.surrogates import DeePMDEnsemble, SNAPEnsemble  # noqa: E402
 from ase_proxima.targets import make_target  # noqa: E402
-from ase_proxima.validation import RunForcesCheck  # noqa: E402
+from ase_proxima.validation import RunForcesCheck, labelled, phase_balance  # noqa: E402
 from ase_proxima.workflows.sluschi import Coexistence, CoexistenceConfig, liquid_ratio  # noqa: E402
 
 
@@ -262,26 +262,20 @@ def measure_phase_balance(out: Path, target_spec: str, temperature: float, seed:
     for line in (out / "baseline" / "runs.jsonl").read_text().splitlines():
         r = json.loads(line)
         if r["label"] in tests:
-            a = read(out / "baseline" / f"run{r['run']:03d}_final.traj")
-            a.calc = make_target(target_spec)
-            tests[r["label"]].append((a, a.get_potential_energy(), a.get_forces(), a.get_stress()))
+            tests[r["label"]].append(read(out / "baseline" / f"run{r['run']:03d}_final.traj"))
+    target = make_target(target_spec)
+    phases = {phase: labelled(cells, target) for phase, cells in tests.items()}
     res: dict = {"train_frames": len(train), "test_cells": {k: len(v) for k, v in tests.items()}, "variants": {}}
     for name, kw in BALANCE_VARIANTS.items():
         model = SNAPEnsemble(seed=seed, **kw)
         model.fit([a for a, _ in train], [r for _, r in train])
         row: dict = {"cutoff": model.cutoff_, "energy_weight": model.energy_weight}
-        for phase, items in tests.items():
-            e_bias, f_mae, p_bias = [], [], []
-            for a, e, f, st in items:
-                p = model.predict(a)
-                e_bias.append(1000 * (p.results["energy"] - e) / len(a))
-                f_mae.append(float(np.mean(np.abs(p.results["forces"] - f))))
-                p_bias.append(-float(np.mean(p.results["stress"][:3] - st[:3])) / units.GPa)
-            row[f"{phase}_energy_bias_meV_per_atom"] = float(np.mean(e_bias))
-            row[f"{phase}_force_mae"] = float(np.mean(f_mae))
-            row[f"{phase}_pressure_bias_GPa"] = float(np.mean(p_bias))
-        row["liquid_favoured_by_meV_per_atom"] = (row["solid_energy_bias_meV_per_atom"]
-                                                  - row["liquid_energy_bias_meV_per_atom"])
+        balance = phase_balance(lambda a, m=model: m.predict(a).results, phases)
+        for phase in tests:
+            row[f"{phase}_energy_bias_meV_per_atom"] = balance[phase]["energy_bias_meV_per_atom"]
+            row[f"{phase}_force_mae"] = balance[phase]["forces_mean_error"]
+            row[f"{phase}_pressure_bias_GPa"] = balance[phase]["pressure_bias_GPa"]
+        row["liquid_favoured_by_meV_per_atom"] = -balance["solid_favoured_by_meV_per_atom"]
         res["variants"][name] = row
     return res
 

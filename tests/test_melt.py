@@ -16,6 +16,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from ase import units
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -32,7 +33,7 @@ from ase_proxima.workflows.melt import (
     next_temperature,
     pooled_counts,
 )
-from ase_proxima.validation import RunForcesCheck
+from ase_proxima.validation import RunForcesCheck, labelled, phase_balance
 from ase_proxima.workflows.melt_job import MeltJob
 from ase_proxima.workflows.sluschi import (
     MELTED_AT_MOST,
@@ -265,13 +266,15 @@ def test_one_proxima_learner_serves_every_run(tmp_path):
     calc = ProximaCalculator(target=make_target("asap3"), error_bound=0.06, error_metric="forces_mean",
                              cost_aware=False, seed=0, store=tmp_path / "store")
     scan = ScanConfig(guess=1100.0, runs=2, temperatures=2, step=100.0, resolution=10.0)
-    check = RunForcesCheck(calc, make_target("asap3"), tmp_path / "truth.jsonl")
+    check = RunForcesCheck(calc, make_target("asap3"), tmp_path / "truth.jsonl", pressure=True)
     served = []  # copies of the served steps, checked again below by a third target
 
     def on_step(atoms):
+        calls = calc.stats["calls"]
         check.step(atoms)
+        assert calc.stats["calls"] == calls  # the check reads what was served, asking nothing more
         if calc.log[-1]["kind"] == "surrogate":
-            served.append((atoms.copy(), atoms.get_forces().copy()))
+            served.append((atoms.copy(), atoms.get_forces().copy(), calc.results["stress"].copy()))
 
     flow = MeltingPoint(CELL, scan, calc, tmp_path / "scan", on_step=on_step, on_run=check.run)
     flow.run()
@@ -283,11 +286,15 @@ def test_one_proxima_learner_serves_every_run(tmp_path):
     steps = sum(r["checked_steps"] for r in rows)
     assert 0 < steps == len(served)
     third = make_target("asap3")
-    again = []
-    for atoms, forces in served:
+    again, pressure = [], []
+    for atoms, forces, stress in served:
         atoms.calc = third
         again.append(np.mean(np.abs(forces - atoms.get_forces())))
+        pressure.append((np.mean(atoms.get_stress()[:3]) - np.mean(stress[:3])) / units.GPa)
     assert sum(r["forces_mean_sum"] for r in rows) == pytest.approx(sum(again), rel=1e-9)
+    assert sum(r["pressure_checked_steps"] for r in rows) == len(served)
+    assert sum(r["pressure_error_GPa_sum"] for r in rows) == pytest.approx(sum(pressure), rel=1e-9)
+    assert max(r["pressure_error_GPa_abs_max"] for r in rows) == pytest.approx(max(np.abs(pressure)), rel=1e-9)
     assert max(r["forces_mean_max"] for r in rows) == pytest.approx(max(again), rel=1e-9)
     calls = [o.calc_stats["calls"] for o in outcomes]
     assert calls == sorted(calls) and calls[-1] == calc.stats["calls"]  # one calculator, counting on
@@ -461,3 +468,40 @@ def test_a_peer_store_of_another_kind_is_refused(tmp_path):
         _learner(store=RunStore(tmp_path / "asap", peers=[tmp_path / "emt"]))
     with pytest.raises(ValueError, match="its own peer"):
         RunStore(tmp_path / "x", peers=[tmp_path / "x"])
+
+
+def test_phase_balance_signs_each_bias_against_the_target():
+    """A model wrong by known amounts: the liquid 2 meV/atom too high (so the solid is favoured by
+    2), every force component 0.01 eV/A off, the pressure 0.5 GPa high in both phases."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    solid = [bulk("Al", "fcc", a=4.05, cubic=True).repeat(2) for _ in range(3)]
+    liquid = [a.copy() for a in solid]
+    for k, a in enumerate(solid + liquid):
+        a.rattle(0.05 if k < 3 else 0.4, seed=k)
+    phases = {"solid": labelled(solid, EMT()), "liquid": labelled(liquid, EMT())}
+    assert all(a.calc is None for a in solid)  # the cells given stay as they were
+
+    liquid_ids = {id(a) for a, _ in phases["liquid"]}
+
+    def wrong(atoms):
+        shift = 0.002 * len(atoms) if id(atoms) in liquid_ids else 0.0
+        atoms = atoms.copy()
+        atoms.calc = EMT()
+        stress = atoms.get_stress().copy()
+        stress[:3] -= 0.5 * units.GPa
+        return {"energy": atoms.get_potential_energy() + shift, "forces": atoms.get_forces() + 0.01,
+                "stress": stress}
+
+    res = phase_balance(wrong, phases)
+    assert res["solid"]["cells"] == res["liquid"]["cells"] == 3
+    assert res["solid"]["energy_bias_meV_per_atom"] == pytest.approx(0.0, abs=1e-9)
+    assert res["liquid"]["energy_bias_meV_per_atom"] == pytest.approx(2.0, rel=1e-9)
+    assert res["liquid"]["energy_bias_se"] == pytest.approx(0.0, abs=1e-9)
+    assert res["solid_favoured_by_meV_per_atom"] == pytest.approx(2.0, rel=1e-9)
+    for phase in ("solid", "liquid"):
+        assert res[phase]["forces_mean_error"] == pytest.approx(0.01, rel=1e-9)
+        assert res[phase]["pressure_bias_GPa"] == pytest.approx(0.5, rel=1e-9)
+    one = phase_balance(wrong, {"solid": phases["solid"][:1]})
+    assert one["solid"]["energy_bias_se"] is None and "solid_favoured_by_meV_per_atom" not in one
