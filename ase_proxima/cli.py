@@ -347,7 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the melting point of an fcc metal or a close-packed crystal from a scan of "
                              "coexistence runs (SLUSCHI), with its standard error")
     me.add_argument("--element", default=None, help="an fcc metal (default Al)")
-    me.add_argument("--lattice-constant", type=float, default=None, help="A (default 3.994, ASE EMT's Al)")
+    me.add_argument("--lattice-constant", type=float, default=None,
+                    help="A (default: the target's own at zero pressure, from an energy-volume fit)")
     me.add_argument("--structure", default=None,
                     help="a file with a crystal's cell (any ASE format) instead of --element: another "
                          "close-packed crystal or an ordered alloy, repeated --size times")

@@ -40,6 +40,7 @@ from ase_proxima.workflows.sluschi import (
     CellNotMelted,
     Coexistence,
     CoexistenceConfig,
+    fcc_lattice_constant,
     final_verdict,
     solid_like_fraction,
 )
@@ -505,3 +506,32 @@ def test_phase_balance_signs_each_bias_against_the_target():
         assert res[phase]["pressure_bias_GPa"] == pytest.approx(0.5, rel=1e-9)
     one = phase_balance(wrong, {"solid": phases["solid"][:1]})
     assert one["solid"]["energy_bias_se"] is None and "solid_favoured_by_meV_per_atom" not in one
+
+
+@pytest.mark.parametrize("element, sigma", [("Cu", 2.3), ("Fe", 2.9)])
+def test_fcc_lattice_constant_is_the_calculators_own_zero_pressure_one(element, sigma):
+    """Against an independent route, a cell relaxation to zero stress, under a Lennard-Jones solid
+    whose minimum lies well away from ASE's reference (Fe's reference is bcc: its guess comes
+    from its atomic volume; sigma 2.9 puts the minimum about 20% above it)."""
+    from ase.build import bulk
+    from ase.calculators.lj import LennardJones
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import BFGS
+
+    calc = LennardJones(sigma=sigma, epsilon=0.1, rc=3 * sigma, smooth=True)
+    a = fcc_lattice_constant(element, calc)
+    atoms = bulk(element, "fcc", a=1.1 * a, cubic=True)
+    atoms.calc = calc
+    BFGS(FrechetCellFilter(atoms, hydrostatic_strain=True), logfile=None).run(fmax=1e-5, steps=200)
+    assert a == pytest.approx(atoms.cell[0, 0], abs=2e-3)
+
+
+def test_a_melt_of_an_element_starts_from_the_targets_own_lattice_constant():
+    cu = MeltJob.from_params(element="Cu", guess=1300.0, target="asap3")
+    assert cu.cell.lattice_constant == pytest.approx(fcc_lattice_constant("Cu", make_target("asap3")), abs=1e-4)
+    assert 3.55 < cu.cell.lattice_constant < 3.62  # not aluminium's 3.99
+    assert MeltJob.from_params(element="Cu", guess=1300.0, lattice_constant=3.61).cell.lattice_constant == 3.61
+    with pytest.raises(ValueError, match="cannot compute fcc Fe"):
+        MeltJob.from_params(element="Fe", guess=1800.0, target="emt")
+    with pytest.raises(ValueError, match="unknown element"):
+        fcc_lattice_constant("Xx", make_target("emt"))

@@ -16,7 +16,7 @@ from typing import Any
 
 from .job import Job
 from .melt import ScanConfig
-from .sluschi import CoexistenceConfig, RunOutcome, read_crystal
+from .sluschi import CoexistenceConfig, RunOutcome, fcc_lattice_constant, read_crystal
 
 __all__ = ["MeltJob", "WorkerLearner", "pooled_learners"]
 
@@ -30,8 +30,10 @@ class MeltJob(Job):
     the cell (``cell``, a :class:`~.sluschi.CoexistenceConfig`: an fcc ``element`` or a crystal
     ``structure`` file), and ``workers`` (processes for the runs of a batch: with Proxima, every
     run's learner opens a store of its own under ``stores/`` and starts from the target results
-    of the whole scan so far).  :meth:`from_params` takes both configs' fields flat; the half of
-    the cell that starts liquid is melted at twice the guess unless ``melt_temperature`` is given."""
+    of the whole scan so far).  :meth:`from_params` takes both configs' fields flat; an element's
+    lattice constant, unless given, is the target's own (:func:`~.sluschi.fcc_lattice_constant`),
+    and the half of the cell that starts liquid is melted at twice the guess unless
+    ``melt_temperature`` is given."""
 
     target: str = "asap3"
     error_bound: float = 0.06
@@ -69,6 +71,11 @@ class MeltJob(Job):
             path = Path(cell["structure"]).resolve()
             cell["structure"] = str(path)
             cell["element"] = read_crystal(path).get_chemical_formula(mode="reduce")  # names the scan
+        elif "lattice_constant" not in cell:  # the element's crystal as the target itself has it
+            from ..targets import make_target
+
+            target = params.get("target", next(f.default for f in fields(cls) if f.name == "target"))
+            cell["lattice_constant"] = round(fcc_lattice_constant(cell.get("element", "Al"), make_target(target)), 4)
         # the new half must melt whatever the element: twice the guess unless stated
         cell.setdefault("melt_temperature", 2.0 * params["guess"])
         cell["temperature"] = params["guess"]  # each batch sets its own; the guess is the first

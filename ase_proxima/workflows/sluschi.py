@@ -201,6 +201,48 @@ def read_crystal(path: str | os.PathLike) -> Atoms:
     return Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=True)
 
 
+def fcc_lattice_constant(element: str, calc: Any) -> float:
+    """The calculator's own lattice constant of fcc ``element`` at zero temperature and pressure (A),
+    so that a crystal starts unstrained under whatever target is used: a Birch-Murnaghan fit of the
+    cubic cell's energy at nine lattice constants 5% either side of a guess (the fcc cell of the
+    element's reference atomic volume in ASE), moved while the minimum lies outside them, then
+    refined 1.5% either side of it."""
+    from ase.data import atomic_numbers, reference_states
+    from ase.eos import EquationOfState
+
+    z = atomic_numbers.get(element)
+    if z is None:
+        raise ValueError(f"unknown element {element!r}")
+    try:
+        reference = bulk(element)
+    except Exception as err:  # ASE has no crystal for this element
+        raise ValueError(f"ASE has no reference crystal for {element} ({err}): give its lattice constant") from None
+    symmetry = (reference_states[z] or {}).get("symmetry")
+    a = reference_states[z]["a"] if symmetry == "fcc" else (4.0 * reference.get_volume() / len(reference)) ** (1 / 3)
+    width = 0.05
+    for _ in range(8):
+        scales = np.linspace(1.0 - width, 1.0 + width, 9)
+        volumes, energies = [], []
+        for f in scales:
+            atoms = bulk(element, "fcc", a=a * f, cubic=True)
+            atoms.calc = calc
+            try:
+                energies.append(atoms.get_potential_energy())
+            except Exception as err:  # e.g. an EMT without parameters for this element
+                raise ValueError(f"the target cannot compute fcc {element} ({type(err).__name__}: {err})") from None
+            volumes.append(atoms.get_volume())
+        lowest = int(np.argmin(energies))
+        if lowest in (0, len(scales) - 1):  # the minimum lies further out: move to the lowest edge
+            a *= scales[lowest]
+            continue
+        v0, _, _ = EquationOfState(volumes, energies, eos="birchmurnaghan").fit()
+        a = float(v0 ** (1 / 3))
+        if width < 0.05:
+            return a
+        width = 0.015
+    raise ValueError(f"no energy minimum of fcc {element} found under this calculator: give its lattice constant")
+
+
 def solid_like_fraction(atoms: Atoms, solid_bonds: int = 6, neighbours: int = 12) -> np.ndarray:
     """Per-atom solid-like flags from the ten Wolde-Frenkel q6 bond criterion (freud).
 
