@@ -252,7 +252,7 @@ def plot(res: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def phase_balance(args: argparse.Namespace, per_phase: int = 12) -> dict:
+def learner_balance(args: argparse.Namespace, per_phase: int = 12) -> dict:
     """Does the scan's learner keep the target's solid-liquid balance?  A SNAP ensemble (the
     calculator's default) fitted on every target result in the Proxima store, tested on the
     final cells of the target scan's runs that ended solid and that ended liquid (up to
@@ -309,7 +309,7 @@ def main() -> int:
     if args.method == "summary":
         summarise(args)
     elif args.method == "balance":
-        print(json.dumps(phase_balance(args), indent=1))
+        print(json.dumps(learner_balance(args), indent=1))
     else:
         run_scan(args)
     return 0
