@@ -31,6 +31,7 @@ from ase_proxima.workflows.melt import (
     liquid_probability,
     logistic_width,
     next_temperature,
+    plot_melting_point,
     pooled_counts,
 )
 from ase_proxima.validation import RunForcesCheck, labelled, phase_balance
@@ -535,3 +536,14 @@ def test_a_melt_of_an_element_starts_from_the_targets_own_lattice_constant():
         MeltJob.from_params(element="Fe", guess=1800.0, target="emt")
     with pytest.raises(ValueError, match="unknown element"):
         fcc_lattice_constant("Xx", make_target("emt"))
+
+
+def test_the_figure_of_a_scan_whose_fit_is_barely_determined_is_drawn(tmp_path):
+    """Found on an 8-run scan (3 of 4 liquid at both temperatures): the fit's sharpness has a
+    variance so large that its band's draws overflowed a float and the finished scan crashed."""
+    summary = {"temperatures": [{"temperature": 980.0, "liquid": 3, "solid": 1, "undecided": 0},
+                                {"temperature": 1000.0, "liquid": 3, "solid": 1, "undecided": 0}],
+               "fit": {"Tm": 980.0, "g": 7.0e-4, "Tm_se": 1134.0,
+                       "cov": [[1286511.0, 348928.7], [348928.7, 94637.3]]}}
+    plot_melting_point(summary, tmp_path / "tm.png", title="loose fit")
+    assert (tmp_path / "tm.png").stat().st_size > 0

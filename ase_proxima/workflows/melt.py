@@ -502,7 +502,8 @@ def plot_melting_point(summary: dict[str, Any], path: str | os.PathLike, title: 
         if cov is not None and np.all(np.isfinite(cov)):
             rng = np.random.default_rng(0)
             draws = rng.multivariate_normal([fit["Tm"], math.log(fit["g"])], cov, size=400, check_valid="ignore")
-            curves = np.array([liquid_probability(grid, tm, math.exp(lg)) for tm, lg in draws])
+            # a fit this loose (a few runs, ratios alike) draws sharpnesses beyond any float: clip
+            curves = np.array([liquid_probability(grid, tm, math.exp(min(max(lg, -50.0), 50.0))) for tm, lg in draws])
             band = np.percentile(curves, [16, 84], axis=0)
             ax.fill_between(grid, band[0], band[1], color="C0", alpha=0.2, label="one-sigma band")
         ax.axvline(fit["Tm"], color="C0", ls=":", lw=1)
