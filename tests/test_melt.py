@@ -426,6 +426,32 @@ def test_learners_on_a_pool_start_from_the_scans_target_results(tmp_path):
             assert o.certificate["answers"] == o.calc_stats["surrogate_calls"] > 0
 
 
+def test_a_run_learns_from_earlier_batches_and_its_own_first_try_but_not_its_batch_mates(tmp_path):
+    """Runs of one batch run side by side: what one learns at its start must not depend on how far
+    its batch-mates got (found: a batch-mate's first row reached a run in one pool in three)."""
+    from ase.build import bulk
+
+    from ase_proxima.workflows.melt import _build
+
+    stores = tmp_path / "stores"
+    written = {}
+    for name in ("prepare", "b00-r000", "b00-r001", "b01-r000", "b01-r001"):
+        calc = _build(_learner, stores, name)
+        atoms = bulk("Al", cubic=True)
+        atoms.rattle(0.05, seed=len(written))
+        atoms.calc = calc
+        atoms.get_forces()
+        written[name] = calc.store.path
+        calc.close()
+    again = _build(_learner, stores, "b01-r000")  # the same run redone after a crash
+    try:
+        peers = {p.name.rsplit("-", 1)[0] for p in again.store.peers}
+        assert peers == {"prepare", "b00-r000", "b00-r001", "b01-r000"}  # never b01-r001
+        assert again.store.path not in written.values()
+    finally:
+        again.close()
+
+
 def test_the_command_runs_learners_on_a_pool_and_extends_the_scan(tmp_path, capsys):
     out = tmp_path / "pool"
     args = ["melt", "--guess", "1100", "--runs", "2", "--temperatures", "1", "--step", "100", "--resolution", "10",

@@ -204,7 +204,9 @@ def _pool_run(config: dict[str, Any], out: str, run: int, make_calc: Callable[..
 def _build(make_calc: Callable[..., Any], stores: Path | None, name: str) -> Any:
     """A calculator from the factory; with ``stores``, given a store of its own under it (a new
     directory each time: a run redone after a crash keeps the first try's data) whose peers are
-    every other store there, so it starts from all the target results of the scan so far."""
+    the other stores there but its batch-mates': it starts from every target result of the scan
+    before its batch, and of its own earlier tries, whatever its batch-mates running beside it
+    have written so far."""
     if stores is None:
         return make_calc()
     from uuid import uuid4
@@ -213,7 +215,10 @@ def _build(make_calc: Callable[..., Any], stores: Path | None, name: str) -> Any
 
     stores.mkdir(parents=True, exist_ok=True)
     own = stores / f"{name}-{uuid4().hex[:8]}"
-    peers = sorted(p for p in stores.iterdir() if p.is_dir() and p != own)
+    batch, _, _ = name.partition("-r")
+    mates = f"{batch}-r" if name.startswith("b") and batch != name else None
+    peers = sorted(p for p in stores.iterdir() if p.is_dir() and p != own
+                   and not (mates and p.name.startswith(mates) and not p.name.startswith(f"{name}-")))
     return make_calc(store=RunStore(own, peers=peers))
 
 
