@@ -302,7 +302,7 @@ def main() -> int:
     p.add_argument("--max-extensions", type=int, default=2)
     p.add_argument("--guess", type=float, default=900.0)
     p.add_argument("--runs", type=int, default=6)
-    p.add_argument("--temperatures", type=int, default=5)
+    p.add_argument("--temperatures", type=int, default=12)
     p.add_argument("--step", type=float, default=40.0)
     p.add_argument("--resolution", type=float, default=5.0)
     p.add_argument("--seed", type=int, default=0)
