@@ -464,8 +464,11 @@ def test_the_command_runs_learners_on_a_pool_and_extends_the_scan(tmp_path, caps
     names = sorted(p.name.split("-")[0] for p in (out / "stores").iterdir())
     assert names == ["b00", "b00", "prepare"]
     k = first["learners"]
-    # each run's first call (the start cell, which the preparation sent to the target) is a cached answer
-    assert k["calls"] == k["target_calls"] + k["surrogate_calls"] + 2 and k["surrogate_calls"] > 0
+    # every call is a target call, a served answer or a cache hit; only a run's first call (the start
+    # cell) can be a hit, when the preparation's learner sent that cell to the target (with fresh
+    # coins it may have served it instead: found flaky when this said "+ 2")
+    assert k["calls"] == k["target_calls"] + k["surrogate_calls"] + k["cache_hits"] and k["surrogate_calls"] > 0
+    assert k["cache_hits"] <= 2
     assert first["certified"]["runs"] >= 1 and first["certified"]["scan_upper"] > 0
     # every worker's learner has the job's settings, the stated error scale among them
     assert {o.calc_stats["error_scale"] for o in Coexistence.read_outcomes(out / "batch00")} == {0.3}

@@ -136,9 +136,10 @@ class MeltJob(Job):
 
 
 def pooled_learners(outcomes: list[RunOutcome]) -> dict[str, Any]:
-    """Calls, target calls, audits and served share summed over runs that each had a learner of
-    their own (a scan on a process pool; the cell's preparation not included)."""
-    keys = ("calls", "target_calls", "surrogate_calls", "audits")
+    """Calls, target calls, answers served, cache hits, audits and served share summed over runs
+    that each had a learner of their own (a scan on a process pool; the cell's preparation not
+    included)."""
+    keys = ("calls", "target_calls", "surrogate_calls", "cache_hits", "audits")
     total = {k: int(sum(o.calc_stats.get(k, 0) for o in outcomes)) for k in keys}
     total["served_fraction"] = total["surrogate_calls"] / total["calls"] if total["calls"] else 0.0
     return total
