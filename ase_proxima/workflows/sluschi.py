@@ -425,7 +425,8 @@ class Coexistence:
             raise CellNotMelted(
                 f"the half to be melted is still {left:.0%} solid-like after {c.melt_steps} steps at "
                 f"{c.melt_temperature:g} K: every run would start from a crystal.  Raise melt_temperature "
-                f"(twice the melting point is safe) or melt_steps")
+                f"or melt_steps (the half melts at the crystal's volume, which can take far more than "
+                f"twice the melting point)")
         start = doubled.copy()
         start.info["solid_half"] = n
         write(path, start)
