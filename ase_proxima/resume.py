@@ -84,6 +84,7 @@ def resume(calc: Any, store: RunStore, state: RunState) -> None:
         calc.surrogate = calc.surrogate or default_surrogate(rows[0][0])
         calc.uncertainty = calc.uncertainty or EnsembleUncertainty(calc.parameters["error_metric"])
     calc.training.restore(state.training, rows, total, calc.surrogate, calc.uncertainty, store.read_models())
+    calc.training.adopt_equations(store, calc.surrogate, own=store is calc.store)
     _remember(calc, rows)
     calc._models_saved = calc.training.n_fitted
     calc.log = CallLog([r for r in store.read_log() if r["step"] < state.step], maxlen=calc.parameters["log_size"])
@@ -102,6 +103,8 @@ def checkpoint(calc: Any, store: RunStore) -> None:
         calc.training.save_model(store, calc.surrogate)
         if own:
             calc._models_saved = calc.training.n_fitted
+    if own:
+        calc.training.save_equations(store, calc.surrogate)
     store.write_state(run_state(calc))
 
 

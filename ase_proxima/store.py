@@ -12,6 +12,10 @@ A store is a directory:
 ``models.json`` + ``models.npz``  the fitted surrogate as arrays plus JSON, loaded with
                   ``allow_pickle=False`` (a family that cannot be written so is refitted
                   from ``training.db``);
+``equations/``   per-structure normal equations of a fit that keeps them (the SNAP ensemble),
+                  raw float64 records with their keys, only ever appended to, under a tag of
+                  the surrogate's settings: a reopened run reads them back instead of
+                  describing every structure again (checked on one structure first);
 ``store.json``    what the data mean (the fingerprint: target and its parameters, error
                   metric, surrogate family, species), the run's key, and every change of
                   the control settings;
@@ -203,6 +207,7 @@ class RunStore:
         self.meta_path = self.path / "store.json"
         self._lock: DirectoryLock | None = None
         self._log_fh = None
+        self._equations_checked: set[str] = set()
         if not readonly:
             self.path.mkdir(parents=True, exist_ok=True)
             self._lock = DirectoryLock(self.path, "run store")
@@ -503,6 +508,72 @@ class RunStore:
                 "n_fitted": n_fitted, "meta": state.meta, "arrays": sorted(state.arrays),
                 "baseline": json.loads(json.dumps(baseline, default=str))}
         atomic_write(self.path / "models.json", json.dumps(meta).encode())
+
+    def _equation_files(self, tag: str) -> tuple[Path, Path]:
+        if not tag or any(c not in "0123456789abcdef-" for c in tag):
+            raise ValueError(f"an equations tag is lower-case hex and '-', got {tag!r}")
+        folder = self.path / "equations"
+        return folder / f"{tag}.f8", folder / f"{tag}.keys"
+
+    def append_equations(self, tag: str, packed: Mapping[bytes, np.ndarray]) -> None:
+        """Append per-structure arrays (one length for all under a tag) with their keys: the
+        records first, then their keys, so a key read back always has its record."""
+        self._writable()
+        if not packed:
+            return
+        records, keys = self._equation_files(tag)
+        records.parent.mkdir(exist_ok=True)
+        if tag not in self._equations_checked:  # a kill may have left a record without its key
+            self._cut_equations(records, keys)
+            self._equations_checked.add(tag)
+        items = list(packed.items())
+        with open(records, "ab") as fh:
+            for _, v in items:
+                fh.write(np.ascontiguousarray(v, dtype="<f8").tobytes())
+        with open(keys, "a") as fh:
+            fh.write("".join(f"{k.hex()} {len(v)}\n" for k, v in items))
+
+    @staticmethod
+    def _cut_equations(records: Path, keys: Path) -> None:
+        """Cut both files back to the records whose keys were written whole."""
+        lines, kept, size = (keys.read_text().splitlines(keepends=True) if keys.exists() else []), [], 0
+        have = records.stat().st_size if records.exists() else 0
+        for line in lines:
+            parts = line.split()
+            if not line.endswith("\n") or len(parts) != 2 or not parts[1].isdigit() or size + 8 * int(parts[1]) > have:
+                break
+            kept.append(line)
+            size += 8 * int(parts[1])
+        if keys.exists() and len(kept) != len(lines):
+            keys.write_text("".join(kept))
+        if have != size:
+            with open(records, "r+b") as fh:
+                fh.truncate(size)
+
+    def read_equations(self, tag: str, wanted: set[bytes] | None = None) -> dict[bytes, np.ndarray]:
+        """The arrays stored under ``tag`` by key (only ``wanted`` ones, when given); a torn tail
+        left by a kill is dropped."""
+        records, keys = self._equation_files(tag)
+        if not (records.exists() and keys.exists()):
+            return {}
+        count = records.stat().st_size // 8  # a torn record may end mid-number
+        data = np.memmap(records, dtype="<f8", mode="r", shape=(count,)) if count else np.zeros(0)
+        out: dict[bytes, np.ndarray] = {}
+        offset = 0
+        for line in keys.read_text().splitlines():
+            parts = line.split()
+            if len(parts) != 2 or not parts[1].isdigit():
+                break  # a torn last line
+            try:
+                key, length = bytes.fromhex(parts[0]), int(parts[1])
+            except ValueError:
+                break
+            if offset + length > len(data):
+                break
+            if wanted is None or key in wanted:
+                out[key] = np.array(data[offset:offset + length])
+            offset += length
+        return out
 
     def read_models(self) -> tuple[dict[str, Any], FittedState] | None:
         """``(description, fitted state)`` of the last written model, or ``None``; plain data only."""

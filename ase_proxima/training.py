@@ -21,6 +21,7 @@ surrogate was last fitted on, whatever has left memory since.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -162,6 +163,7 @@ class TrainingSet:
         self.fit_error: str | None = None
         self._range: PlausibleRange | None = None
         self._changes = 0  # points added or forgotten since the range was computed
+        self._equations_saved: set[bytes] = set()  # keys whose fit equations the store keeps
 
     def __len__(self) -> int:
         return len(self._atoms)
@@ -332,6 +334,42 @@ class TrainingSet:
         if fitted is not None and self.fit_error is None:
             store.write_models(surrogate_family(surrogate), plain(surrogate.get_params()), self.n_fitted, fitted,
                                baseline=self._baseline_description())
+
+    def _equations_tag(self, surrogate: Any) -> str | None:
+        """The store's tag for the surrogate's kept equations: its settings and descriptor, and
+        what it learns (the target itself, or the target less a baseline)."""
+        own = getattr(surrogate, "equations_tag", None)
+        tag = own() if own is not None else None
+        if tag is None:
+            return None
+        learns = json.dumps(self._baseline_description(), sort_keys=True, default=str)
+        return f"{tag}-{hashlib.sha1(learns.encode()).hexdigest()[:8]}"
+
+    def save_equations(self, store: Any, surrogate: Any) -> None:
+        """Append to ``store`` the per-structure equations the surrogate's fits computed since
+        the last call (a family that keeps none: nothing)."""
+        tag = self._equations_tag(surrogate)
+        if tag is None:
+            return
+        new = surrogate.equations(exclude=self._equations_saved)
+        if new:
+            store.append_equations(tag, new)
+            self._equations_saved.update(new)
+
+    def adopt_equations(self, store: Any, surrogate: Any, own: bool) -> int:
+        """Hand the surrogate the equations ``store`` keeps for the points in memory, so its next
+        fit describes only new structures; ``own``: the run's own store (they count as saved)."""
+        tag = self._equations_tag(surrogate)
+        if tag is None or not len(self):
+            return 0
+        packed = store.read_equations(tag)
+        taken = surrogate.adopt_equations(packed, list(zip(reversed(self._atoms), reversed(self._results))))
+        if taken and own:
+            self._equations_saved.update(packed)
+        elif packed and not taken:
+            log.warning("%s: the kept fit equations are not used (none is of a point in memory, or they are "
+                        "not this model's): the next fit describes every structure again", store.path)
+        return taken
 
     def _baseline_description(self) -> Any:
         """What the fitted model corrects, as a stored model records it."""

@@ -15,7 +15,9 @@ Writes ``benchmarks/results/store_cost/store_cost.json`` and ``store_cost.png``.
 
     .venv/bin/python benchmarks/store_cost.py [--calls 1000] [--rows 250 1000 1750 4000]
 
-``--only-reopen`` runs the second part alone, with code that also runs on earlier versions
+``--snap-refit 200 800`` measures only the first refit after reopening SNAP stores of that many
+periodic cells, with the fit equations the store keeps and without them (``snap_refit.json``,
+``snap_refit.png``).  ``--only-reopen`` runs the second part alone, with code that also runs on earlier versions
 (to measure them the same way, run it with their tree first on ``PYTHONPATH``).
 """
 from __future__ import annotations
@@ -130,6 +132,74 @@ def reopen_long(calls_wanted: list[int], seed: int) -> dict:
     return out
 
 
+def snap_refit(rows_wanted: list[int], seed: int) -> dict:
+    """The first refit after reopening a SNAP store of N periodic cells (108-atom Al, asap3
+    target, a bound no answer meets so every call is a target call): the store as it is, whose
+    kept fit equations are read back, against a copy without them (every structure described
+    again, one LAMMPS pass each, as before they were kept)."""
+    from ase.build import bulk
+    from ase.md.langevin import Langevin
+    from ase.md.velocitydistribution import thermalize_momenta
+    from ase.units import fs
+
+    from ase_proxima.surrogates import SNAPEnsemble
+    from ase_proxima.targets import make_target
+
+    def calculator(store: Path) -> ProximaCalculator:
+        return ProximaCalculator(target=make_target("asap3"), error_bound=1e-9, error_metric="forces_mean",
+                                 surrogate=SNAPEnsemble(), cost_aware=False, seed=seed, store=store)
+
+    out = {}
+    for n in rows_wanted:
+        folder = Path(tempfile.mkdtemp(prefix="proxima-snap-refit-"))
+        try:
+            atoms = bulk("Al", "fcc", a=3.9946, cubic=True).repeat((3, 3, 3))
+            thermalize_momenta(atoms, temperature_K=1000, rng=np.random.default_rng(seed))
+            calc = calculator(folder / "store")
+            atoms.calc = calc
+            Langevin(atoms, 2 * fs, temperature_K=1000, friction=0.02, fixcm=False,
+                     rng=np.random.default_rng(seed + 1)).run(n - 1)
+            calc.close()
+            shutil.copytree(folder / "store", folder / "bare", ignore=shutil.ignore_patterns("equations"))
+            row = {"atoms": len(atoms)}
+            for label, path in (("kept_equations", folder / "store"), ("described_again", folder / "bare")):
+                t = time.perf_counter()
+                again = calculator(path)
+                opened = time.perf_counter() - t
+                again.training.fit(again.surrogate, again.uncertainty)  # the refit the run would make next
+                row[label] = {"rows": again.training.total, "open_s": opened,
+                              "open_and_refit_s": time.perf_counter() - t}
+                again.close()
+            row["ratio"] = row["described_again"]["open_and_refit_s"] / row["kept_equations"]["open_and_refit_s"]
+            row["equations_bytes"] = sum(f.stat().st_size for f in (folder / "store" / "equations").iterdir())
+            row["training_db_bytes"] = (folder / "store" / "training.db").stat().st_size
+            out[n] = row
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    return out
+
+
+def plot_snap_refit(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = result["snap_refit"]
+    n = sorted(data, key=int)
+    fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    for label, text in (("described_again", "every structure described again"),
+                        ("kept_equations", "kept fit equations read back")):
+        ax.plot([data[k][label]["rows"] for k in n], [data[k][label]["open_and_refit_s"] for k in n], marker="o",
+                label=text)
+    ax.set_xlabel("stored 108-atom Al cells (SNAP ensemble)")
+    ax.set_ylabel("seconds to reopen and refit")
+    ax.set_title("first refit after reopening a store (same machine)")
+    ax.legend()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot(result: dict, path: Path) -> None:
     import matplotlib
 
@@ -166,6 +236,8 @@ def main() -> None:
     ap.add_argument("--long", type=int, nargs="+", default=[5000, 20000], help="calls of the long runs reopened")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only-reopen", action="store_true")
+    ap.add_argument("--snap-refit", type=int, nargs="+", default=None, metavar="ROWS",
+                    help="only measure the first SNAP refit after reopening stores of these many cells")
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
     out = Path(args.out)
@@ -174,6 +246,12 @@ def main() -> None:
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                           "python": platform.python_version()},
               "command": " ".join(["benchmarks/store_cost.py", *os.sys.argv[1:]])}
+    if args.snap_refit:
+        result["snap_refit"] = snap_refit(args.snap_refit, args.seed)
+        (out / "snap_refit.json").write_text(json.dumps(result, indent=1))
+        plot_snap_refit(result, out / "snap_refit.png")
+        print(json.dumps(result, indent=1))
+        return
     if not args.only_reopen:
         result["per_call"] = per_call(args.calls, args.every, args.seed)
     result["reopen"] = reopen(args.rows, args.seed)

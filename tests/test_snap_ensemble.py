@@ -137,3 +137,61 @@ def test_default_cutoff_holds_24_neighbours_at_the_density():
     assert default_cutoff(cluster) == pytest.approx(round(1.6 * nearest_neighbour_distance(cluster), 1))
     with pytest.raises(ValueError):
         SNAPEnsemble(cutoff=-1.0)
+
+
+def test_a_reopened_run_reads_its_fit_equations_back_instead_of_describing_every_structure(tmp_path, monkeypatch):
+    """Found on a 24335-structure alloy store: the first refit after reopening described every
+    stored 216-atom cell again, one LAMMPS pass each (over 20 minutes before the run went on)."""
+    from ase.md.langevin import Langevin
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+    from ase_proxima import ProximaCalculator
+    from ase_proxima.surrogates.snap_descriptors import SNAPDescriptor
+
+    def calculator():
+        return ProximaCalculator(cost_aware=False, target=EMT(), error_bound=0.1, error_metric="forces_max",
+                                 surrogate=SNAPEnsemble(), seed=0, store=tmp_path / "store")
+
+    atoms = bulk("Al", "fcc", a=4.05, cubic=True).repeat(2)
+    MaxwellBoltzmannDistribution(atoms, temperature_K=900, rng=np.random.default_rng(0))
+    first = calculator()
+    atoms.calc = first
+    Langevin(atoms, 4 * units.fs, temperature_K=900, friction=0.02, rng=np.random.default_rng(1)).run(60)
+    fitted, coef = first.training.n_fitted, first.surrogate.coef_.copy()
+    kept = len(first.surrogate._normal)
+    assert kept >= fitted >= 10
+    first.close()
+    keys = list((tmp_path / "store" / "equations").glob("*.keys"))
+    assert len(keys) == 1 and len(keys[0].read_text().splitlines()) == kept
+
+    passes = []
+    describe = SNAPDescriptor.rows
+    monkeypatch.setattr(SNAPDescriptor, "rows", lambda self, a: passes.append(1) or describe(self, a))
+    again = calculator()
+    try:
+        assert again.training.n_fitted == fitted and np.array_equal(again.surrogate.coef_, coef)
+        assert len(passes) == 1  # one stored structure described afresh, to check the rest
+        again.training.fit(again.surrogate, again.uncertainty)  # every point in memory
+        assert len(passes) == 1 + again.training.total - kept  # only points no fit had seen
+        images, results = again.training.data()
+        fresh = SNAPEnsemble(cutoff=again.surrogate.cutoff_)
+        fresh.fit(images, results)
+        np.testing.assert_allclose(again.surrogate.member_coef_, fresh.member_coef_, rtol=1e-9, atol=1e-12)
+    finally:
+        again.close()
+
+
+def test_fit_equations_of_other_settings_are_not_taken(tmp_path):
+    """Equations from another model (here another cutoff, so another descriptor) fail the check on
+    a structure described afresh, and are not used."""
+    train = _emt_frames(6, 3)
+    images, results = [a for a, _ in train], [r for _, r in train]
+    near = SNAPEnsemble(cutoff=4.5, members=2)
+    near.fit(images, results)
+    far = SNAPEnsemble(cutoff=5.0, members=2)
+    far.fit(images, results)
+    assert far.equations_tag() != near.equations_tag()
+    reopened = SNAPEnsemble(cutoff=5.0, members=2)
+    reopened.restore_fitted_state(far.fitted_state())
+    assert reopened.adopt_equations(near.equations(), train) == 0 and not reopened._normal
+    assert reopened.adopt_equations(far.equations(), train) == len(train)

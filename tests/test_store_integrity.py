@@ -311,3 +311,27 @@ def test_a_writer_killed_inside_a_row_write_leaves_a_store_that_reopens(tmp_path
     out = subprocess.run([sys.executable, "-c", reopen, str(store)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     assert int(out.stdout.split()[-1]) > 10
+
+
+def test_a_torn_equations_file_loses_only_its_torn_record_and_later_records_stay_aligned(tmp_path):
+    """A kill inside an append leaves part of a record (and maybe part of its key); what was
+    written whole reads back, and the next append starts where the whole records end."""
+    store = RunStore(tmp_path / "s")
+    rows = {bytes([i]) * 20: np.arange(6.0) + 10 * i for i in range(3)}
+    store.append_equations("ab12", rows)
+    records, keys = tmp_path / "s" / "equations" / "ab12.f8", tmp_path / "s" / "equations" / "ab12.keys"
+    with open(records, "r+b") as fh:
+        fh.truncate(records.stat().st_size - 20)  # the third record torn
+    assert set(store.read_equations("ab12")) == set(list(rows)[:2])
+    store.close()
+    store = RunStore(tmp_path / "s")  # reopened, as after the kill
+    store.append_equations("ab12", {b"\x09" * 20: np.full(6, -1.0)})
+    back = store.read_equations("ab12")
+    assert list(back) == [*list(rows)[:2], b"\x09" * 20]
+    np.testing.assert_array_equal(back[b"\x09" * 20], np.full(6, -1.0))
+    np.testing.assert_array_equal(back[bytes([1]) * 20], rows[bytes([1]) * 20])
+    keys.write_text(keys.read_text() + "0a0a")  # a torn key line
+    assert len(store.read_equations("ab12")) == 3
+    with pytest.raises(ValueError):
+        store.append_equations("../x", rows)
+    store.close()

@@ -12,6 +12,8 @@ the gate compares with the threshold.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -241,7 +243,7 @@ class SNAPEnsemble(Surrogate):
         set grew or slid (``ProximaCalculator(max_training=...)``)."""
         check_training_set(images, results)
         desc = self._desc(images)
-        keys = [structure_key(a) + ",".join(sorted(r)).encode() for a, r in zip(images, results)]
+        keys = [self._equation_key(a, r) for a, r in zip(images, results)]
         for key, atoms, res in zip(keys, images, results):
             if key not in self._normal:
                 self._normal[key] = self._equations(atoms, self._rows(desc, atoms), res)
@@ -298,6 +300,58 @@ class SNAPEnsemble(Surrogate):
         self.coef_ = np.array(state.arrays["coef"], float)
         self.member_coef_ = np.array(state.arrays["member_coef"], float)
         self._normal, self._last_rows = {}, None
+
+    # ------------------------------------------- each structure's normal equations, kept
+    # A refit after a reopened run would describe every stored structure again (one LAMMPS pass
+    # each: an hour for tens of thousands of 216-atom cells); kept beside the data, they are
+    # read back instead.  Exact: the numbers are the ones the original fit used.
+    def equations_tag(self) -> str | None:
+        """What a structure's equations depend on besides the structure and its results (the
+        settings and the learned descriptor), as a short hex digest; ``None`` before the
+        descriptor exists."""
+        if self._descriptor is None:
+            return None
+        spec = {"twojmax": int(self.twojmax), "quadratic": bool(self.quadratic), "chemistry": self.chemistry,
+                "weights": self._neighbour_weights(self.elements_), "elements": list(self.elements_),
+                "cutoff": float(self.cutoff_), "energy_weight": float(self.energy_weight),
+                "stress_weight": float(self.stress_weight)}
+        return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+    @staticmethod
+    def _equation_key(atoms: Atoms, results: Mapping[str, Any]) -> bytes:
+        """A structure and which of the properties its equations use it has (not the others a
+        target gave: a point read back from a store has only the stored ones)."""
+        return structure_key(atoms) + ",".join(k for k in ("energy", "forces", "stress") if k in results).encode()
+
+    def equations(self, exclude: set[bytes] | frozenset[bytes] = frozenset()) -> dict[bytes, np.ndarray]:
+        """Each training structure's normal equations but those ``exclude`` names, packed as one
+        array (the p x p Gram matrix row by row, then the p right-hand sides), by key."""
+        return {k: np.concatenate([g.ravel(), b]) for k, (g, b) in self._normal.items() if k not in exclude}
+
+    def adopt_equations(self, packed: Mapping[bytes, np.ndarray],
+                        probes: Sequence[tuple[Atoms, Mapping[str, Any]]]) -> int:
+        """Take equations computed earlier (:meth:`equations`, read back) for the structures a
+        later fit meets, once the first of ``probes`` (training structures and their results)
+        among them has been described afresh and matches; returns how many were taken (0 when it
+        differs: they are not this model's, and every structure is described again)."""
+        if not packed or self._descriptor is None or self.coef_ is None:
+            return 0
+        p = int(self.coef_.shape[0])
+        if any(v.shape != (p * p + p,) for v in packed.values()):
+            return 0
+        probe = next(((a, r) for a, r in probes if self._equation_key(a, r) in packed), None)
+        if probe is None:
+            return 0
+        key = self._equation_key(*probe)
+        gram, rhs = self._equations(probe[0], self._rows(self._descriptor, probe[0]), probe[1])
+        theirs = packed[key]
+        if not (np.allclose(theirs[:p * p], gram.ravel(), rtol=1e-10, atol=0.0)
+                and np.allclose(theirs[p * p:], rhs, rtol=1e-10, atol=0.0)):
+            return 0
+        for k, v in packed.items():
+            self._normal.setdefault(k, (v[:p * p].reshape(p, p).copy(), v[p * p:].copy()))
+        self._normal[key] = (gram, rhs)
+        return len(packed)
 
     def call_cost(self, atoms: Atoms) -> list[WorkloadSize]:
         if not self.is_fitted:
