@@ -30,10 +30,10 @@ class MeltJob(Job):
     the cell (``cell``, a :class:`~.sluschi.CoexistenceConfig`: an fcc ``element`` or a crystal
     ``structure`` file), and ``workers`` (processes for the runs of a batch: with Proxima, every
     run's learner opens a store of its own under ``stores/`` and starts from the target results
-    of the preparation and of every earlier batch).  :meth:`from_params` takes both configs' fields flat; an element's
-    lattice constant, unless given, is the target's own (:func:`~.sluschi.fcc_lattice_constant`),
-    and the half of the cell that starts liquid is melted at twice the guess unless
-    ``melt_temperature`` is given."""
+    of the preparation and of every earlier batch).  :meth:`from_params` takes both configs'
+    fields flat; an element's lattice constant, unless given, is the target's own
+    (:func:`~.sluschi.fcc_lattice_constant`), and the half of the cell that starts liquid is
+    melted at twice the guess unless ``melt_temperature`` is given."""
 
     target: str = "asap3"
     error_bound: float = 0.06
