@@ -101,10 +101,9 @@ def checkpoint(calc: Any, store: RunStore) -> None:
     own = store is calc.store
     if not own or calc.training.n_fitted != calc._models_saved:
         calc.training.save_model(store, calc.surrogate)
-        if own:
+        if own:  # a fit's new equations come with it: only a refit adds any
+            calc.training.save_equations(store, calc.surrogate)
             calc._models_saved = calc.training.n_fitted
-    if own:
-        calc.training.save_equations(store, calc.surrogate)
     store.write_state(run_state(calc))
 
 

@@ -534,44 +534,50 @@ class RunStore:
             fh.write("".join(f"{k.hex()} {len(v)}\n" for k, v in items))
 
     @staticmethod
-    def _cut_equations(records: Path, keys: Path) -> None:
-        """Cut both files back to the records whose keys were written whole."""
-        lines, kept, size = (keys.read_text().splitlines(keepends=True) if keys.exists() else []), [], 0
-        have = records.stat().st_size if records.exists() else 0
+    def _whole_equations(records: Path, keys: Path) -> tuple[list[str], list[tuple[bytes, int]]]:
+        """The key lines written whole whose records are whole too, and their (key, length), in
+        order: what a kill inside an append leaves readable."""
+        lines = keys.read_text().splitlines(keepends=True) if keys.exists() else []
+        have = (records.stat().st_size if records.exists() else 0) // 8
+        kept: list[str] = []
+        entries: list[tuple[bytes, int]] = []
+        used = 0
         for line in lines:
             parts = line.split()
-            if not line.endswith("\n") or len(parts) != 2 or not parts[1].isdigit() or size + 8 * int(parts[1]) > have:
+            if not line.endswith("\n") or len(parts) != 2 or not parts[1].isdigit():
+                break
+            try:
+                key = bytes.fromhex(parts[0])
+            except ValueError:
+                break
+            if used + int(parts[1]) > have:
                 break
             kept.append(line)
-            size += 8 * int(parts[1])
-        if keys.exists() and len(kept) != len(lines):
+            entries.append((key, int(parts[1])))
+            used += int(parts[1])
+        return kept, entries
+
+    def _cut_equations(self, records: Path, keys: Path) -> None:
+        """Cut both files back to the records whose keys were written whole."""
+        kept, entries = self._whole_equations(records, keys)
+        if keys.exists() and len(kept) != len(keys.read_text().splitlines(keepends=True)):
             keys.write_text("".join(kept))
-        if have != size:
+        size = 8 * sum(n for _, n in entries)
+        if records.exists() and records.stat().st_size != size:
             with open(records, "r+b") as fh:
                 fh.truncate(size)
 
-    def read_equations(self, tag: str, wanted: set[bytes] | None = None) -> dict[bytes, np.ndarray]:
-        """The arrays stored under ``tag`` by key (only ``wanted`` ones, when given); a torn tail
-        left by a kill is dropped."""
+    def read_equations(self, tag: str) -> dict[bytes, np.ndarray]:
+        """The arrays stored under ``tag`` by key; a torn tail left by a kill is dropped."""
         records, keys = self._equation_files(tag)
-        if not (records.exists() and keys.exists()):
+        _, entries = self._whole_equations(records, keys)
+        if not entries:
             return {}
-        count = records.stat().st_size // 8  # a torn record may end mid-number
-        data = np.memmap(records, dtype="<f8", mode="r", shape=(count,)) if count else np.zeros(0)
+        data = np.memmap(records, dtype="<f8", mode="r", shape=(sum(n for _, n in entries),))
         out: dict[bytes, np.ndarray] = {}
         offset = 0
-        for line in keys.read_text().splitlines():
-            parts = line.split()
-            if len(parts) != 2 or not parts[1].isdigit():
-                break  # a torn last line
-            try:
-                key, length = bytes.fromhex(parts[0]), int(parts[1])
-            except ValueError:
-                break
-            if offset + length > len(data):
-                break
-            if wanted is None or key in wanted:
-                out[key] = np.array(data[offset:offset + length])
+        for key, length in entries:
+            out[key] = np.array(data[offset:offset + length])
             offset += length
         return out
 

@@ -178,10 +178,10 @@ def summarise(args: argparse.Namespace) -> dict:
     served = [r["served_fraction"] for r in res["proxima"]["runs"] if r.get("served_fraction") is not None]
     # the target-only scan calls its target bare, uncounted: two force calls a step (ASE's Berendsen
     # barostat) and one at the start, as the Proxima runs counted theirs
-    per_step = {r["calls"] - 2 * r["steps"] for r in res["proxima"]["runs"] if r.get("calls") is not None}
+    extra = {r["calls"] - 2 * r["steps"] for r in res["proxima"]["runs"] if r.get("calls") is not None}
     target_calls = {"force_calls": sum(2 * r["steps"] + 1 for r in res["target"]["runs"]),
                     "counted_as": "2 per MD step + 1 per run, from each run's steps",
-                    "proxima_runs_calls_minus_2_steps": sorted(per_step)}
+                    "proxima_runs_calls_minus_2_steps": sorted(extra)}
     summary = {
         "benchmark": "melt_al summary", "date": _now(), "machine": platform.platform(), "command": " ".join(sys.argv),
         "finished": {m: bool(r["scan"]["done"]) for m, r in res.items()},

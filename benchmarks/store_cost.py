@@ -17,8 +17,8 @@ Writes ``benchmarks/results/store_cost/store_cost.json`` and ``store_cost.png``.
 
 ``--snap-refit 200 800`` measures only the first refit after reopening SNAP stores of that many
 periodic cells, with the fit equations the store keeps and without them (``snap_refit.json``,
-``snap_refit.png``).  ``--only-reopen`` runs the second part alone, with code that also runs on earlier versions
-(to measure them the same way, run it with their tree first on ``PYTHONPATH``).
+``snap_refit.png``).  ``--only-reopen`` runs the second part alone, with code that also runs on
+earlier versions (to measure them the same way, run it with their tree first on ``PYTHONPATH``).
 """
 from __future__ import annotations
 

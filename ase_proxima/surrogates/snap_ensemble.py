@@ -339,11 +339,11 @@ class SNAPEnsemble(Surrogate):
         p = int(self.coef_.shape[0])
         if any(v.shape != (p * p + p,) for v in packed.values()):
             return 0
-        probe = next(((a, r) for a, r in probes if self._equation_key(a, r) in packed), None)
+        probe = next(((k, a, r) for a, r in probes if (k := self._equation_key(a, r)) in packed), None)
         if probe is None:
             return 0
-        key = self._equation_key(*probe)
-        gram, rhs = self._equations(probe[0], self._rows(self._descriptor, probe[0]), probe[1])
+        key, atoms, results = probe
+        gram, rhs = self._equations(atoms, self._rows(self._descriptor, atoms), results)
         theirs = packed[key]
         if not (np.allclose(theirs[:p * p], gram.ravel(), rtol=1e-10, atol=0.0)
                 and np.allclose(theirs[p * p:], rhs, rtol=1e-10, atol=0.0)):

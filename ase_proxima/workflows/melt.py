@@ -215,10 +215,9 @@ def _build(make_calc: Callable[..., Any], stores: Path | None, name: str) -> Any
 
     stores.mkdir(parents=True, exist_ok=True)
     own = stores / f"{name}-{uuid4().hex[:8]}"
-    batch, _, _ = name.partition("-r")
-    mates = f"{batch}-r" if name.startswith("b") and batch != name else None
+    batch, run, _ = name.partition("-r")  # "b03-r001"; the preparation's "prepare" has no batch-mates
     peers = sorted(p for p in stores.iterdir() if p.is_dir() and p != own
-                   and not (mates and p.name.startswith(mates) and not p.name.startswith(f"{name}-")))
+                   and not (run and p.name.startswith(batch + run) and not p.name.startswith(f"{name}-")))
     return make_calc(store=RunStore(own, peers=peers))
 
 
