@@ -48,6 +48,7 @@ from .metrics import UNITS, compute_error, free_atoms, metric_properties
 from .notices import Notices
 from .parameters import DEFAULT_PARAMETERS, FIXED_ONCE_STARTED, SettingsError, check_parameters, setting_property
 from .runstate import RunState, RunTally, Stopwatch
+from .staleness import UncertaintyRise
 from .store import RunStore, run_fingerprint
 from .surrogates import Prediction, Surrogate, default_surrogate, surrogate_family
 from .target_call import TargetCall
@@ -142,6 +143,7 @@ class ProximaCalculator(Calculator):
         self.costs = CostMeter()
         self.economy = Economy(patience=max(50, 5 * p["window"]))
         self.capacity = CapacityWatch()
+        self.staleness = UncertaintyRise()
         self.threads = ThreadPlan(p["target_threads"])
         self.audits = AuditPolicy(p["audit_fraction"])
         self._target = TargetCall(target, p["target_retries"], p["target_timeout"])
@@ -424,6 +426,7 @@ class ProximaCalculator(Calculator):
         try:
             prediction, u = self._score(atoms, properties, watch, key)
             self.controller.note_uncertainty(u)
+            self.staleness.note(u)
             if self.controller.allows(u) and self._refit_due(True):
                 self._fit(watch)
                 reason = self._why_not(atoms, properties)
@@ -749,9 +752,10 @@ class ProximaCalculator(Calculator):
     def _refit_due(self, before_use: bool) -> bool:
         """A refit by the schedule, and affordable: training so far plus one more refit within
         ``refit_share`` of the target's time.  Refitted anyway: a model never fitted, one whose
-        error is over the bound, and one fitted on under half the data there is now (stale, and
-        refits at doubling sizes cost a few times the last one in all, so a cheap target cannot
-        leave the start-up's model serving a whole run)."""
+        error is over the bound, one fitted on under half the data there is now (refits at doubling
+        sizes cost a few times the last one in all, so a cheap target cannot leave the start-up's
+        model serving a whole run), and one consulted at a risen uncertainty (the run moved away
+        from where it was fitted, see :mod:`.staleness`)."""
         if self._cost_pending or not self.training.needs_refit(before_use, self.surrogate.is_fitted):
             return False
         share = self.parameters["refit_share"]
@@ -761,7 +765,8 @@ class ProximaCalculator(Calculator):
         affordable = (not math.isfinite(c_refit)
                       or self.costs.totals["refit"] + c_refit <= share * self.costs.totals["target"])
         stale = self.training.total >= 2 * self.training.n_fitted
-        return affordable or stale or self.controller.controlled_error > self.controller.error_bound
+        return (affordable or stale or self.controller.controlled_error > self.controller.error_bound
+                or self.staleness.risen)
 
     def _extras(self, atoms: Atoms, properties: list[str], consult: bool = True) -> list[str]:
         """Training extras asked of the target, and, while the surrogate is consulted, the stress
@@ -777,6 +782,7 @@ class ProximaCalculator(Calculator):
         before = watch.parts["training"] if watch is not None else 0.0
         with watch("training") if watch is not None else nullcontext(), self.threads.surrogate():
             self.training.fit(self.surrogate, self.uncertainty)
+        self.staleness.refitted()
         if watch is not None:
             self.costs.add("refit", watch.parts["training"] - before)
 
@@ -806,7 +812,7 @@ class ProximaCalculator(Calculator):
         return {**t.summary(), "target_calls": self._target.calls,
                 "target_failures": self._target.failures, **self.controller.summary(), **self.training.summary(),
                 **self.costs.summary(t.surrogate_calls / t.calls if t.calls else 0.0), **self.economy.summary(),
-                **self.capacity.summary(),
+                **self.capacity.summary(), **self.staleness.summary(),
                 **self.threads.summary(),
                 **(self.baseline.summary() if self.baseline is not None else {"baseline": None}),
                 "served_error_upper": upper,

@@ -41,7 +41,7 @@ def run_state(calc: Any) -> RunState:
                     rng=calc.rng.bit_generator.state, training=calc.training.state(),
                     target={"calls": calc._target.calls, "failures": calc._target.failures},
                     parameters=plain(calc.parameters), costs=calc.costs.state(), economy=calc.economy.state(),
-                    threads=calc.threads.state(), capacity=calc.capacity.state(),
+                    threads=calc.threads.state(), capacity=calc.capacity.state(), staleness=calc.staleness.state(),
                     baseline=calc.baseline.state() if calc.baseline is not None else {})
 
 
@@ -73,6 +73,7 @@ def resume(calc: Any, store: RunStore, state: RunState) -> None:
     calc.costs.load_state(state.costs)
     calc.economy.load_state(state.economy)
     calc.capacity.load_state(state.capacity)
+    calc.staleness.load_state(state.staleness)
     if calc.baseline is not None:
         calc.baseline.load_state(state.baseline)
     calc.threads.load_state(state.threads)

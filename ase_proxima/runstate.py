@@ -159,6 +159,7 @@ class RunState:
     economy: dict[str, Any] = field(default_factory=dict)
     threads: dict[str, Any] = field(default_factory=dict)
     capacity: dict[str, Any] = field(default_factory=dict)
+    staleness: dict[str, Any] = field(default_factory=dict)
     baseline: dict[str, Any] = field(default_factory=dict)
     version: int = STATE_VERSION
 

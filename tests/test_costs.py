@@ -358,8 +358,9 @@ def test_cost_estimates_are_in_stats_and_survive_a_reopened_store(tmp_path):
 def test_refits_stay_within_their_share_of_the_target_time(methane):
     """With ``refit_share`` the time spent refitting stays within that share of the target's time
     while the model's error is under the bound, but for the refits made because the data doubled
-    since the last fit (one per doubling: a few, each at most the largest); the old schedule
-    refitted every window whatever it cost."""
+    since the last fit (one per doubling: a few, each at most the largest) or because the walk
+    moved where the model's uncertainty is twice what it was after its fit (counted in ``stats``);
+    the old schedule refitted every window whatever it cost."""
     def run(share):
         calc = ProximaCalculator(target=EMT(), error_bound=0.1, seed=0, cost_aware=False, refit_share=share)
         for a in fixed_sequence(methane, 300, amplitude=0.003, seed=1):
@@ -371,7 +372,9 @@ def test_refits_stay_within_their_share_of_the_target_time(methane):
     assert calc.controller.controlled_error < 0.1
     largest = max(calc.costs.state()["seen"][[p for p, _, _ in calc.costs.state()["seen"]].index("refit")][2])
     doublings = math.floor(math.log2(calc.training.total / calc.parameters["min_training"])) + 1
-    assert calc.costs.totals["refit"] <= 0.2 * calc.costs.totals["target"] + doublings * largest
+    forced = doublings + calc.stats["refits_on_risen_uncertainty"]
+    assert calc.stats["refits_on_risen_uncertainty"] <= calc.stats["calls"] // (2 * calc.staleness.newest)
+    assert calc.costs.totals["refit"] <= 0.2 * calc.costs.totals["target"] + forced * largest
     assert free.stats["fits"] > calc.stats["fits"] >= 1
 
 
