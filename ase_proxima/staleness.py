@@ -18,10 +18,9 @@ Pure numerics, no ASE.
 from __future__ import annotations
 
 import math
+import statistics
 from collections import deque
 from typing import Any
-
-import numpy as np
 
 __all__ = ["UncertaintyRise"]
 
@@ -43,6 +42,8 @@ class UncertaintyRise:
         self.newest, self.factor = int(newest), float(factor)
         self._reference: list[float] = []
         self._recent: deque[float] = deque(maxlen=self.newest)
+        self._limit = math.inf  # factor times the reference's median, once it is full
+        self._risen: bool | None = False  # None: to be judged again (a call was noted)
         self.refits = 0  # refits made while the model was stale by this measure
 
     def note(self, u: float) -> None:
@@ -51,20 +52,24 @@ class UncertaintyRise:
             return
         if len(self._reference) < self.newest:
             self._reference.append(float(u))
+            if len(self._reference) == self.newest:
+                self._limit = self.factor * statistics.median(self._reference)
         else:
             self._recent.append(float(u))
+            self._risen = None
 
     @property
     def risen(self) -> bool:
         """Has the median uncertainty grown ``factor``-fold since just after the last fit?"""
-        if len(self._recent) < self.newest:
-            return False
-        return float(np.median(self._recent)) > self.factor * float(np.median(self._reference))
+        if self._risen is None:  # asked on nearly every call: judged once per noted call
+            self._risen = len(self._recent) == self.newest and statistics.median(self._recent) > self._limit
+        return self._risen
 
     def refitted(self) -> None:
         """The model was refitted: counted if it was stale, and a new reference begins."""
         self.refits += self.risen
         self._reference, self._recent = [], deque(maxlen=self.newest)
+        self._limit, self._risen = math.inf, False
 
     def summary(self) -> dict[str, Any]:
         return {"refits_on_risen_uncertainty": self.refits}
@@ -77,4 +82,7 @@ class UncertaintyRise:
             return
         self._reference = [float(u) for u in state["reference"]]
         self._recent = deque((float(u) for u in state["recent"]), maxlen=self.newest)
+        full = len(self._reference) == self.newest
+        self._limit = self.factor * statistics.median(self._reference) if full else math.inf
+        self._risen = None
         self.refits = int(state["refits"])
