@@ -383,25 +383,25 @@ def test_a_model_that_has_seen_under_half_the_data_is_refitted_whatever_it_costs
     every refit unaffordable under ``refit_share``, and one SNAP model fitted on the first 10 of
     3825 target results served a whole scan (its pressure off by about 1 GPa).  The data doubling
     since the last fit is evidence enough that the model is stale: refits then happen at about
-    10, 20, 40, ... points, a total cost within a few times the last refit's."""
+    10, 20, 40, ... points, a total cost within a few times the last refit's.  (A 32-atom cell
+    for 800 steps here: without the rule its model stopped at 45 of 110 points, two fits.)"""
     from ase.build import bulk
     from ase.md.nptberendsen import Inhomogeneous_NPTBerendsen
 
     from ase_proxima.targets import make_target
 
-    atoms = bulk("Al", "fcc", a=3.994, cubic=True).repeat((3, 3, 3))
+    atoms = bulk("Al", "fcc", a=3.994, cubic=True).repeat((2, 2, 2))
     calc = ProximaCalculator(target=make_target("asap3"), error_bound=0.06, error_metric="forces_mean", seed=0,
                              cost_aware=False)
     atoms.calc = calc
     MaxwellBoltzmannDistribution(atoms, temperature_K=900, rng=np.random.default_rng(0))
     md = Inhomogeneous_NPTBerendsen(atoms, timestep=4 * units.fs, temperature_K=900, pressure_au=0.0,
                                     taut=100 * units.fs, taup=1000 * units.fs, compressibility_au=1 / (76 * units.GPa))
-    md.run(1500)
+    md.run(800)
     s = calc.stats
     assert s["surrogate_calls"] > 0 and s["training_total"] >= 40
     assert calc.training.n_fitted * 2 > calc.training.total  # never fitted on under half of what it has
     assert s["fits"] >= 3  # 10, then about 20, 40, 80
-    assert s["fits"] >= 3
 
 
 # ------------------------------------------------------------------ a bound that buys speed
