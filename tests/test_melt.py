@@ -51,6 +51,8 @@ pytest.importorskip("asap3")
 # 64 atoms, short runs: a scan of a few runs takes seconds with asap3
 CELL = CoexistenceConfig(size=(2, 2, 2), melt_temperature=3000.0, equilibrate_steps=60, melt_steps=300,
                          run_steps=200, average_steps=50, extend_steps=100, max_extensions=1)
+# the learner scans check who learns what and the certificates, not verdicts: half the run length
+LEARNER_CELL = replace(CELL, run_steps=100, extend_steps=50)
 
 
 def _batch(t, liquid, solid, undecided=0):
@@ -278,7 +280,7 @@ def test_one_proxima_learner_serves_every_run(tmp_path):
         if calc.log[-1]["kind"] == "surrogate":
             served.append((atoms.copy(), atoms.get_forces().copy(), calc.results["stress"].copy()))
 
-    flow = MeltingPoint(CELL, scan, calc, tmp_path / "scan", on_step=on_step, on_run=check.run)
+    flow = MeltingPoint(LEARNER_CELL, scan, calc, tmp_path / "scan", on_step=on_step, on_run=check.run)
     flow.run()
     outcomes = [o for b in flow.batches() for o in b["outcomes"]]
     assert len(outcomes) == 4
@@ -407,7 +409,7 @@ def test_learners_on_a_pool_start_from_the_scans_target_results(tmp_path):
     from ase_proxima.store import RunStore
 
     scan = ScanConfig(guess=1100.0, runs=2, temperatures=2, step=100.0, resolution=10.0)
-    flow = MeltingPoint(CELL, scan, _learner, tmp_path / "scan", workers=2)
+    flow = MeltingPoint(LEARNER_CELL, scan, _learner, tmp_path / "scan", workers=2)
     summary = flow.run()
     assert summary["runs"] == 4 and summary["certified"]["runs"] >= 1
     stores = sorted((tmp_path / "scan" / "stores").iterdir())
@@ -455,8 +457,8 @@ def test_a_run_learns_from_earlier_batches_and_its_own_first_try_but_not_its_bat
 def test_the_command_runs_learners_on_a_pool_and_extends_the_scan(tmp_path, capsys):
     out = tmp_path / "pool"
     args = ["melt", "--guess", "1100", "--runs", "2", "--temperatures", "1", "--step", "100", "--resolution", "10",
-            "--size", "2", "2", "2", "--melt-temperature", "3000", "--melt-steps", "300", "--run-steps", "200",
-            "--average-steps", "50", "--extend-steps", "100", "--max-extensions", "1", "--no-cost-aware",
+            "--size", "2", "2", "2", "--melt-temperature", "3000", "--melt-steps", "300", "--run-steps", "100",
+            "--average-steps", "50", "--extend-steps", "50", "--max-extensions", "1", "--no-cost-aware",
             "--workers", "2", "--error-scale", "0.3", "--out", str(out), "--quiet"]
     assert main(args) == 0
     first = json.loads((out / "stats.json").read_text())
