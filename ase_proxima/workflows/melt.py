@@ -215,9 +215,9 @@ def _build(make_calc: Callable[..., Any], stores: Path | None, name: str) -> Any
 
     stores.mkdir(parents=True, exist_ok=True)
     own = stores / f"{name}-{uuid4().hex[:8]}"
-    batch, run, _ = name.partition("-r")  # "b03-r001"; the preparation's "prepare" has no batch-mates
+    batch, sep, _ = name.partition("-r")  # "b03-r001"; the preparation's "prepare" has no batch-mates
     peers = sorted(p for p in stores.iterdir() if p.is_dir() and p != own
-                   and not (run and p.name.startswith(batch + run) and not p.name.startswith(f"{name}-")))
+                   and not (sep and p.name.startswith(batch + sep) and not p.name.startswith(f"{name}-")))
     return make_calc(store=RunStore(own, peers=peers))
 
 
