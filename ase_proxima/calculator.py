@@ -39,6 +39,7 @@ from .audits import AuditPolicy
 from .baseline import Baseline, BaselineError
 from .calllog import CallLog
 from .capacity import CapacityWatch
+from .growth import CapacityGrowth
 from .certificate import ServedErrorBound
 from .control import ThresholdController, clearly_below
 from .costs import CostMeter, property_key
@@ -104,7 +105,8 @@ class ProximaCalculator(Calculator):
         ``log_size``, ``checkpoint_every``, ``cache_size``, ``verify_fmax`` ('auto': the fmax of an
         ASE optimiser asking; a number; None), ``blend``, ``stop_on_capacity_loss`` (stop serving,
         not only warn, where the surrogate's uncertainty no longer picks answers under the bound,
-        see :mod:`.capacity`), ``cost_aware`` (consult the surrogate only
+        see :mod:`.capacity`), ``raise_capacity`` (fit a larger model of the surrogate's family
+        there instead, see :mod:`.growth`), ``cost_aware`` (consult the surrogate only
         while serving can pay, see :mod:`.economy`), ``refit_share`` (refits within this share of
         the target's time; None: every scheduled refit), ``target_threads`` ('auto', a number, None;
         see :mod:`.threads`).  ``calc.set(...)`` or ``calc.error_bound = ...``
@@ -144,6 +146,7 @@ class ProximaCalculator(Calculator):
         self.economy = Economy(patience=max(50, 5 * p["window"]))
         self.capacity = CapacityWatch()
         self.staleness = UncertaintyRise()
+        self.growth = CapacityGrowth()
         self.threads = ThreadPlan(p["target_threads"])
         self.audits = AuditPolicy(p["audit_fraction"])
         self._target = TargetCall(target, p["target_retries"], p["target_timeout"])
@@ -375,6 +378,8 @@ class ProximaCalculator(Calculator):
             if kind == "audit" and not compared:  # its error unmeasured: counted as the worst it may be
                 self._certify_audit(scale, audit_p, scale)
             answer = self._blended(kind, reason, prediction, u, exact)
+            if consult and self.capacity.lost and self.parameters["raise_capacity"]:
+                self._raise_capacity(watch)
             if consult and self._refit_due(False):
                 self._fit(watch)
             self.results = answer
@@ -786,6 +791,28 @@ class ProximaCalculator(Calculator):
         if watch is not None:
             self.costs.add("refit", watch.parts["training"] - before)
 
+    def _raise_capacity(self, watch: Stopwatch) -> None:
+        """A larger model of the surrogate's family, fitted on every kept point, in place of one
+        that lost capacity (see :mod:`.growth`); the model before it goes on if there is none or
+        its fit fails."""
+        candidate = self.growth.candidate(self.surrogate)
+        if candidate is None:
+            return
+        model, rung = candidate
+        before = watch.parts["training"]
+        with watch("training"), self.threads.surrogate():
+            fitted = self.training.fit(model, self.uncertainty)
+        self.costs.add("refit", watch.parts["training"] - before)
+        if not fitted:
+            self.growth.refused(self.training.fit_error or "the larger model's fit failed")
+            return
+        self.surrogate = model
+        self._models_saved = -1  # a model of other settings on the same points: written at the next checkpoint
+        self.growth.adopted(rung)
+        self.capacity.rebase()
+        self.staleness.refitted()
+        self.notices.capacity_raised(rung, self.training.n_fitted)
+
     def _record(self, rec: dict[str, Any], watch: Stopwatch) -> float:
         """Log the call and add its times to the tally; returns its whole cost in seconds."""
         times = watch.stop()
@@ -812,7 +839,7 @@ class ProximaCalculator(Calculator):
         return {**t.summary(), "target_calls": self._target.calls,
                 "target_failures": self._target.failures, **self.controller.summary(), **self.training.summary(),
                 **self.costs.summary(t.surrogate_calls / t.calls if t.calls else 0.0), **self.economy.summary(),
-                **self.capacity.summary(), **self.staleness.summary(),
+                **self.capacity.summary(), **self.growth.summary(), **self.staleness.summary(),
                 **self.threads.summary(),
                 **(self.baseline.summary() if self.baseline is not None else {"baseline": None}),
                 "served_error_upper": upper,

@@ -94,6 +94,13 @@ class CapacityWatch:
             self.lost = self.drift >= self.drift_limit and self.floor - self.floor_se > bound
         self.episodes += self.lost and not was
 
+    def rebase(self) -> None:
+        """Start again from the next comparison (a new model: its uncertainty has another scale);
+        the episodes counted so far are kept."""
+        self._reference, self._recent = [], deque(maxlen=self.newest)
+        self.seen, self.lost = 0, False
+        self.drift = self.floor = self.floor_se = self.rank = math.nan
+
     def why_not(self, unit: str) -> str | None:
         """The gate's reason while capacity is lost (``None`` otherwise)."""
         if not self.lost:

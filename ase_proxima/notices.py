@@ -92,6 +92,13 @@ class Notices:
             warnings.warn(f"{reason}. So {then}. A more capable surrogate (a larger descriptor, a kernel) or a "
                           "looser bound would serve better here.", ProximaWarning, stacklevel=_user_stacklevel())
 
+    def capacity_raised(self, settings: dict[str, Any], points: int) -> None:
+        """A larger model took over from one that lost capacity (:mod:`.growth`)."""
+        shown = ", ".join(f"{k}={v}" for k, v in settings.items())
+        warnings.warn(f"the surrogate lost capacity for the bound: a larger model ({shown}), fitted on {points} "
+                      "target results, serves from now on; it costs more per call and per refit",
+                      ProximaWarning, stacklevel=_user_stacklevel())
+
     def not_serving(self, calls: int, last_served: int, log: Any, controller: Any, unit: str) -> str | None:
         """Why the calls since ``last_served`` (``quiet_calls`` or more) got no surrogate answer, or ``None``."""
         quiet = calls - 1 - last_served

@@ -57,6 +57,7 @@ DEFAULT_PARAMETERS: dict[str, Any] = {
     "blend": 0.0,
     "cost_aware": True,
     "stop_on_capacity_loss": False,
+    "raise_capacity": False,
     "refit_share": 0.2,
     "target_threads": "auto",
 }
@@ -172,6 +173,7 @@ def check_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
     out["blend"] = _real("blend", p["blend"])
     out["cost_aware"] = _flag("cost_aware", p["cost_aware"])
     out["stop_on_capacity_loss"] = _flag("stop_on_capacity_loss", p["stop_on_capacity_loss"])
+    out["raise_capacity"] = _flag("raise_capacity", p["raise_capacity"])
     share = p["refit_share"]
     out["refit_share"] = None if share is None else _real("refit_share", share, open_low=True)
     threads = p["target_threads"]

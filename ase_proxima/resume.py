@@ -42,6 +42,7 @@ def run_state(calc: Any) -> RunState:
                     target={"calls": calc._target.calls, "failures": calc._target.failures},
                     parameters=plain(calc.parameters), costs=calc.costs.state(), economy=calc.economy.state(),
                     threads=calc.threads.state(), capacity=calc.capacity.state(), staleness=calc.staleness.state(),
+                    growth=calc.growth.state(),
                     baseline=calc.baseline.state() if calc.baseline is not None else {})
 
 
@@ -74,6 +75,7 @@ def resume(calc: Any, store: RunStore, state: RunState) -> None:
     calc.economy.load_state(state.economy)
     calc.capacity.load_state(state.capacity)
     calc.staleness.load_state(state.staleness)
+    calc.growth.load_state(state.growth)
     if calc.baseline is not None:
         calc.baseline.load_state(state.baseline)
     calc.threads.load_state(state.threads)
@@ -84,6 +86,7 @@ def resume(calc: Any, store: RunStore, state: RunState) -> None:
     if rows:
         calc.surrogate = calc.surrogate or default_surrogate(rows[0][0])
         calc.uncertainty = calc.uncertainty or EnsembleUncertainty(calc.parameters["error_metric"])
+        calc.growth.rebuild(calc.surrogate)  # the rungs the run climbed: the stored model is of that size
     calc.training.restore(state.training, rows, total, calc.surrogate, calc.uncertainty, store.read_models())
     calc.training.adopt_equations(store, calc.surrogate, own=store is calc.store)
     _remember(calc, rows)

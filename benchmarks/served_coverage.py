@@ -21,6 +21,8 @@ Systems (``--systems``):
                 EMT target, ``forces_mean`` at 0.04 eV/A: how fast the controller follows a rising
                 error (the worst 100-call block of true served error, over the bound); not in the
                 default set
+``ni38_hot``    Ni38 truncated octahedron, Langevin MD at 1000 K, EMT target, ``forces_mean`` at 0.05
+                eV/A: a second hot cluster near the SOAP model's floor; not in the default set
 
 ``--price`` instead measures what the audits cost where the cost issue measured its speed-up:
 methane HF/6-31G* Monte Carlo at 500 K, 0.003 A moves, 2 meV, 1000 steps, the target alone and
@@ -61,6 +63,7 @@ SYSTEMS: dict[str, tuple[str, tuple[float, ...], int]] = {
     "cu38_hot": ("forces_mean", (0.04, 0.06), 500),
     "cu_bulk": ("forces_mean", (0.03,), 500),
     "cu108_ramp": ("forces_mean", (0.04,), 1500),
+    "ni38_hot": ("forces_mean", (0.05,), 1500),
 }
 DEFAULT_SYSTEMS = ("cu13", "methane", "cu38_hot", "cu_bulk")
 RAMP_K = (300.0, 2000.0)
@@ -75,6 +78,8 @@ def _md_atoms(system: str):
         return Icosahedron("Cu", noshells=2, latticeconstant=3.61), 500.0
     if system == "cu38_hot":
         return Octahedron("Cu", 4, cutoff=1, latticeconstant=3.61), 900.0
+    if system == "ni38_hot":
+        return Octahedron("Ni", 4, cutoff=1, latticeconstant=3.52), 1000.0
     if system == "cu_bulk":
         return bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 2)), 900.0
     if system == "cu108_ramp":

@@ -328,6 +328,7 @@ def test_todict_is_plain():
         ({"error_bound": 0.01, "audit_fraction": 1.5}, ValueError),
         ({"error_bound": 0.01, "bound_on": "most"}, ValueError),
         ({"error_bound": 0.01, "stop_on_capacity_loss": "yes"}, ValueError),
+        ({"error_bound": 0.01, "raise_capacity": "on"}, ValueError),
         ({"error_bound": 0.01, "min_training": 0}, ValueError),
         ({"error_bound": 0.01, "surrogate": "soap"}, TypeError),
         ({"error_bound": 0.01, "confidence_level": 1.0}, ValueError),

@@ -117,3 +117,67 @@ def test_a_hot_cluster_past_its_models_reach_is_said_and_with_the_setting_stops_
     assert "grew" in log[stopped[0]]["reason"] and "over the bound" in log[stopped[0]]["reason"]
     # it stopped where the surrogate had been serving: before the controller had given up on it
     assert any(r["kind"] == "surrogate" for r in log[stopped[0] - 100:stopped[0]])
+
+
+def test_each_family_names_its_next_larger_model_and_the_growth_climbs_them_in_order():
+    from ase_proxima.growth import CapacityGrowth
+    from ase_proxima.surrogates import SNAPEnsemble, SOAPBayesianRidge
+
+    soap = SOAPBayesianRidge()
+    growth = CapacityGrowth()
+    climbed = []
+    while (candidate := growth.candidate(soap)) is not None:
+        model, rung = candidate
+        assert not model.is_fitted and model is not soap
+        growth.adopted(rung)
+        climbed.append((model.n_max, model.l_max))
+        soap = model
+    assert climbed == [(6, 4), (8, 6)]
+    assert growth.summary() == {"capacity_raises": 2, "capacity_settings": {"n_max": 8, "l_max": 6},
+                                "capacity_raise_failed": None}
+    assert SOAPBayesianRidge(n_max=7, l_max=2).more_capacity() == {"n_max": 8, "l_max": 6}  # never smaller
+    assert SOAPBayesianRidge(n_max=10, l_max=8).more_capacity() is None
+
+    assert SNAPEnsemble().more_capacity() == {"quadratic": True}
+    assert SNAPEnsemble(quadratic=True).more_capacity() is None
+
+    resumed = CapacityGrowth()
+    resumed.load_state(growth.state())
+    fresh = SOAPBayesianRidge()
+    resumed.rebuild(fresh)
+    assert (fresh.n_max, fresh.l_max) == (8, 6)
+    failed = CapacityGrowth()
+    failed.refused("singular")
+    assert failed.candidate(SOAPBayesianRidge()) is None and failed.summary()["capacity_raise_failed"] == "singular"
+
+
+def test_with_the_setting_a_model_out_of_capacity_gives_way_to_a_larger_one_that_a_resumed_run_keeps(tmp_path):
+    """The hot cluster again: where the watch says capacity is lost, the run fits the next SOAP
+    resolution on every kept point and serves from it; its store brings back that model."""
+    from ase.cluster import Octahedron
+    from ase.calculators.emt import EMT
+
+    from ase_proxima import ProximaCalculator
+    from ase_proxima.notices import ProximaWarning
+
+    calc, log, caught = _hot_cu38(700, raise_capacity=True, store=tmp_path / "run")
+    s = calc.stats
+    assert s["capacity_raises"] >= 1 and s["capacity_raise_failed"] is None
+    assert (calc.surrogate.n_max, calc.surrogate.l_max) >= (6, 4) and calc.surrogate.is_fitted
+    said = [str(w.message) for w in caught if issubclass(w.category, ProximaWarning) and "larger model" in str(w.message)]
+    assert len(said) == s["capacity_raises"] and "n_max=" in said[0]
+    assert not any(str(r["reason"]).startswith("capacity:") for r in log)  # it raised, it did not stop
+    probe = Octahedron("Cu", 4, cutoff=1, latticeconstant=3.61)
+    probe.rattle(0.05, seed=3)
+    before = calc.surrogate.predict(probe)
+    settings = (calc.surrogate.n_max, calc.surrogate.l_max)
+    calc.close()
+
+    resumed = ProximaCalculator(target=EMT(), error_bound=0.04, error_metric="forces_mean", seed=0, cost_aware=False,
+                                raise_capacity=True, store=tmp_path / "run")
+    assert (resumed.surrogate.n_max, resumed.surrogate.l_max) == settings
+    assert resumed.stats["capacity_raises"] == s["capacity_raises"]
+    after = resumed.surrogate.predict(probe)
+    assert after.results["energy"] == pytest.approx(before.results["energy"], abs=1e-8)
+    np.testing.assert_allclose(after.results["forces"], before.results["forces"], atol=1e-8)
+    resumed.close()

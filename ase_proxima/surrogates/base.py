@@ -123,6 +123,11 @@ class Surrogate(BaseEstimator, ABC):
         """Properties the model can return for this structure (default: all it implements)."""
         return self.implemented_properties
 
+    def more_capacity(self) -> dict[str, Any] | None:
+        """Settings (for ``set_params``) of the next larger model of this family, for a run whose
+        model no longer picks answers under its bound (``None``: none larger is offered)."""
+        return None
+
     def fitted_state(self) -> FittedState | None:
         """The fitted model as arrays plus metadata (``None``: refit from the data instead)."""
         return None

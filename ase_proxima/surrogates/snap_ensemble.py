@@ -285,6 +285,10 @@ class SNAPEnsemble(Surrogate):
     def properties_for(self, atoms: Atoms) -> tuple[str, ...]:
         return self.implemented_properties if atoms.pbc.all() else ("energy", "forces")
 
+    def more_capacity(self) -> dict[str, Any] | None:
+        """Quadratic SNAP (products of the bispectrum components), once."""
+        return None if self.quadratic else {"quadratic": True}
+
     # ------------------------------------------------------------ persistence
     def fitted_state(self) -> FittedState | None:
         """Coefficients and the learned descriptor settings.  The per-structure normal equations

@@ -53,6 +53,10 @@ def posterior(row: np.ndarray, w: np.ndarray, cov: np.ndarray) -> tuple[float, f
     return float(row @ w), float(np.sqrt(max(row @ cov @ row, 0.0)))
 
 
+#: SOAP resolutions a run whose model lost capacity may move up to, in order
+CAPACITY_RUNGS = ((6, 4), (8, 6))
+
+
 class SOAPBayesianRidge(Surrogate):
     """Energy/force surrogate: element-resolved summed SOAP + ``BayesianRidge``.
 
@@ -182,6 +186,14 @@ class SOAPBayesianRidge(Surrogate):
 
     def properties_for(self, atoms: Atoms) -> tuple[str, ...]:
         return ("energy",) if self._as_described(atoms).pbc.any() else ("energy", "forces")
+
+    def more_capacity(self) -> dict[str, Any] | None:
+        """More radial and angular channels: ``(n_max, l_max)`` to the next of (6, 4) and (8, 6).
+        Each rung costs several times the descriptor and fit time of the one before."""
+        for n_max, l_max in CAPACITY_RUNGS:
+            if (self.n_max, self.l_max) < (n_max, l_max):
+                return {"n_max": max(n_max, self.n_max), "l_max": max(l_max, self.l_max)}
+        return None
 
     def cost_bounds(self, atoms: Atoms, properties: Sequence[str] | None = None) -> tuple[float, float] | None:
         """The SOAP features (and derivatives) of one atom's environment, timed: the whole costs at
