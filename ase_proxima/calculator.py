@@ -449,7 +449,7 @@ class ProximaCalculator(Calculator):
         reason = self.capacity.why_not(UNITS[self.parameters["error_metric"]])
         if reason is not None:
             stop = self.parameters["stop_on_capacity_loss"]
-            self.notices.capacity_lost(self.capacity.episodes, reason, stop)
+            self.notices.capacity_lost(self.capacity.episodes, reason, stop, self.parameters["raise_capacity"])
             if stop:
                 return prediction, u, reason
         formula = self._formula(atoms)

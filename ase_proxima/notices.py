@@ -80,17 +80,21 @@ class Notices:
                           "stats['served_error_upper'] is no longer guaranteed; set a larger error_scale",
                           ProximaWarning, stacklevel=_user_stacklevel())
 
-    def capacity_lost(self, episode: int, reason: str, stopped: bool) -> None:
+    def capacity_lost(self, episode: int, reason: str, stopped: bool, raising: bool = False) -> None:
         """The surrogate lost capacity for the bound (:mod:`.capacity`): warned once per episode,
-        saying whether serving stopped (``stop_on_capacity_loss``)."""
+        saying whether serving stopped (``stop_on_capacity_loss``); with ``raise_capacity`` it is
+        said only once no larger model is left or its fit failed."""
         if episode > self._warned_capacity:
             self._warned_capacity = episode
             then = ("serving stopped: every call goes to the target until the most certain calls err clearly "
                     "under the bound again" if stopped else
                     "the threshold no longer picks the accurate calls; the audits and the controller still hold "
                     "the bound (stop_on_capacity_loss=True stops serving here instead)")
-            warnings.warn(f"{reason}. So {then}. A more capable surrogate (a larger descriptor, a kernel) or a "
-                          "looser bound would serve better here.", ProximaWarning, stacklevel=_user_stacklevel())
+            better = ("No larger model of this family is left to fit (or its fit failed): a looser bound would "
+                      "serve better here" if raising else
+                      "A more capable surrogate (raise_capacity=True fits a larger one) or a looser bound would serve "
+                      "better here")
+            warnings.warn(f"{reason}. So {then}. {better}.", ProximaWarning, stacklevel=_user_stacklevel())
 
     def capacity_raised(self, settings: dict[str, Any], points: int) -> None:
         """A larger model took over from one that lost capacity (:mod:`.growth`)."""

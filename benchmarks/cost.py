@@ -118,6 +118,7 @@ def _row(calc: ProximaCalculator, t_target: float, t_proxima: float, driver: flo
             "economy": s["economy"], "idle_reason": s["idle_reason"], "idle_calls": s["idle_calls"],
             "probes": s["probes"], "fits": s["fits"], "audits": s["audits"], "audit_share": s["audit_share"],
             "served_error_upper": s["served_error_upper"], "target_threads": s["target_threads"],
+            "thread_switches": s["thread_switches"], "thread_trials": s["thread_trials"],
             "time_target": s["time_target"], "time_surrogate": surrogate_time,
             "time_training": s["time_training"], "time_total": s["time_total"], **extra}
 

@@ -157,7 +157,8 @@ def run_one(system: str, bound: float, seed: int, steps: int | None = None, **se
         "upper": s["served_error_upper"], "estimate": s["served_error"], "estimate_se": s["served_error_se"],
         "estimate_ht": s["served_error_unbiased"], "estimate_ht_se": s["served_error_unbiased_se"],
         "certificate_exceeded": s["certificate_exceeded"],
-        "capacity_episodes": s.get("capacity_episodes"), "capacity_drift": s.get("capacity_drift"),
+        "capacity_episodes": s.get("capacity_episodes"), "capacity_raises": s.get("capacity_raises"),
+        "capacity_drift": s.get("capacity_drift"),
         "capacity_refusals": sum(1 for i in range(len(calc.log))
                                  if str(calc.log[i]["reason"]).startswith("capacity:")),
         "truth_above_upper_at_end": bool(mean > s["served_error_upper"]) if truth_errors else False,
