@@ -801,10 +801,10 @@ class ProximaCalculator(Calculator):
         model, rung = candidate
         before = watch.parts["training"]
         with watch("training"), self.threads.surrogate():
-            fitted = self.training.fit(model, self.uncertainty)
+            fitted = self.training.fit(model, self.uncertainty, trial=True)
         self.costs.add("refit", watch.parts["training"] - before)
         if not fitted:
-            self.growth.refused(self.training.fit_error or "the larger model's fit failed")
+            self.growth.refused(self.training.trial_error or "the larger model's fit failed")
             return
         self.surrogate = model
         self._models_saved = -1  # a model of other settings on the same points: written at the next checkpoint

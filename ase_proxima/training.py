@@ -161,6 +161,7 @@ class TrainingSet:
         self.fits = 0
         self.fit_failures = 0
         self.fit_error: str | None = None
+        self.trial_error: str | None = None  # why the last trial fit (a candidate model) failed
         self._range: PlausibleRange | None = None
         self._changes = 0  # points added or forgotten since the range was computed
         self._equations_saved: set[bytes] = set()  # keys whose fit equations the store keeps
@@ -268,9 +269,11 @@ class TrainingSet:
             return before_use or new >= self.lazy_batch
         return (not before_use) and new >= int(self.retrain)
 
-    def fit(self, surrogate: Any, uncertainty: Any, n: int | None = None) -> bool:
+    def fit(self, surrogate: Any, uncertainty: Any, n: int | None = None, trial: bool = False) -> bool:
         """Fit surrogate and uncertainty on the first ``n`` points (default all); ``False`` (and the
-        failure counted and kept in ``fit_error``) when the fit failed."""
+        failure counted and kept in ``fit_error``) when the fit failed.  A ``trial`` fit is of a
+        candidate model beside the one serving: its failure is counted and returned, but leaves
+        ``fit_error`` as it was, since the model before it still stands."""
         n = self.total if n is None else n
         images, results = self.data(n)
         try:
@@ -278,7 +281,10 @@ class TrainingSet:
             uncertainty.fit(images)
         except FitError as err:
             self.fit_failures += 1
-            self.fit_error = str(err)
+            if trial:
+                self.trial_error = str(err)
+            else:
+                self.fit_error = str(err)
             return False
         self.fit_error = None
         self.n_fitted = n

@@ -181,3 +181,32 @@ def test_with_the_setting_a_model_out_of_capacity_gives_way_to_a_larger_one_that
     assert after.results["energy"] == pytest.approx(before.results["energy"], abs=1e-8)
     np.testing.assert_allclose(after.results["forces"], before.results["forces"], atol=1e-8)
     resumed.close()
+
+
+def test_a_larger_model_whose_fit_fails_leaves_the_serving_model_standing():
+    """The candidate's fit is a trial: its failure is counted and said in stats, but the model
+    that was serving keeps its fit (no 'surrogate fit failed' refusal follows)."""
+    from ase.calculators.emt import EMT
+    from ase.cluster import Icosahedron
+    from sklearn.base import clone
+
+    from ase_proxima import ProximaCalculator
+
+    atoms = Icosahedron("Cu", noshells=2, latticeconstant=3.61)
+    calc = atoms.calc = ProximaCalculator(target=EMT(), error_bound=0.1, error_metric="forces_max", seed=0,
+                                          cost_aware=False, min_training=5)
+    rng = np.random.default_rng(0)
+    start = atoms.positions.copy()
+    for _ in range(12):
+        atoms.positions = start + rng.normal(0.0, 0.03, start.shape)
+        atoms.get_forces()
+    training, n_fitted, failures = calc.training, calc.training.n_fitted, calc.training.fit_failures
+    assert calc.surrogate.is_fitted and training.fit_error is None and n_fitted >= 5
+    candidate = clone(calc.surrogate).set_params(**calc.surrogate.more_capacity())
+    assert not training.fit(candidate, calc.uncertainty, n=0, trial=True)  # nothing to fit on: a real FitError
+    assert training.fit_error is None and training.trial_error and training.n_fitted == n_fitted
+    assert training.fit_failures == failures + 1
+    calc.growth.refused(training.trial_error)
+    assert calc.stats["capacity_raise_failed"] == training.trial_error and calc.growth.candidate(calc.surrogate) is None
+    assert not training.fit(clone(calc.surrogate), calc.uncertainty, n=0)  # an ordinary fit's failure does stop serving
+    assert training.fit_error is not None
