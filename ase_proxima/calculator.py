@@ -400,8 +400,11 @@ class ProximaCalculator(Calculator):
         seconds = self._record(rec, watch)
         if self.parameters["cost_aware"]:
             baseline = watch.parts["target"] if kind in ("target", "audit") else self.costs.cost("target", key)
+            audited = self.tally.audited
             self.economy.record(consult or recost, kind, seconds, baseline, self.surrogate.is_fitted,
-                                self._cost_ratio(key) if consult or recost else math.nan)
+                                self._cost_ratio(key) if consult or recost else math.nan,
+                                promising=audited.n >= 2 and
+                                audited.estimate + audited.standard_error < self.parameters["error_bound"])
             if self._cost_pending:
                 self.economy.defer(f"a surrogate answer may cost up to {self._cost_bounds[key][1] / baseline:.0%} "
                                    "of a target call: it is timed once the run can afford that")

@@ -21,7 +21,10 @@ these shows that serving does not pay:
   ``probe_share``, and so did the last ``memory`` of them (four times ``patience`` by default):
   a run whose answers paid for themselves over that longer stretch is not stopped by a spell of
   audits (a served error near the bound has every servable call checked for a while, each
-  costing a target call and a prediction) that its serving has already paid for.
+  costing a target call and a prediction) that its serving has already paid for.  While the
+  audited error is *promising* (under the bound by more than its standard error: the audits
+  are certifying answers that will pay once the certificate is under the bound, as at a run's
+  start), spending is judged only over the whole ``memory``.
 
 While idle it *probes* on a geometric schedule in target time: the first once the debt, with
 the probe's expected cost added, is at most ``probe_share`` of the baseline so far, each later
@@ -120,11 +123,12 @@ class Economy:
             self.baseline += baseline
 
     def record(self, consulted: bool, kind: str, seconds: float, baseline: float, fitted: bool,
-               cost_ratio: float) -> None:
+               cost_ratio: float, promising: bool = False) -> None:
         """One finished call, charged to the ledger: ``kind`` its answer (surrogate, audit, target),
         ``seconds`` its whole cost, ``baseline`` the target-alone cost of it, ``fitted`` whether a
         surrogate model existed, ``cost_ratio`` the measured c_S / c_T of its property set (nan:
-        not known yet)."""
+        not known yet), ``promising`` whether the audited error is under the bound by more than
+        its standard error."""
         self.charge(seconds, baseline)
         if not consulted:
             self.idle_calls += 1
@@ -155,7 +159,7 @@ class Economy:
         if self._quiet >= self.patience:
             self._sleep(f"nothing served in {self._quiet} calls: the bound is below what the surrogate reaches here",
                         "floor")
-        elif self._long.over(self.probe_share):
+        elif self._long.over(self.probe_share) and (not promising or len(self._long) == self.memory):
             self._sleep(f"the last {len(self._long)} calls cost more than the target alone", "spending")
 
     def defer(self, why: str) -> None:

@@ -302,6 +302,46 @@ def test_a_spell_of_audits_that_serving_has_paid_for_does_not_stop_a_run():
         Economy(patience=50, memory=10)
 
 
+def test_a_run_still_certifying_a_promising_error_is_not_stopped_for_its_start_up_audits():
+    """At a run's start every servable call is audited until the certificate is under the bound:
+    each costs a target call and more.  With the audited error under the bound by a standard
+    error (promising) spending is judged over the whole memory, not the first ``patience`` calls;
+    an audited error over the bound stops the run at ``patience`` as before."""
+    def spell(promising):
+        eco = Economy(patience=50, probe_share=0.05)
+        calls = 0
+        while not eco.idle and calls < 1000:
+            eco.record(True, "audit", 0.0165, 0.015, True, 0.02, promising=promising)
+            calls += 1
+        return calls
+
+    assert spell(False) == 50
+    assert spell(True) == 200  # the memory: four times the patience
+    # a promising run whose certificate comes under the bound serves, and pays back what it spent
+    eco = Economy(patience=50, probe_share=0.05)
+    for i in range(400):
+        audit = i < 120 or i % 10 == 0
+        eco.record(True, "audit" if audit else "surrogate", 0.0165 if audit else 0.0002, 0.015, True, 0.02,
+                   promising=True)
+    assert not eco.idle and eco.debt < 0
+
+
+def test_methane_at_a_tight_bound_keeps_consulting_through_its_certifying_audits():
+    """Methane HF/6-31G* Monte Carlo at 300 K, 0.02 A moves, 1 meV: the audited error at the start
+    is about half the bound, and every servable call is audited until the certificate is under it.
+    The run used to turn idle there ('the last 50 calls cost more than the target alone') and
+    served 5-70% of calls depending on when a probe woke it; now it keeps consulting and serves."""
+    from ase_proxima.targets import make_target
+    from ase_proxima.workflows.mc import MonteCarlo
+
+    atoms = molecule("CH4")
+    calc = atoms.calc = ProximaCalculator(target=make_target("pyscf:hf/6-31g*"), error_bound=0.001, seed=0)
+    MonteCarlo(atoms, temperature_K=300.0, step_size=0.02, rng=1).run(250)
+    s = calc.stats
+    assert s["audits"] >= 20 and s["idle_calls"] == 0 and s["idle_spells"] == 0
+    assert s["surrogate_calls"] > 50
+
+
 # ------------------------------------------------------------------ the calculator
 def _cu13_md(calc, steps, seed=0):
     atoms = Icosahedron("Cu", 2)
