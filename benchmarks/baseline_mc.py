@@ -73,7 +73,8 @@ def run_case(name: str, formula: str, spec: str, temperature: float, steps: int,
                      "true_served_error": float(errors.mean()) if errors.size else math.nan,
                      "true_over_bound": float(errors.mean()) / bound if errors.size else math.nan,
                      "served_checked": int(errors.size), "served": len(kept), "settings": settings,
-                     "economy": s["economy"], "idle_reason": s["idle_reason"], "idle_calls": s["idle_calls"]})
+                     "economy": s["economy"], "idle_reason": s["idle_reason"], "idle_calls": s["idle_calls"],
+                     "target_threads": s["target_threads"], "thread_switches": s["thread_switches"]})
         print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in rows[-1].items()
                if k in ("case", "temperature", "side", "speedup", "served_fraction", "target_calls",
                         "true_over_bound", "served_checked")}, file=sys.stderr)
