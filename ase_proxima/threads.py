@@ -19,9 +19,10 @@ all cores than on one.  :class:`ThreadPlan` therefore
   threads wait for a core), which only the mean counts;
 * checks the choice as the run goes on, since a host's load changes and a few trial calls can
   mislead: now and then (after ``recheck_every`` calls, the interval doubling each time the
-  check leaves the choice as it was) one call runs on the other setting, and the choice
-  follows the means of each setting's newest calls (back to the default as soon as it is the
-  faster: it costs no switching).
+  check leaves the choice as it was, up to ``max_interval`` so a long run still notices a host
+  whose load changed hours in) one call runs on the other setting, and the choice follows the
+  means of each setting's newest calls (back to the default as soon as it is the faster: it
+  costs no switching).
 
 ``target_threads``: ``'auto'`` (the above), an integer (the target always runs with that
 many), or ``None`` (touch no thread pool, the surrogate's included).  A user who set
@@ -62,10 +63,10 @@ class ThreadPlan:
     ORDER = ("default", "one", "one", "default")  # the trials' mirrored order, repeated
 
     def __init__(self, target_threads: str | int | None = "auto", trial_calls: int = 3, margin: float = 0.3,
-                 recheck_every: int = 25, newest: int = 5) -> None:
+                 recheck_every: int = 25, newest: int = 5, max_interval: int = 1600) -> None:
         self.target_threads = target_threads
         self.trial_calls, self.margin = int(trial_calls), float(margin)
-        self.recheck_every, self.newest = int(recheck_every), int(newest)
+        self.recheck_every, self.newest, self.max_interval = int(recheck_every), int(newest), int(max_interval)
         self.chosen: int | None = None  # threads the target runs with once decided (None: its default)
         self.auto = target_threads == "auto" and not any(v in os.environ for v in USER_THREAD_VARIABLES)
         self.decided = not self.auto
@@ -123,7 +124,7 @@ class ThreadPlan:
             if means_say != self.chosen:
                 self.chosen, self.switches, self._interval = means_say, self.switches + 1, self.recheck_every
             elif self._better(*((seconds, one) if arm == "default" else (default, seconds))) == self.chosen:
-                self._interval *= 2  # this call agrees too: check less often
+                self._interval = min(2 * self._interval, self.max_interval)  # this call agrees too: less often
             else:  # this call disagrees though the means do not yet: check again soon
                 self._interval = self.recheck_every
             self._next_check = self._calls + self._interval

@@ -710,6 +710,12 @@ def test_thread_plan_follows_a_host_whose_load_changes_and_checks_a_right_choice
     checks = [i for i, arm in enumerate(ran[20:]) if arm == "one"]
     assert plan.summary()["target_threads"] == "default" and plan.switches == 0
     assert 3 <= len(checks) <= 8  # about log2(2000 / 25) checks: 0.4% of calls
+    # but never rarer than every max_interval calls: a long run still notices a host that changed
+    ran = _drive_plan(plan, 5000, quiet.get)
+    checks = [i for i, arm in enumerate(ran) if arm == "one"]
+    assert plan._interval == plan.max_interval == 1600 and 2 <= len(checks) <= 4
+    ran = _drive_plan(plan, 6000, {"default": 0.030, "one": 0.012}.get)  # the host turned busy
+    assert plan.summary()["target_threads"] == 1 and ran[-1] == "one" and ran.index("one") <= 1600
 
 
 # ------------------------------------------------------------------ cheap bookkeeping
