@@ -56,12 +56,8 @@ class CapacityWatch:
         if newest < 8 or drift_limit <= 1.0 or every < 1:
             raise ValueError("newest >= 8, drift_limit > 1 and every >= 1 are required")
         self.newest, self.drift_limit, self.every = int(newest), float(drift_limit), int(every)
-        self._reference: list[tuple[float, float]] = []  # the run's first comparisons
-        self._recent: deque[tuple[float, float]] = deque(maxlen=self.newest)
-        self.seen = 0
-        self.lost = False
         self.episodes = 0  # times capacity was lost
-        self.drift = self.floor = self.floor_se = self.rank = math.nan
+        self.rebase()
 
     def observe(self, u: float, error: float, bound: float) -> None:
         """One comparison: uncertainty ``u`` and the surrogate's error; ``bound`` the error bound
@@ -97,7 +93,8 @@ class CapacityWatch:
     def rebase(self) -> None:
         """Start again from the next comparison (a new model: its uncertainty has another scale);
         the episodes counted so far are kept."""
-        self._reference, self._recent = [], deque(maxlen=self.newest)
+        self._reference: list[tuple[float, float]] = []  # the first comparisons (of the run or the model)
+        self._recent: deque[tuple[float, float]] = deque(maxlen=self.newest)
         self.seen, self.lost = 0, False
         self.drift = self.floor = self.floor_se = self.rank = math.nan
 
