@@ -24,12 +24,12 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator
 from ase.stress import full_3x3_to_voigt_6_stress
 
+from .xtb import METHODS, XTB
+
 __all__ = ["Baseline", "BaselineError", "make_baseline", "plain_value", "LEARNED_PROPERTIES"]
 
 #: properties a surrogate learns as a correction to the baseline (others are not learned)
 LEARNED_PROPERTIES = ("energy", "forces", "stress")
-
-_XTB_METHODS = {"gfn2": "GFN2-xTB", "gfn1": "GFN1-xTB"}
 
 
 class BaselineError(RuntimeError):
@@ -38,18 +38,19 @@ class BaselineError(RuntimeError):
 
 
 def make_baseline(spec: str) -> Calculator:
-    """A baseline calculator from a specification: ``xtb:gfn2`` or ``xtb:gfn1`` (tblite), or any
+    """A baseline calculator from a specification: ``xtb:gfn2`` or ``xtb:gfn1`` (tblite, through
+    :class:`~ase_proxima.xtb.XTB`), or any
     :func:`~ase_proxima.targets.make_target` specification (``emt``, ``pyscf:hf/sto-3g``, ...)."""
     name, _, rest = spec.partition(":")
     if name.strip().lower() == "xtb":
-        method = _XTB_METHODS.get(rest.strip().lower() or "gfn2")
+        method = METHODS.get(rest.strip().lower() or "gfn2")
         if method is None:
             raise ValueError(f"xtb baseline spec must be 'xtb:gfn2' or 'xtb:gfn1', got {spec!r}")
         try:
-            from tblite.ase import TBLite
+            import tblite.interface  # noqa: F401
         except ImportError as err:
             raise ValueError("the xtb baseline needs tblite: pip install 'ase-proxima[xtb]'") from err
-        return TBLite(method=method, verbosity=0)
+        return XTB(method=method)
     from .targets import make_target
 
     return make_target(spec)
