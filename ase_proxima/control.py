@@ -29,7 +29,11 @@ vanishes where they are steady, instead of a fixed safety factor on the bound.
 
 ``T_max_eff`` also stops integral wind-up: a threshold above every uncertainty
 seen lately serves every call, so raising it further only delays the reaction
-when the error comes back.  The cap is ``headroom * max(u)`` over the recent calls,
+when the error comes back.  Its mirror holds a falling threshold at ``min(u) / headroom``
+over the recent calls: below every uncertainty seen lately nothing is served, and a
+threshold driven far below that (a walk entering a region where the errors run several
+times over the bound) would take many windows of good comparisons to climb back, while the
+run sends everything to the target.  The cap is ``headroom * max(u)`` over the recent calls,
 widened by ``sqrt(eps* / eps_k)`` (at most ``max_headroom`` times) while the measured
 error is well below the bound: a new structure a little less certain than any seen so
 far is then served, not refused, because the margin to the bound can pay for it.
@@ -414,7 +418,8 @@ class ThresholdController:
             # the line is extrapolated from a handful of comparisons: no further than a
             # running threshold may reach past the uncertainties seen
             t0 = min(t0, self._windup_cap(self.measured_error))
-            self.threshold = self._clip_bounds(max(t0, 0.0))
+            # and a line whose intercept is over half the bound starts from the wind-down floor, not 0
+            self.threshold = self._clip_bounds(max(t0, self._winddown_floor()))
             return self.threshold
 
         if self.bound_on == "all" and measured_error is None:  # the threshold moves on every call
@@ -430,6 +435,8 @@ class ThresholdController:
         step = min(max(step, -dmax), dmax)
         new_t = self._clip_bounds(self.threshold + step)
         new_t = min(new_t, max(self._windup_cap(eps), self.t_min))
+        if step < 0:  # no lower than the wind-down floor, unless it is lower already
+            new_t = max(new_t, min(self.threshold, self._winddown_floor()))
         applied = new_t - self.threshold
         self.threshold = new_t
         self.updates += 1
@@ -492,6 +499,15 @@ class ThresholdController:
             return math.inf
         margin = math.sqrt(self.error_bound / eps) if eps > 0 else math.inf
         return self.headroom * max(self._recent_u) * min(max(margin, 1.0), self.max_headroom)
+
+    def _winddown_floor(self) -> float:
+        """The lowest a falling threshold goes: ``min(u) / headroom`` over the recent calls.  Below
+        every uncertainty seen lately nothing is served, so lowering it further serves nothing
+        less; it only delays serving again once the comparisons show the error back under the
+        bound (the mirror of the anti-wind-up cap)."""
+        if not self._recent_u:
+            return self.t_min
+        return max(min(self._recent_u) / self.headroom, self.t_min)
 
     def _step_limit(self, scale: float) -> float:
         """``dT_max``: the user's, or a quarter of the uncertainty scale."""

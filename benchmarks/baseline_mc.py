@@ -18,6 +18,7 @@ every file there, ``baseline_mc.png``.
 
     .venv/bin/python benchmarks/baseline_mc.py --only methane              # about 4 minutes on 2 cores
     .venv/bin/python benchmarks/baseline_mc.py --only ethanol --steps 500 --bound 0.01
+    .venv/bin/python benchmarks/baseline_mc.py --only methane --temperatures 1000 --seeds 4   # -> methane_4seeds.json
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from ase.build import molecule
 from cost import _mc_walks, _served_errors, _warm
 
@@ -62,6 +64,7 @@ def run_case(name: str, formula: str, spec: str, temperature: float, steps: int,
         errors = _served_errors(kept, spec, check)
         s = calc.stats
         rows.append({"case": name, "molecule": formula, "target": spec, "temperature": temperature, "side": side,
+                     "seed": seed,
                      "steps": steps, "bound": bound, "step_size": step_size,
                      "speedup": times["target"] / times[side], "t_target_alone": times["target"],
                      "t_proxima": times[side], "served_fraction": s["served_fraction"],
@@ -95,11 +98,14 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     fig, axes = plt.subplots(len(cases), 3, figsize=(14, 4 * len(cases)), squeeze=False)
     for row_axes, case in zip(axes, cases):
         for side, style in zip(SIDES, ("o--", "s-")):
-            mine = sorted((r for r in rows if r["case"] == case and r["side"] == side), key=lambda r: r["temperature"])
-            t = [r["temperature"] for r in mine]
-            row_axes[0].plot(t, [r["speedup"] for r in mine], style, label=side)
-            row_axes[1].plot(t, [r["served_fraction"] for r in mine], style, label=side)
-            row_axes[2].plot(t, [r["true_over_bound"] for r in mine], style, label=side)
+            mine = [r for r in rows if r["case"] == case and r["side"] == side]
+            t = sorted({r["temperature"] for r in mine})
+            for ax, key in zip(row_axes, ("speedup", "served_fraction", "true_over_bound")):
+                line = ax.plot(t, [np.median([r[key] for r in mine if r["temperature"] == x]) for x in t], style,
+                               label=side)[0]
+                if len(mine) > len(t):  # several walks per temperature: each one, the line their median
+                    ax.plot([r["temperature"] for r in mine], [r[key] for r in mine], ".", color=line.get_color(),
+                            alpha=0.5)
         row_axes[0].axhline(1.0, color="k", lw=0.8)
         row_axes[0].set_ylabel("speed-up over the target alone")
         row_axes[1].set_ylabel("served share")
@@ -124,6 +130,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--temperatures", type=float, nargs="*", help="K (default: each case's own)")
     ap.add_argument("--check", type=int, default=None,
                     help="served answers checked per walk, at random (default: every one for methane, 200 else)")
+    ap.add_argument("--seeds", type=int, default=1,
+                    help="walks per temperature, seeds 1..N (the Monte Carlo walk's; a hot walk's served share "
+                         "depends on where it goes)")
     ap.add_argument("--settings", default="{}", help="JSON of calculator settings for both Proxima walks")
     ap.add_argument("--tag", default="", help="added to the result file's name")
     ap.add_argument("--out", type=Path, default=OUT)
@@ -136,10 +145,14 @@ def main(argv: list[str] | None = None) -> None:
         check = args.check if args.check is not None else (None if name == "methane" else 200)
         rows = []
         for t in args.temperatures or temps:
-            rows.extend(run_case(name, formula, spec, t, args.steps, args.bound, args.step_size, check,
-                                 settings=settings))
+            for seed in range(1, args.seeds + 1):
+                rows.extend(run_case(name, formula, spec, t, args.steps, args.bound, args.step_size, check,
+                                     seed=seed, settings=settings))
         summary = {side: {"harmonic_mean_speedup": harmonic([r["speedup"] for r in rows if r["side"] == side]),
-                          "worst_true_over_bound": max(r["true_over_bound"] for r in rows if r["side"] == side)}
+                          "worst_true_over_bound": max(r["true_over_bound"] for r in rows if r["side"] == side),
+                          "speedup_by_temperature": {
+                              str(t): [r["speedup"] for r in rows if r["side"] == side and r["temperature"] == t]
+                              for t in sorted({r["temperature"] for r in rows})}}
                    for side in SIDES}
         report = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
                               "cpus": os.cpu_count(), "python": platform.python_version()},
@@ -148,6 +161,7 @@ def main(argv: list[str] | None = None) -> None:
                   "thread_settings": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
                   "summary": summary, "rows": rows}
         stem = (name if args.bound == 0.002 else f"{name}_{args.bound * 1000:g}meV") + args.tag
+        stem += f"_{args.seeds}seeds" if args.seeds > 1 else ""
         (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1, default=float))
         print(name, json.dumps(summary), file=sys.stderr)
     plot_all(args.out)

@@ -169,6 +169,56 @@ def test_anti_windup_caps_threshold_near_seen_uncertainty():
     assert plain.threshold <= plain.headroom * 0.5 + 1e-12
 
 
+
+def _bad_then_good(ctrl: ThresholdController, bad: int, good: int, u: float = 0.5) -> list[float]:
+    """Comparisons far over the bound, then well under it, all at uncertainties u to 2u; the
+    threshold after each."""
+    rng = np.random.default_rng(1)
+    ts = []
+    for k in range(bad + good):
+        v = u * (1.0 + rng.uniform())
+        ctrl.note_uncertainty(v)
+        ctrl.observe(v, 5.0 if k < bad else 0.1)
+        ctrl.update()
+        ts.append(ctrl.threshold)
+    return ts
+
+
+def test_a_falling_threshold_stops_below_the_least_uncertainty_seen_and_serves_again_soon():
+    """Errors five times the bound drive the threshold down, but no lower than min(u)/headroom
+    over the recent calls (below it nothing more is refused); once the comparisons are well under
+    the bound it serves again within a window or two, where from zero it would take many."""
+    ctrl = ThresholdController(error_bound=1.0, window=10, threshold=0.8, alpha=1.0)
+    ts = _bad_then_good(ctrl, bad=60, good=40)
+    assert min(ts[:60]) >= 0.5 / ctrl.headroom - 1e-12
+    assert ts[59] < 0.5  # at the floor: nothing as certain as the calls seen lately is served
+    first_serving = next(k for k, t in enumerate(ts[60:]) if t > 0.5)
+    assert first_serving <= 20
+    unfloored = ThresholdController(error_bound=1.0, window=10, threshold=0.8, alpha=1.0)
+    unfloored._winddown_floor = lambda: 0.0  # the same law without the floor, for comparison
+    ts0 = _bad_then_good(unfloored, bad=60, good=40)
+    assert min(ts0[:60]) == 0.0
+    assert all(t <= 0.5 for t in ts0[60:60 + first_serving + 5])
+
+
+def test_a_threshold_already_below_the_floor_is_not_raised_by_it():
+    ctrl = ThresholdController(error_bound=1.0, window=2, threshold=0.01, alpha=1.0)
+    for _ in range(5):
+        ctrl.note_uncertainty(0.5)
+        ctrl.observe(0.5, 3.0)
+        ctrl.update()
+    assert ctrl.threshold == pytest.approx(0.01)
+
+
+def test_a_first_line_over_half_the_bound_at_zero_starts_at_the_floor_not_zero():
+    ctrl = ThresholdController(error_bound=1.0, window=5)
+    for u, e in [(0.2, 0.9), (0.3, 0.7), (0.4, 1.1), (0.5, 0.8), (0.6, 1.0)]:
+        ctrl.note_uncertainty(u)
+        ctrl.observe(u, e)
+        ctrl.update()
+    assert ctrl.threshold == pytest.approx(0.2 / ctrl.headroom)
+    assert not ctrl.allows(0.2)
+
 @pytest.mark.parametrize(
     "kwargs",
     [
