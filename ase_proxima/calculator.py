@@ -665,13 +665,18 @@ class ProximaCalculator(Calculator):
         skips the force derivatives), then the uncertainty; its cost is measured per property set."""
         parts = ("surrogate", "uncertainty", "baseline")
         before = sum(watch.parts[k] for k in parts)
+        wanted = self._predicted(properties)
+        # the model predicts a correction, and one that reads the baseline's answer needs it first
+        base = None if self.baseline is None else self._baseline(atoms, wanted, watch)
         with self.threads.surrogate():
             with watch("surrogate"):
-                prediction = self.surrogate.predict(atoms, self._predicted(properties))
+                if base is not None and self.surrogate.uses_baseline:
+                    prediction = self.surrogate.predict(atoms, wanted, baseline=base)
+                else:
+                    prediction = self.surrogate.predict(atoms, wanted)
             with watch("uncertainty"):
                 u = float(self.uncertainty.score(atoms, prediction))
-        if self.baseline is not None:  # the model predicted a correction: the answer is the baseline plus it
-            base = self._baseline(atoms, prediction.results, watch)
+        if base is not None:  # the answer is the baseline plus the model's correction
             prediction = Prediction(self.baseline.total(prediction.results, base), prediction.spread,
                                     learned=prediction.results)
         self.costs.add("surrogate", sum(watch.parts[k] for k in parts) - before, key)

@@ -249,6 +249,15 @@ class TrainingSet:
         a, r = list(self._atoms), list(self._results)
         return a[start - first:n - first], r[start - first:n - first]
 
+    def baselines(self, n: int | None = None) -> list[dict[str, Any]] | None:
+        """The baseline's answers on the points of ``data(n)``, in order (``None`` without a baseline)."""
+        if self.baseline is None:
+            return None
+        n = self.total if n is None else n
+        first = self.total - len(self._atoms)
+        start = max(n - self.max_training, 0) if self.max_training is not None else 0
+        return [g[1] for g in list(self._given)[start - first:n - first]]
+
     def given(self) -> list[tuple[Atoms, dict[str, Any]]]:
         """The points in memory as the store keeps them: each target answer, with the baseline's
         under ``'baseline'`` in a run with a baseline (what a snapshot writes)."""
@@ -277,7 +286,7 @@ class TrainingSet:
         n = self.total if n is None else n
         images, results = self.data(n)
         try:
-            surrogate.fit(images, results)
+            surrogate.fit(images, results, baselines=self.baselines(n))
             uncertainty.fit(images)
         except FitError as err:
             self.fit_failures += 1

@@ -19,6 +19,10 @@ The contract, in scikit-learn's shape:
   that returns ``None`` is refitted from the training data on reopening.
 * ``call_cost``: what one prediction computes, as named workloads with their sizes,
   for the performance model (``ase_proxima.perf``) to price.
+* Under a baseline the results a family learns are corrections (target minus
+  baseline).  A family that also reads the baseline's own answers (``uses_baseline``)
+  gets them in ``fit(..., baselines=)`` and ``predict(..., baseline=)``; the others
+  never see them.
 """
 
 from __future__ import annotations
@@ -74,19 +78,29 @@ class Surrogate(BaseEstimator, ABC):
 
     #: properties the fitted model can return for a structure it accepts
     implemented_properties: tuple[str, ...] = ("energy",)
+    #: does the family read the baseline's answers (``fit(baselines=)``, ``predict(baseline=)``)?
+    uses_baseline: bool = False
 
     @property
     @abstractmethod
     def is_fitted(self) -> bool:
         """True once ``fit`` has succeeded."""
 
-    def fit(self, images: Sequence[Atoms], results: Sequence[Mapping[str, Any]]) -> Surrogate:
+    def fit(self, images: Sequence[Atoms], results: Sequence[Mapping[str, Any]],
+            baselines: Sequence[Mapping[str, Any]] | None = None) -> Surrogate:
         """(Re)train on every structure with its target results; returns ``self``.
 
-        Raises :class:`FitError` whatever went wrong inside (the original exception is its cause).
+        ``baselines``: the baseline's answer on each structure, where ``results`` are corrections
+        to it (read only by a family that :attr:`uses_baseline`).  Raises :class:`FitError`
+        whatever went wrong inside (the original exception is its cause).
         """
         try:
-            self._fit(images, results)
+            if baselines is not None and len(baselines) != len(images):
+                raise ValueError(f"{len(images)} structures but {len(baselines)} baseline answers")
+            if self.uses_baseline:
+                self._fit(images, results, baselines=baselines)
+            else:
+                self._fit(images, results)
         except FitError:
             raise
         except Exception as err:

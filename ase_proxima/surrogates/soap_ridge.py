@@ -23,6 +23,18 @@ serve as the gate signal (DESIGN section 4, probes).  The std reported here is
 the epistemic part only (``x Sigma x``): it shrinks to zero near the data, as
 a distance would.
 
+Under a baseline (``ProximaCalculator(baseline=...)``) the model learns the
+correction, target minus baseline, and by default (``baseline_feature``) with one
+more feature: the baseline's own energy, relative to per-element references::
+
+    dE = beta * (E_b - sum_s n_s b_s)  +  c  +  w . X
+
+whose force rows are ``beta`` times the baseline's forces.  A target and a cheap
+baseline of the same chemistry differ much of the time by stiffness (Hartree-Fock
+bonds are stiffer than GFN2-xTB's): a correction that grows with the baseline's
+strain energy is one weight here, where the SOAP terms alone would have to learn
+it anew in every region the run visits.
+
 Periodic systems: dscribe's SOAP derivatives are numerical only under periodic
 boundaries (seconds for a few hundred atoms), so for periodic structures the
 model serves energies and leaves forces to the target.  A molecule in a box whose
@@ -69,6 +81,9 @@ class SOAPBayesianRidge(Surrogate):
     energy_weight:
         Weight of an energy row relative to one force row; default
         ``sqrt(3N)``, so a structure's energy counts as much as all its forces.
+    baseline_feature:
+        Fitted under a baseline, also learn a multiple of the baseline's own
+        energy (see the module notes); ``False``: SOAP terms only.
     """
 
     implemented_properties = ("energy", "forces")
@@ -81,12 +96,15 @@ class SOAPBayesianRidge(Surrogate):
         sigma: float = 0.5,
         fit_forces: bool = True,
         energy_weight: float | None = None,
+        baseline_feature: bool = True,
     ) -> None:
         if r_cut <= 0 or n_max < 1 or l_max < 0 or sigma <= 0:
             raise ValueError("SOAP settings must be positive (r_cut, sigma > 0; n_max >= 1; l_max >= 0)")
         self.r_cut, self.n_max, self.l_max, self.sigma = r_cut, n_max, l_max, sigma
         self.fit_forces = fit_forces
         self.energy_weight = energy_weight
+        self.baseline_feature = baseline_feature
+        self.with_baseline_ = False  # fitted with the baseline's energy as a feature
         self.species_: tuple[str, ...] = ()
         self.periodic_: bool | None = None
         self.coef_: np.ndarray | None = None  # posterior mean of the weights (features + intercept)
@@ -161,6 +179,8 @@ class SOAPBayesianRidge(Surrogate):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.__dict__.setdefault("_layouts", {})
+        self.__dict__.setdefault("baseline_feature", False)
+        self.__dict__.setdefault("with_baseline_", False)
         if self.species_:
             self._soap = self._make_soap(self.species_, bool(self.periodic_))
 
@@ -168,6 +188,10 @@ class SOAPBayesianRidge(Surrogate):
     @property
     def is_fitted(self) -> bool:
         return self.coef_ is not None
+
+    @property
+    def uses_baseline(self) -> bool:  # type: ignore[override]
+        return bool(self.baseline_feature)
 
     def _as_described(self, atoms: Atoms) -> Atoms:
         """``atoms``, or the free molecule a molecule in a box is within ``r_cut``."""
@@ -230,7 +254,8 @@ class SOAPBayesianRidge(Surrogate):
             self._cache[key] = self._features(atoms, want_d)
         return True
 
-    def _fit(self, images: Sequence[Atoms], results: Sequence[Mapping[str, Any]]) -> None:
+    def _fit(self, images: Sequence[Atoms], results: Sequence[Mapping[str, Any]],
+             baselines: Sequence[Mapping[str, Any]] | None = None) -> None:
         """Fit on all structures; cost independent of the training-set size when data were appended.
 
         The least-squares problem enters only through ``A^T A``, ``A^T b``,
@@ -245,15 +270,19 @@ class SOAPBayesianRidge(Surrogate):
         comes from their own small product, at O(m^2 p).  Feature scaling and
         reference energies are frozen between rebuilds; a rebuild from scratch
         happens when species or periodicity change, when the data were not
-        appended, and whenever the set has doubled, up to 256 structures.
+        appended, whenever the set has doubled, up to 256 structures, and when the
+        baseline's answers come or go.
         """
+        with_base = baselines is not None and bool(self.baseline_feature)
+        bases = list(baselines) if with_base else None
         n_old = len(self._acc_keys)
         # the folded structures are still the first ones: compare the ends (hashing or describing
         # them all would make a refit's cost grow with the training set)
         appended = (0 < n_old <= len(images) and self._soap is not None
                     and structure_key(images[0]) == self._acc_keys[0]
                     and structure_key(images[n_old - 1]) == self._acc_keys[-1]
-                    and (len(images) < 2 * self._basis_size or self._basis_size >= 256))
+                    and (len(images) < 2 * self._basis_size or self._basis_size >= 256)
+                    and with_base == self.with_baseline_)
         first = n_old if appended else 0
         check_training_set(images, results, start=first)
         described = [self._as_described(a) for a in images[first:]]
@@ -282,13 +311,14 @@ class SOAPBayesianRidge(Surrogate):
             wanted = {structure_key(a) for a in described}  # forget features of structures gone
             self._cache = {k: v for k, v in self._cache.items() if k in wanted}
             self._ridge = EvidenceRidge()
-            self._set_basis(described, results)
+            self.with_baseline_ = with_base
+            self._set_basis(described, results, bases)
             self._gram, self._design, self._n_rows = None, None, 0
             self._basis_size = len(images)
         if not described:  # nothing new to fold in
             self.coef_, self.sigma_ = self._solve(np.empty((0, len(self._gram) - 1)))
             return
-        A, b = self._rows(described, results[first:])
+        A, b = self._rows(described, results[first:], None if bases is None else bases[first:])
         block = np.column_stack([A, b])
         self._gram = block.T @ block if self._gram is None else self._gram + block.T @ block
         # the rows make the evidence maximum cheap while fewer than the columns (EvidenceRidge)
@@ -307,8 +337,10 @@ class SOAPBayesianRidge(Surrogate):
             self._cache[key] = cached
         return cached[0], (cached[1] if want_d else None)
 
-    def _set_basis(self, images: Sequence[Atoms], results: Sequence[Mapping[str, Any]]) -> None:
-        """Reference energies, energy offset and feature scaling from the whole set."""
+    def _set_basis(self, images: Sequence[Atoms], results: Sequence[Mapping[str, Any]],
+                   bases: Sequence[Mapping[str, Any]] | None = None) -> None:
+        """Reference energies, energy offset and feature scaling from the whole set (and the
+        baseline feature's references, offset and scale)."""
         X = np.array([self._cached_features(a, r)[0] for a, r in zip(images, results)])
         C = np.array([self._counts(a) for a in images])
         E = np.array([float(r["energy"]) for r in results])
@@ -318,22 +350,49 @@ class SOAPBayesianRidge(Surrogate):
         scale = X.std(axis=0)
         scale[scale < 1e-12 * max(float(np.abs(X).max()), 1.0)] = 1.0
         self._scale = scale
+        if bases is not None:
+            B = np.array([float(b["energy"]) for b in bases])
+            self._base_ref = np.linalg.lstsq(C, B, rcond=None)[0]
+            z = B - C @ self._base_ref
+            self._base_mu = float(z.mean())
+            spread = float(z.std())
+            self._base_scale = spread if spread > 1e-12 * max(float(np.abs(B).max()), 1.0) else 1.0
 
-    def _rows(self, images: Sequence[Atoms], results: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
-        """Design rows (scaled features + intercept column) and targets, energy and force rows:
-        one block per structure (no Python object per row, so a refit on a long training set
-        neither crawls nor fragments the heap)."""
+    def _base_feature(self, atoms: Atoms, base: Mapping[str, Any] | None,
+                      forces: bool) -> tuple[float, np.ndarray | None]:
+        """The baseline feature of ``atoms`` (scaled) and, for force rows, minus its derivative:
+        the baseline's forces, scaled alike."""
+        if base is None or "energy" not in base:
+            raise ValueError("this model learns from the baseline's answers: its energy is needed (baseline=)")
+        z = (float(base["energy"]) - self._counts(atoms) @ self._base_ref - self._base_mu) / self._base_scale
+        if not forces:
+            return float(z), None
+        if "forces" not in base:
+            raise ValueError("a force row of this model needs the baseline's forces")
+        return float(z), np.asarray(base["forces"], float).ravel() / self._base_scale
+
+    def _rows(self, images: Sequence[Atoms], results: Sequence[Mapping[str, Any]],
+              bases: Sequence[Mapping[str, Any]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Design rows (scaled features, the baseline feature when fitted with one, intercept
+        column) and targets, energy and force rows: one block per structure (no Python object per
+        row, so a refit on a long training set neither crawls nor fragments the heap)."""
         blocks, targets = [], []
-        for atoms, res in zip(images, results):
+        for k, (atoms, res) in enumerate(zip(images, results)):
             x, dx = self._cached_features(atoms, res)
             n = len(atoms)
             k_e = self.energy_weight if self.energy_weight is not None else np.sqrt(3 * n)
             y = float(res["energy"]) - self._counts(atoms) @ self._e_ref - self._y_mean
-            blocks.append(k_e * np.append((x - self._mu) / self._scale, 1.0)[None, :])
+            row = (x - self._mu) / self._scale
+            z, dz = self._base_feature(atoms, bases[k], dx is not None) if bases is not None else (None, None)
+            if z is not None:
+                row = np.append(row, z)
+            blocks.append(k_e * np.append(row, 1.0)[None, :])
             targets.append(np.array([k_e * y]))
             if dx is not None:
-                block = np.zeros((3 * n, len(x) + 1))
-                block[:, :-1] = -dx.reshape(3 * n, -1) / self._scale
+                block = np.zeros((3 * n, len(row) + 1))
+                block[:, :len(x)] = -dx.reshape(3 * n, -1) / self._scale
+                if dz is not None:
+                    block[:, len(x)] = dz
                 blocks.append(block)
                 targets.append(np.asarray(res["forces"], float).ravel())
         return np.vstack(blocks), np.concatenate(targets)
@@ -347,21 +406,30 @@ class SOAPBayesianRidge(Surrogate):
                                         rows=self._design)
         return np.array(coef), np.array(sigma)
 
-    def predict(self, atoms: Atoms, properties: Sequence[str] | None = None) -> Prediction:
+    def predict(self, atoms: Atoms, properties: Sequence[str] | None = None,
+                baseline: Mapping[str, Any] | None = None) -> Prediction:
+        """Energy (and forces) with their posterior std; ``baseline``: the baseline's answer on
+        ``atoms``, needed by a model fitted with the baseline feature (ignored otherwise)."""
         reason = self.accepts(atoms)
         if reason is not None:
             raise ValueError(f"surrogate cannot predict this structure: {reason}")
         want_f = "forces" in self.properties_for(atoms) and (properties is None or "forces" in properties)
         atoms = self._as_described(atoms)
+        z, dz = self._base_feature(atoms, baseline, want_f) if self.with_baseline_ else (None, None)
         x, dx = self._features(atoms, want_f)
         w, cov = self.coef_, self.sigma_
-        row = np.append((x - self._mu) / self._scale, 1.0)
+        row = (x - self._mu) / self._scale
+        if z is not None:
+            row = np.append(row, z)
+        row = np.append(row, 1.0)
         mean, std = posterior(row, w, cov)
         results: dict[str, Any] = {"energy": float(self._counts(atoms) @ self._e_ref + self._y_mean + mean)}
         spread: dict[str, Any] = {"energy": std}
         if dx is not None:
             n = len(atoms)
             g = -dx.reshape(3 * n, -1) / self._scale
+            if dz is not None:
+                g = np.column_stack([g, dz])
             results["forces"] = (g @ w[:-1]).reshape(n, 3)
             var = ((g @ cov[:-1, :-1]) * g).sum(axis=1)
             spread["forces"] = np.sqrt(np.clip(var, 0.0, None)).reshape(n, 3)
@@ -379,7 +447,11 @@ class SOAPBayesianRidge(Surrogate):
         if self._design is not None:
             arrays["design"] = self._design
         meta = {"species": list(self.species_), "periodic": bool(self.periodic_), "y_mean": self._y_mean,
-                "n_rows": self._n_rows, "basis_size": self._basis_size, "evidence": self._ridge.state()}
+                "n_rows": self._n_rows, "basis_size": self._basis_size, "evidence": self._ridge.state(),
+                "with_baseline": bool(self.with_baseline_)}
+        if self.with_baseline_:
+            arrays["base_ref"] = self._base_ref
+            meta.update(base_mu=self._base_mu, base_scale=self._base_scale)
         return FittedState(arrays, meta)
 
     def restore_fitted_state(self, state: FittedState) -> None:
@@ -399,6 +471,10 @@ class SOAPBayesianRidge(Surrogate):
         self._mu, self._scale = np.array(a["mu"], float), np.array(a["scale"], float)
         self._acc_keys = [bytes(row) for row in np.asarray(a["keys"], np.uint8)]
         self._y_mean, self._n_rows, self._basis_size = float(m["y_mean"]), int(m["n_rows"]), int(m["basis_size"])
+        self.with_baseline_ = bool(m.get("with_baseline", False))
+        if self.with_baseline_:
+            self._base_ref = np.array(a["base_ref"], float)
+            self._base_mu, self._base_scale = float(m["base_mu"]), float(m["base_scale"])
         self._ridge = EvidenceRidge()
         self._ridge.load_state(m.get("evidence", {}))
         # the covariance the next low-rank update starts from: without it the resumed run's next
