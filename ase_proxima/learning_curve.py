@@ -81,7 +81,7 @@ def learning_curve(images: Sequence[Atoms], target_results: Sequence[dict[str, A
         raise ValueError(f"{n} structures cannot hold {sizes[-1]} training and {held_out} held-out ones")
     order = np.random.default_rng(seed).permutation(n)
     test, pool = order[:held_out], order[held_out:]
-    learned = list(target_results)
+    learned, base = list(target_results), None
     if baseline is not None:
         room = Baseline(baseline)
         base = (list(baseline_results) if baseline_results is not None else  # what the target gave, each
@@ -96,13 +96,16 @@ def learning_curve(images: Sequence[Atoms], target_results: Sequence[dict[str, A
         train = pool[:size]
         fitted = clone(model)
         try:
-            fitted.fit([images[i] for i in train], [learned[i] for i in train])
+            fitted.fit([images[i] for i in train], [learned[i] for i in train],
+                       baselines=None if base is None else [base[i] for i in train])
         except FitError:  # too few structures for this family: no point on the curve
             curve.fit_failures += 1
             continue
         e_err, f_err = [], []
         for i in test:
-            pred = fitted.predict(images[i], ["energy", "forces"] if with_forces else ["energy"]).results
+            wanted = ["energy", "forces"] if with_forces else ["energy"]
+            pred = (fitted.predict(images[i], wanted, baseline=base[i]) if base is not None and fitted.uses_baseline
+                    else fitted.predict(images[i], wanted)).results
             e_err.append(abs(pred["energy"] - learned[i]["energy"]))
             if with_forces and "forces" in pred:
                 f_err.append(float(np.mean(np.abs(np.asarray(pred["forces"]) - learned[i]["forces"]))))

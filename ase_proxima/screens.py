@@ -139,6 +139,7 @@ class LearnedScreen:
         self.version = 0
         self._atoms: list[Atoms] = []
         self._results: list[dict[str, float]] = []
+        self._bases: list[dict[str, float]] = []  # the baseline's energy of each, with a baseline
         self._fitted_on = 0
         self.calls, self.seconds, self.fits, self.fit_seconds = 0, 0.0, 0, 0.0
 
@@ -153,6 +154,7 @@ class LearnedScreen:
         images, results = calc.training.data()
         screen._atoms = [a.copy() for a in images]
         screen._results = [{"energy": float(r["energy"])} for r in results]
+        screen._bases = [{"energy": float(b["energy"])} for b in calc.training.baselines() or []]
         if surrogate is not None and len(screen._atoms) >= screen.min_training:
             screen._fit()
         return screen
@@ -170,10 +172,11 @@ class LearnedScreen:
             raise RuntimeError("the learned screen has no fitted model yet (see ready)")
         t = time.perf_counter()
         try:
-            e = float(self.surrogate.predict(atoms, ["energy"]).results["energy"])
-            if self.baseline is not None:
-                e += float(self.baseline.results(atoms, ["energy"])["energy"])
-            return e
+            if self.baseline is None:
+                return float(self.surrogate.predict(atoms, ["energy"]).results["energy"])
+            base = {"energy": float(self.baseline.results(atoms, ["energy"])["energy"])}
+            kw = {"baseline": base} if self.surrogate.uses_baseline else {}
+            return base["energy"] + float(self.surrogate.predict(atoms, ["energy"], **kw).results["energy"])
         finally:
             self.calls += 1
             self.seconds += time.perf_counter() - t
@@ -185,7 +188,9 @@ class LearnedScreen:
             self.surrogate = default_surrogate(atoms)
         t = time.perf_counter()
         if self.baseline is not None:
-            energy -= float(self.baseline.results(atoms, ["energy"])["energy"])
+            base = float(self.baseline.results(atoms, ["energy"])["energy"])
+            self._bases.append({"energy": base})
+            energy -= base
         self._atoms.append(atoms.copy())
         self._results.append({"energy": float(energy)})
         n = len(self._atoms)
@@ -209,6 +214,7 @@ class LearnedScreen:
                 "pbc": None if first is None else first.pbc.tolist(),
                 "positions": [a.positions.tolist() for a in self._atoms],
                 "energies": [r["energy"] for r in self._results], "fitted_on": self._fitted_on,
+                **({"baseline_energies": [b["energy"] for b in self._bases]} if self.baseline is not None else {}),
                 "frozen": self.frozen, "fits": self.fits, "version": self.version}
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -222,19 +228,25 @@ class LearnedScreen:
         self._atoms = [Atoms(numbers=state["numbers"], positions=p, cell=state["cell"], pbc=state["pbc"])
                        for p in state["positions"]]
         self._results = [{"energy": float(e)} for e in state["energies"]]
+        self._bases = ([] if self.baseline is None else  # computed again where a checkpoint lacks them
+                       [{"energy": float(e)} for e in state["baseline_energies"]] if "baseline_energies" in state
+                       else [{"energy": float(self.baseline.results(a, ["energy"])["energy"])} for a in self._atoms])
         n = int(state["fitted_on"])
         if n:
             if self.surrogate is None:
                 self.surrogate = default_surrogate(self._atoms[0])
             t = time.perf_counter()
-            self.surrogate.fit(self._atoms[:n], self._results[:n])
+            self.surrogate.fit(self._atoms[:n], self._results[:n], baselines=self._baselines(n))
             self.fit_seconds += time.perf_counter() - t
         self._fitted_on, self.frozen = n, bool(state["frozen"])
         self.fits, self.version = int(state["fits"]), int(state["version"])
 
+    def _baselines(self, n: int) -> list[dict[str, float]] | None:
+        return None if self.baseline is None else self._bases[:n]
+
     def _fit(self) -> None:
         t = time.perf_counter()
-        self.surrogate.fit(self._atoms, self._results)
+        self.surrogate.fit(self._atoms, self._results, baselines=self._baselines(len(self._atoms)))
         self.fit_seconds += time.perf_counter() - t
         self.fits += 1
         self.version += 1

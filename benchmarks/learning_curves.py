@@ -4,7 +4,8 @@ For each molecule a sample of structures comes from a Metropolis walk at 1000 K 
 moves driven by GFN2-xTB itself (cheap, and as broad as the hot Monte Carlo runs of
 ``baseline_mc.py``), thinned evenly; the target labels every structure once; the same nested
 random training subsets and the same held-out structures are learned as the target itself and
-as target minus GFN2-xTB (:func:`ase_proxima.learning_curve.learning_curve`).
+as target minus GFN2-xTB (:func:`ase_proxima.learning_curve.learning_curve`), with the default
+SOAP model (which also weighs the baseline's own energy) and with its SOAP terms only.
 
     .venv/bin/python benchmarks/learning_curves.py            # methane and ethanol (a few minutes)
     .venv/bin/python benchmarks/learning_curves.py --only methane --forces
@@ -23,6 +24,7 @@ from ase.build import molecule
 
 from ase_proxima.baseline import make_baseline
 from ase_proxima.learning_curve import label, learning_curve, plot_learning_curves
+from ase_proxima.surrogates.soap_ridge import SOAPBayesianRidge
 from ase_proxima.targets import make_target
 from ase_proxima.workflows.mc import MonteCarlo
 
@@ -71,7 +73,11 @@ def main(argv: list[str] | None = None) -> None:
             plain = learning_curve(images, truth, args.sizes, args.held_out, seed=seed)
             delta = learning_curve(images, truth, args.sizes, args.held_out, seed=seed, baseline=base,
                                    baseline_results=base_results)
-            for key, c in (("target", plain), ("target - GFN2-xTB", delta)):
+            soap_only = learning_curve(images, truth, args.sizes, args.held_out, seed=seed, baseline=base,
+                                       baseline_results=base_results,
+                                       surrogate=SOAPBayesianRidge(baseline_feature=False))
+            for key, c in (("target", plain), ("target - GFN2-xTB", delta),
+                           ("target - GFN2-xTB, SOAP terms only", soap_only)):
                 out.setdefault(key, []).append({**c.todict(), "structures_needed": c.structures_needed(args.mae)})
                 if seed == 0:
                     curves[f"{spec} ({key})"] = c

@@ -235,8 +235,16 @@ def test_a_learned_screen_on_a_baseline_learns_the_correction() -> None:
         assert r["energy"] == pytest.approx(EMT().get_potential_energy(a) - baseline.get_potential_energy(a))
     probe = atoms.copy()
     probe.rattle(0.03, seed=99)
-    learned = screen.surrogate.predict(probe, ["energy"]).results["energy"]
-    assert screen.energy(probe) == pytest.approx(learned + baseline.get_potential_energy(probe))
+    base = {"energy": baseline.get_potential_energy(probe)}
+    learned = screen.surrogate.predict(probe, ["energy"], baseline=base).results["energy"]
+    assert screen.energy(probe) == pytest.approx(learned + base["energy"])
+    # a checkpoint keeps the baseline's energies; one written without them has them computed again
+    state = screen.state()
+    assert len(state["baseline_energies"]) == len(images)
+    for saved in (state, {k: v for k, v in state.items() if k != "baseline_energies"}):
+        again = LearnedScreen(baseline=LennardJones(sigma=2.3, epsilon=0.4, rc=6.0), min_training=12)
+        again.restore(saved)
+        assert again.energy(probe) == pytest.approx(screen.energy(probe), abs=1e-6)
 
 
 def test_a_saved_chain_continues_as_if_never_stopped() -> None:
