@@ -1,13 +1,14 @@
 """A universal machine-learned potential as the baseline for periodic cells: what does it buy?
 
-CHGNet (its weights ship in the ``chgnet`` wheel) under the EMT target of the SLUSCHI aluminium
-set-up and of a bulk alloy: the held-out force error of the SNAP ensemble against training size,
-learning EMT itself and learning EMT minus CHGNet, on structures thinned from an EMT Langevin
-run near the melting point; and the cost per call of each.  The baseline is kept as a default
-only if it wins on measured cost at equal error.
+CHGNet and SevenNet-0 (their weights ship in the ``chgnet`` and ``sevenn`` wheels) under the EMT
+target of the SLUSCHI aluminium set-up and of a bulk alloy: the held-out force error of the SNAP
+ensemble against training size, learning EMT itself and learning EMT minus the potential, on
+structures thinned from an EMT Langevin run near the melting point; and the cost per call of
+each.  The baseline is kept as a default only if it wins on measured cost at equal error.
 
-    .venv/bin/pip install chgnet                      # not in the default install: see the README
-    .venv/bin/python benchmarks/materials_baseline.py    # about 5 minutes on 2 cores
+    .venv/bin/pip install 'ase-proxima[materials]'    # not in the default install: see the README
+    .venv/bin/python benchmarks/materials_baseline.py    # about 5 minutes a potential on 2 cores
+    .venv/bin/python benchmarks/materials_baseline.py --potentials sevennet   # -> materials_baseline_sevennet.json
 """
 from __future__ import annotations
 
@@ -62,16 +63,26 @@ def seconds_per_call(calc, atoms, calls: int = 3) -> float:
     return (time.perf_counter() - t) / calls
 
 
-def main(argv: list[str] | None = None) -> None:
-    from chgnet.model.dynamics import CHGNetCalculator
+def potential(name: str):
+    """The universal potential ``name`` on the CPU, as an ASE calculator."""
+    if name == "chgnet":
+        from chgnet.model.dynamics import CHGNetCalculator
 
+        return "CHGNet", CHGNetCalculator(use_device="cpu", verbose=False)
+    from sevenn.calculator import SevenNetCalculator
+
+    return "SevenNet-0", SevenNetCalculator(model="7net-0", device="cpu")
+
+
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[5, 10, 20, 40])
     ap.add_argument("--held-out", type=int, default=20)
+    ap.add_argument("--potentials", nargs="+", choices=("chgnet", "sevennet"), default=["chgnet", "sevennet"])
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    chgnet = CHGNetCalculator(use_device="cpu", verbose=False)
+    potentials = dict(potential(p) for p in args.potentials)
     report = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
@@ -80,21 +91,26 @@ def main(argv: list[str] | None = None) -> None:
         images = frames(start, temperature, max(args.sizes) + args.held_out)
         props = ("energy", "forces", "stress")
         truth = label(EMT(), images, props)
-        base = label(chgnet, images, props, progress=True)
         curves = {"EMT (SNAP learns it)": learning_curve(images, truth, args.sizes, args.held_out,
-                                                         surrogate=SNAPEnsemble()),
-                  "EMT - CHGNet": learning_curve(images, truth, args.sizes, args.held_out, surrogate=SNAPEnsemble(),
-                                                 baseline=chgnet, baseline_results=base)}
-        costs = {"emt_s": seconds_per_call(EMT(), images[0]), "chgnet_s": seconds_per_call(chgnet, images[0])}
+                                                         surrogate=SNAPEnsemble())}
+        costs = {"emt_s": seconds_per_call(EMT(), images[0])}
+        for label_, calc in potentials.items():
+            base = label(calc, images, props, progress=True)
+            curves[f"EMT - {label_}"] = learning_curve(images, truth, args.sizes, args.held_out,
+                                                       surrogate=SNAPEnsemble(), baseline=calc, baseline_results=base)
+            costs[f"{label_}_s"] = seconds_per_call(calc, images[0])
         report["cases"][name] = {"atoms": len(start), "temperature": temperature,
                                  "curves": {k: c.todict() for k, c in curves.items()}, "cost_per_call": costs,
-                                 "chgnet_over_emt": costs["chgnet_s"] / costs["emt_s"]}
+                                 **{f"{k}_over_emt": costs[f"{k}_s"] / costs["emt_s"] for k in potentials}}
         for k, c in curves.items():
             print(name, k, "force MAE", [round(f, 4) for f in c.forces_mae], file=sys.stderr)
         print(name, costs, file=sys.stderr)
-        plot_learning_curves(curves, args.out / f"{name}.png", title=f"{name} {len(start)} atoms, EMT MD at "
+        suffix = "" if sorted(args.potentials) == ["chgnet", "sevennet"] else "_" + "_".join(args.potentials)
+        plot_learning_curves(curves, args.out / f"{name}{suffix}.png", title=f"{name} {len(start)} atoms, EMT MD at "
                              f"{temperature:g} K")
-    (args.out / "materials_baseline.json").write_text(json.dumps(report, indent=1))
+    both = sorted(args.potentials) == ["chgnet", "sevennet"]
+    stem = "materials_baseline" if both else "materials_baseline_" + "_".join(args.potentials)
+    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":
