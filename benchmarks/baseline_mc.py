@@ -27,6 +27,7 @@ import json
 import math
 import os
 import platform
+import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -94,11 +95,14 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cases = sorted({r["case"] for r in rows})
+    for r in rows:  # one panel row per case, bound, walk length and settings: never mixed in a median
+        r["panel"] = (f"{r['case']}: {r['molecule']} {r['target']}, {r['step_size']} A, {r['bound'] * 1000:g} meV, "
+                      f"{r['steps']} steps" + (f", {json.dumps(r['settings'])}" if r.get("settings") else ""))
+    cases = sorted({r["panel"] for r in rows})
     fig, axes = plt.subplots(len(cases), 3, figsize=(14, 4 * len(cases)), squeeze=False)
     for row_axes, case in zip(axes, cases):
         for side, style in zip(SIDES, ("o--", "s-")):
-            mine = [r for r in rows if r["case"] == case and r["side"] == side]
+            mine = [r for r in rows if r["panel"] == case and r["side"] == side]
             t = sorted({r["temperature"] for r in mine})
             for ax, key in zip(row_axes, ("speedup", "served_fraction", "true_over_bound")):
                 line = ax.plot(t, [np.median([r[key] for r in mine if r["temperature"] == x]) for x in t], style,
@@ -111,11 +115,9 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         row_axes[1].set_ylabel("served share")
         row_axes[2].axhline(1.0, color="C3", lw=0.8)
         row_axes[2].set_ylabel("true served error / bound")
-        first = next(r for r in rows if r["case"] == case)
         for ax in row_axes:
             ax.set_xlabel("temperature (K)")
-            ax.set_title(f"{case}: {first['molecule']} {first['target']}, {first['step_size']} A, "
-                         f"{first['bound'] * 1000:g} meV", fontsize=8)
+            ax.set_title(case, fontsize=8)
             ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -168,10 +170,13 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def plot_all(out: Path) -> None:
-    """``baseline_mc.png`` from every result file in ``out`` (each case, bound and setting so far)."""
+    """``baseline_mc.png`` from the current result files in ``out`` (each case, bound and setting;
+    the runs of older code, kept as ``*_before_*`` or dated files, are left out)."""
     every = []
     for f in sorted(out.glob("*.json")):
-        for r in json.loads(f.read_text())["rows"]:
+        if re.search(r"before|\d{4}-\d\d-\d\d|consulting|without", f.stem):
+            continue
+        for r in json.loads(f.read_text()).get("rows", []):
             every.append({**r, "case": f.stem.replace("_", " ")})
     plot(every, out / "baseline_mc.png")
 
