@@ -670,10 +670,7 @@ class ProximaCalculator(Calculator):
         base = None if self.baseline is None else self._baseline(atoms, wanted, watch)
         with self.threads.surrogate():
             with watch("surrogate"):
-                if base is not None and self.surrogate.uses_baseline:
-                    prediction = self.surrogate.predict(atoms, wanted, baseline=base)
-                else:
-                    prediction = self.surrogate.predict(atoms, wanted)
+                prediction = self.surrogate.predict_on(atoms, wanted, base)
             with watch("uncertainty"):
                 u = float(self.uncertainty.score(atoms, prediction))
         if base is not None:  # the answer is the baseline plus the model's correction

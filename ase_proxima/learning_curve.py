@@ -104,8 +104,7 @@ def learning_curve(images: Sequence[Atoms], target_results: Sequence[dict[str, A
         e_err, f_err = [], []
         for i in test:
             wanted = ["energy", "forces"] if with_forces else ["energy"]
-            pred = (fitted.predict(images[i], wanted, baseline=base[i]) if base is not None and fitted.uses_baseline
-                    else fitted.predict(images[i], wanted)).results
+            pred = fitted.predict_on(images[i], wanted, None if base is None else base[i]).results
             e_err.append(abs(pred["energy"] - learned[i]["energy"]))
             if with_forces and "forces" in pred:
                 f_err.append(float(np.mean(np.abs(np.asarray(pred["forces"]) - learned[i]["forces"]))))

@@ -175,8 +175,7 @@ class LearnedScreen:
             if self.baseline is None:
                 return float(self.surrogate.predict(atoms, ["energy"]).results["energy"])
             base = {"energy": float(self.baseline.results(atoms, ["energy"])["energy"])}
-            kw = {"baseline": base} if self.surrogate.uses_baseline else {}
-            return base["energy"] + float(self.surrogate.predict(atoms, ["energy"], **kw).results["energy"])
+            return base["energy"] + float(self.surrogate.predict_on(atoms, ["energy"], base).results["energy"])
         finally:
             self.calls += 1
             self.seconds += time.perf_counter() - t

@@ -21,8 +21,8 @@ The contract, in scikit-learn's shape:
   for the performance model (``ase_proxima.perf``) to price.
 * Under a baseline the results a family learns are corrections (target minus
   baseline).  A family that also reads the baseline's own answers (``uses_baseline``)
-  gets them in ``fit(..., baselines=)`` and ``predict(..., baseline=)``; the others
-  never see them.
+  gets them in ``fit(..., baselines=)`` and ``predict(..., baseline=)``; callers go
+  through ``predict_on``, and the others never see them.
 """
 
 from __future__ import annotations
@@ -115,6 +115,14 @@ class Surrogate(BaseEstimator, ABC):
     def predict(self, atoms: Atoms, properties: Sequence[str] | None = None) -> Prediction:
         """Predict one structure the model :meth:`accepts`: ``properties`` (default all it can),
         so a caller needing energies only does not pay for forces."""
+
+    def predict_on(self, atoms: Atoms, properties: Sequence[str] | None = None,
+                   baseline: Mapping[str, Any] | None = None) -> Prediction:
+        """:meth:`predict`, handing ``baseline`` (the baseline's answer on ``atoms``, where the model
+        learned corrections to it) to a family that :attr:`uses_baseline`."""
+        if baseline is not None and self.uses_baseline:
+            return self.predict(atoms, properties, baseline=baseline)  # type: ignore[call-arg]
+        return self.predict(atoms, properties)
 
     def accepts(self, atoms: Atoms) -> str | None:
         """``None`` if ``atoms`` is inside what the model can describe, else the reason it is not."""
