@@ -239,24 +239,25 @@ class TrainingSet:
             self._append(atoms, self.baseline.correction(res, base), (res, dict(base)))
         self.total = max(len(rows), total or 0)
 
-    def data(self, n: int | None = None) -> tuple[list[Atoms], list[dict[str, Any]]]:
-        """The points a fit on the first ``n`` (default all) would use: the newest ``max_training``."""
+    def _kept(self, n: int | None) -> slice:
+        """Where, in memory, the points a fit on the first ``n`` (default all) would use are."""
         n = self.total if n is None else n
         first = self.total - len(self._atoms)
         start = max(n - self.max_training, 0) if self.max_training is not None else 0
         if start < first:
             raise ValueError(f"points {start}..{first} are no longer in memory")
-        a, r = list(self._atoms), list(self._results)
-        return a[start - first:n - first], r[start - first:n - first]
+        return slice(start - first, n - first)
+
+    def data(self, n: int | None = None) -> tuple[list[Atoms], list[dict[str, Any]]]:
+        """The points a fit on the first ``n`` (default all) would use: the newest ``max_training``."""
+        kept = self._kept(n)
+        return list(self._atoms)[kept], list(self._results)[kept]
 
     def baselines(self, n: int | None = None) -> list[dict[str, Any]] | None:
         """The baseline's answers on the points of ``data(n)``, in order (``None`` without a baseline)."""
         if self.baseline is None:
             return None
-        n = self.total if n is None else n
-        first = self.total - len(self._atoms)
-        start = max(n - self.max_training, 0) if self.max_training is not None else 0
-        return [g[1] for g in list(self._given)[start - first:n - first]]
+        return [g[1] for g in list(self._given)[self._kept(n)]]
 
     def given(self) -> list[tuple[Atoms, dict[str, Any]]]:
         """The points in memory as the store keeps them: each target answer, with the baseline's
