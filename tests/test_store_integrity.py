@@ -186,8 +186,23 @@ for k in range(15):
 """
 
 
+def _fresh_database(url: str, name: str) -> str:
+    """A new, empty database on the session's server: rows other tests wrote without naming a
+    target join every shared read of the session's own database (by design), so a test counting
+    a shared store's rows needs one of its own."""
+    import psycopg2
+
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name}")
+    conn.close()
+    return url.rsplit("/", 1)[0] + "/" + name
+
+
 def test_5_postgres_runs_do_not_share_rows_unless_asked(postgres_url, tmp_path):
     """Two CLI-like jobs each call their store ``store``: the second must start from nothing."""
+    postgres_url = _fresh_database(postgres_url, "store_integrity_5")
     proc = subprocess.run([sys.executable, "-c", PG_RUN, postgres_url, str(tmp_path / "a" / "store")],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
