@@ -380,7 +380,9 @@ class ProximaCalculator(Calculator):
             answer = self._blended(kind, reason, prediction, u, exact)
             if consult and self.capacity.lost and self.parameters["raise_capacity"]:
                 self._raise_capacity(watch)
-            if consult and self._refit_due(False):
+            # an audited call was one the surrogate could serve, as the next most likely is: the
+            # refit it would get before use is done now, so that call predicts once, not twice
+            if consult and (self._refit_due(False) or kind == "audit" and self._refit_due(True)):
                 self._fit(watch)
             self.results = answer
         if reason is None:

@@ -22,7 +22,7 @@ from ase_proxima import ProximaCalculator
 from ase_proxima.costs import CostMeter, ideal_speedup, property_key
 from ase_proxima.economy import Economy
 from ase_proxima.surrogates import SOAPBayesianRidge
-from ase_proxima.surrogates.evidence import EvidenceRidge
+from ase_proxima.surrogates.evidence import EvidenceRidge, add_outer
 from conftest import fixed_sequence
 
 
@@ -173,6 +173,55 @@ def test_low_rank_updates_are_the_posterior_at_those_hyperparameters(blocks, see
     assert ridge.optimisations == 1
     np.testing.assert_allclose(sigma, exact_sigma, rtol=1e-7, atol=1e-12 * np.abs(exact_sigma).max())
     np.testing.assert_allclose(coef, alpha * exact_sigma @ X[:n].T @ y[:n], rtol=1e-7, atol=1e-10)
+
+
+@settings(max_examples=40, deadline=None)
+@given(d=st.integers(2, 40), k=st.integers(1, 6), scale=st.floats(-3.0, 3.0), order=st.sampled_from("CFS"),
+       seed=st.integers(0, 2**16))
+def test_add_outer_adds_a_low_rank_term_in_place_where_it_can(d, k, scale, order, seed):
+    """``matrix + scale * a a^T``, written into ``matrix`` itself when it is a contiguous float
+    array of either order; a strided view is left alone and a new array returned."""
+    rng = np.random.default_rng(seed)
+    m = rng.normal(size=(d, d))
+    m = m + m.T
+    a = rng.normal(size=(d, k))
+    expected = m + scale * (a @ a.T)
+    if order == "S":  # every other row and column of a larger array: not contiguous
+        big = np.zeros((2 * d, 2 * d))
+        big[::2, ::2] = m
+        view = big[::2, ::2]
+        out = add_outer(view, a, scale)
+        assert not np.shares_memory(out, big)
+        np.testing.assert_array_equal(big[::2, ::2], m)
+    else:
+        arr = np.array(m, order=order)
+        out = add_outer(arr, a, scale)
+        assert out is arr
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12 * (1.0 + np.abs(expected).max()))
+
+
+def test_a_read_only_matrix_is_not_written():
+    m = np.eye(3)
+    m.flags.writeable = False
+    out = add_outer(m, np.ones((3, 1)))
+    np.testing.assert_array_equal(m, np.eye(3))
+    np.testing.assert_array_equal(out, np.eye(3) + 1.0)
+
+
+def test_low_rank_refits_keep_the_covariance_array_and_stay_symmetric(methane):
+    """A refit that folds in a structure or two rewrites the surrogate's covariance where it is
+    (a new square array per refit costs more than the update's arithmetic) and keeps it
+    symmetric to rounding; an optimisation on schedule gives it a new one."""
+    frames = fixed_sequence(methane, 30, amplitude=0.02, seed=5)
+    results = _labelled(frames)
+    model = SOAPBayesianRidge(fit_forces=False).fit(frames[:20], results[:20])
+    model._ridge.regrow, model._ridge.every = 1e9, 10**6  # updates only from here on
+    sigma, gram = model.sigma_, model._gram
+    for n in (21, 23, 26):
+        model.fit(frames[:n], [{"energy": r["energy"]} for r in results[:n]])
+        assert model.sigma_ is sigma and model._gram is gram
+        assert np.abs(sigma - sigma.T).max() <= 1e-12 * np.abs(sigma).max()
+    assert model._ridge.optimisations == 1 and model._ridge.updates_since == 3
 
 
 def test_incremental_soap_refit_matches_a_fit_from_scratch(methane):
@@ -842,3 +891,37 @@ def test_a_plainly_good_surrogate_serves_before_a_full_window_of_comparisons_on_
 
     assert gate.why_unvalidated("CH4", 5, 10, clearly_below=True) is None
     assert gate.why_unvalidated("CH4", 5, 10) == "composition CH4 not yet validated (5 of 10 comparisons)"
+
+
+def test_the_call_after_an_audit_predicts_once():
+    """An audited call was servable, as the next most likely is: the refit that call would need
+    before use is done at the audit, so the next call predicts once instead of predicting,
+    refitting and predicting again."""
+    from ase_proxima.workflows.mc import MonteCarlo
+
+    atoms = molecule("CH4")
+    # refits always affordable (EMT costs less than one: by cost, most would wait)
+    calc = atoms.calc = ProximaCalculator(target=EMT(), error_bound=0.05, seed=0, cost_aware=False,
+                                          refit_share=None)
+    mc = MonteCarlo(atoms, temperature_K=300, step_size=0.01, rng=2)
+    mc.run(30)  # the start-up: the surrogate is fitted and serving
+    predictions = []
+    original = calc.surrogate.predict
+
+    def counted(*args, **kw):
+        predictions[-1] += 1
+        return original(*args, **kw)
+
+    calc.surrogate.predict = counted
+    after_audit, previous = [], None
+    for _ in range(400):
+        predictions.append(0)
+        fits = calc.training.fits
+        mc.run(1)
+        if previous == "audit" and calc.answer == "surrogate":
+            after_audit.append(predictions[-1])
+        if calc.answer == "audit":
+            assert calc.training.fits > fits  # the new point is folded in at once
+        previous = calc.answer
+    assert calc.stats["audits"] >= 3 and after_audit
+    assert max(after_audit) == 1

@@ -17,9 +17,9 @@ Two kinds of solve:
   themselves, given: the columns' own decomposition, cubic in their number, is never needed;
 * :meth:`EvidenceRidge.update`: the posterior for new statistics at the hyperparameters in
   hand, used between optimisations: given the rows added since the last solve, a low-rank
-  (Woodbury) update of the covariance, whose cost does not grow with the rows behind it and is a
-  small fraction of a factorisation when a few rows were added; else one Cholesky
-  factorisation.
+  (Woodbury) update of the covariance, written into the array it updates, whose cost does not
+  grow with the rows behind it and is a small fraction of a factorisation when a few rows were
+  added; else one Cholesky factorisation.
 
 :meth:`EvidenceRidge.solve` picks: it re-optimises when the rows have grown by ``regrow``
 since the last optimisation, or after ``every`` updates, and otherwise updates.
@@ -29,11 +29,30 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.linalg import cho_factor, cho_solve, eigh
+from scipy.linalg import cho_factor, cho_solve, eigh, solve_triangular
+from scipy.linalg.blas import dgemm
 
-__all__ = ["EvidenceRidge"]
+__all__ = ["EvidenceRidge", "add_outer"]
 
 _EPS = np.finfo(float).eps
+
+
+def add_outer(matrix: np.ndarray, a: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """``matrix += scale * a @ a.T``, in place where ``matrix`` is a contiguous float array.
+
+    A new square matrix of a few hundred columns is fresh memory from the system, whose first
+    touch costs several times the arithmetic of a low-rank update: refits write into the arrays
+    they already hold.  ``a @ a.T`` is symmetric, so a C-ordered ``matrix`` is handed to BLAS as
+    its (Fortran-ordered) transpose.  Returns the updated array (``matrix`` itself, or a new one
+    where it could not be written in place)."""
+    a = np.asarray(a, float)
+    if matrix.dtype == np.float64 and matrix.flags.writeable and (matrix.flags.c_contiguous
+                                                                  or matrix.flags.f_contiguous):
+        target = matrix.T if matrix.flags.c_contiguous else matrix
+        out = dgemm(scale, a, a, beta=1.0, c=target, trans_b=True, overwrite_c=True)
+        if np.shares_memory(out, matrix):
+            return matrix
+    return matrix + scale * (a @ a.T)
 
 
 class EvidenceRidge:
@@ -122,7 +141,8 @@ class EvidenceRidge:
         zc = z / (ev + max(lam / alpha, jitter))
         self.coef_ = V @ zc
         if V.shape[1] < len(gram):  # the null space's covariance is the prior's, 1 / lambda
-            self.sigma_ = np.eye(len(gram)) / lam + (V * (1.0 / (alpha * ev + lam) - 1.0 / lam)) @ V.T
+            self.sigma_ = (V * (1.0 / (alpha * ev + lam) - 1.0 / lam)) @ V.T
+            self.sigma_.flat[::len(gram) + 1] += 1.0 / lam  # (one new square array, not three)
         else:
             self.sigma_ = (V / (alpha * ev + lam)) @ V.T
         self.optimised_rows, self.updates_since = n, 0
@@ -142,8 +162,10 @@ class EvidenceRidge:
             if k:  # (P + a R^T R)^-1 = S - S R^T (I/a + R S R^T)^-1 R S, with S = P^-1
                 sr = self.sigma_ @ new_rows.T
                 inner = np.eye(k) / self.alpha_ + new_rows @ sr
-                sigma = self.sigma_ - sr @ np.linalg.solve(inner, sr.T)
-                self.sigma_ = 0.5 * (sigma + sigma.T)
+                # with I/a + R S R^T = L L^T the correction is Y Y^T, Y = S R^T L^-T: symmetric
+                # by construction, subtracted in place (raises before touching S if not definite)
+                y = solve_triangular(np.linalg.cholesky(inner), sr.T, lower=True, check_finite=False).T
+                self.sigma_ = add_outer(self.sigma_, y, -1.0)
         else:
             precision = self.alpha_ * gram + self.lambda_ * np.eye(d)
             factor = cho_factor(precision, lower=False, check_finite=False)

@@ -54,7 +54,7 @@ from dscribe.descriptors import SOAP
 
 from .base import (FittedState, Prediction, Surrogate, WorkloadSize, check_training_set, isolated_copy,
                    mean_neighbours, structure_key)
-from .evidence import EvidenceRidge
+from .evidence import EvidenceRidge, add_outer
 
 __all__ = ["SOAPBayesianRidge", "posterior"]
 
@@ -140,7 +140,8 @@ class SOAPBayesianRidge(Surrogate):
             # whose derivative leaves out the centre's own motion: forces that are not -dE/dr)
             d, p = self._soap.derivatives(atoms, method="analytical", return_descriptor=True, attach=True)
         else:
-            p, d = self._soap.create(atoms), None
+            # one structure: dscribe's per-structure call, without create()'s batching around it
+            p, d = self._soap.create_single(atoms), None
         p = np.atleast_2d(p)
         blocks, dblocks = [], []
         for mask in masks:
@@ -320,7 +321,7 @@ class SOAPBayesianRidge(Surrogate):
             return
         A, b = self._rows(described, results[first:], None if bases is None else bases[first:])
         block = np.column_stack([A, b])
-        self._gram = block.T @ block if self._gram is None else self._gram + block.T @ block
+        self._gram = block.T @ block if self._gram is None else add_outer(self._gram, block.T)
         # the rows make the evidence maximum cheap while fewer than the columns (EvidenceRidge)
         rows = A if self._n_rows == 0 else None if self._design is None else np.vstack([self._design, A])
         self._design = rows if rows is not None and len(rows) < A.shape[1] else None
@@ -404,7 +405,8 @@ class SOAPBayesianRidge(Surrogate):
         g = self._gram
         coef, sigma = self._ridge.solve(g[:-1, :-1], g[:-1, -1], float(g[-1, -1]), self._n_rows, new_rows,
                                         rows=self._design)
-        return np.array(coef), np.array(sigma)
+        # the ridge's own arrays: its next low-rank update rewrites the covariance in place
+        return coef, sigma
 
     def predict(self, atoms: Atoms, properties: Sequence[str] | None = None,
                 baseline: Mapping[str, Any] | None = None) -> Prediction:
