@@ -48,10 +48,9 @@ def add_outer(matrix: np.ndarray, a: np.ndarray, scale: float = 1.0) -> np.ndarr
     a = np.asarray(a, float)
     if matrix.dtype == np.float64 and matrix.flags.writeable and (matrix.flags.c_contiguous
                                                                   or matrix.flags.f_contiguous):
-        target = matrix.T if matrix.flags.c_contiguous else matrix
-        out = dgemm(scale, a, a, beta=1.0, c=target, trans_b=True, overwrite_c=True)
-        if np.shares_memory(out, matrix):
-            return matrix
+        c_order = matrix.flags.c_contiguous
+        out = dgemm(scale, a, a, beta=1.0, c=matrix.T if c_order else matrix, trans_b=True, overwrite_c=True)
+        return matrix if np.shares_memory(out, matrix) else out.T if c_order else out
     return matrix + scale * (a @ a.T)
 
 

@@ -383,20 +383,28 @@ class SOAPBayesianRidge(Surrogate):
             n = len(atoms)
             k_e = self.energy_weight if self.energy_weight is not None else np.sqrt(3 * n)
             y = float(res["energy"]) - self._counts(atoms) @ self._e_ref - self._y_mean
-            row = (x - self._mu) / self._scale
             z, dz = self._base_feature(atoms, bases[k], dx is not None) if bases is not None else (None, None)
-            if z is not None:
-                row = np.append(row, z)
-            blocks.append(k_e * np.append(row, 1.0)[None, :])
+            row, g = self._structure_rows(x, dx, z, dz)
+            blocks.append(k_e * row[None, :])
             targets.append(np.array([k_e * y]))
-            if dx is not None:
-                block = np.zeros((3 * n, len(row) + 1))
-                block[:, :len(x)] = -dx.reshape(3 * n, -1) / self._scale
-                if dz is not None:
-                    block[:, len(x)] = dz
+            if g is not None:
+                block = np.zeros((len(g), len(row)))  # the intercept does not move with the atoms
+                block[:, :-1] = g
                 blocks.append(block)
                 targets.append(np.asarray(res["forces"], float).ravel())
         return np.vstack(blocks), np.concatenate(targets)
+
+    def _structure_rows(self, x: np.ndarray, dx: np.ndarray | None, z: float | None,
+                dz: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """One structure's design, as fits and predictions both read it: its energy row (scaled
+        features, the baseline feature when fitted with one, the intercept) and, given the
+        features' derivatives, its force rows without the intercept column (minus the scaled
+        derivatives, and the baseline's scaled forces)."""
+        row = np.append((x - self._mu) / self._scale, (1.0,) if z is None else (z, 1.0))
+        if dx is None:
+            return row, None
+        g = -dx.reshape(-1, dx.shape[-1]) / self._scale
+        return row, g if dz is None else np.column_stack([g, dz])
 
     def _solve(self, new_rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The Bayesian ridge posterior (mean and covariance of the weights) from the Gram matrix
@@ -420,18 +428,12 @@ class SOAPBayesianRidge(Surrogate):
         z, dz = self._base_feature(atoms, baseline, want_f) if self.with_baseline_ else (None, None)
         x, dx = self._features(atoms, want_f)
         w, cov = self.coef_, self.sigma_
-        row = (x - self._mu) / self._scale
-        if z is not None:
-            row = np.append(row, z)
-        row = np.append(row, 1.0)
+        row, g = self._structure_rows(x, dx, z, dz)
         mean, std = posterior(row, w, cov)
         results: dict[str, Any] = {"energy": float(self._counts(atoms) @ self._e_ref + self._y_mean + mean)}
         spread: dict[str, Any] = {"energy": std}
-        if dx is not None:
+        if g is not None:
             n = len(atoms)
-            g = -dx.reshape(3 * n, -1) / self._scale
-            if dz is not None:
-                g = np.column_stack([g, dz])
             results["forces"] = (g @ w[:-1]).reshape(n, 3)
             var = ((g @ cov[:-1, :-1]) * g).sum(axis=1)
             spread["forces"] = np.sqrt(np.clip(var, 0.0, None)).reshape(n, 3)
