@@ -44,7 +44,7 @@ from .certificate import ServedErrorBound
 from .control import ThresholdController, clearly_below
 from .costs import CostMeter, property_key
 from .economy import Economy
-from .identity import IdentityCache, identity, system_changes
+from .identity import IdentityCache, identity, refresh_copy, system_changes
 from .metrics import UNITS, compute_error, free_atoms, metric_properties
 from .notices import Notices
 from .parameters import DEFAULT_PARAMETERS, FIXED_ONCE_STARTED, SettingsError, check_parameters, setting_property
@@ -58,6 +58,9 @@ from .training import TrainingSet, plain
 from .uncertainty import EnsembleUncertainty, Uncertainty
 
 __all__ = ["ProximaCalculator"]
+
+
+_POOLS_AS_THEY_ARE = nullcontext()
 
 
 def _also(reason: str | None, more: str) -> str:
@@ -163,6 +166,9 @@ class ProximaCalculator(Calculator):
         self._previous: bytes | None = None  # identity of the structure of the previous call
         self._target_last: bytes | None = None  # identity of the structure the target last computed
         self._copied_by_ase = False  # inside ASE's get_property, which has just copied the structure
+        # the copy of the last structure that nothing but this calculator holds (the target and the
+        # training set keep theirs): the next call refreshes it in place instead of copying anew
+        self._private_copy: Atoms | None = None
         self.answer: str | None = None  # who answered the last call: target, surrogate, audit, cached
         self._training_extras: tuple[str, ...] | None = None
         self._cost_bounds: dict[str, tuple[float, float] | None] = {}  # per property set: see _time_descriptors
@@ -263,7 +269,10 @@ class ProximaCalculator(Calculator):
             raise PropertyNotImplementedError(f"{bad} not implemented by the target {self.target.name}")
         kept = dict(self.results) if not system_changes else {}
         if atoms is not None and not (self._copied_by_ase and self.atoms is not None):
-            self.atoms = atoms.copy()
+            own = self._private_copy
+            if own is None or not refresh_copy(own, atoms):
+                own = self._private_copy = atoms.copy()
+            self.atoms = own
         try:
             self._answer(self.atoms, properties, system_changes)
         except BaseException:
@@ -329,6 +338,8 @@ class ProximaCalculator(Calculator):
                 self.results["free_energy"] = self.results["energy"]
             self.tally.surrogate_calls += 1
         else:
+            if atoms is self._private_copy:  # the target and the training set may keep it
+                self._private_copy = None
             with watch("target"), self.threads.target():
                 # the structure before this one was the target's last: it is told what changed
                 changes = system_changes if previous is not None and previous == self._target_last else None
@@ -670,7 +681,8 @@ class ProximaCalculator(Calculator):
         wanted = self._predicted(properties)
         # the model predicts a correction, and one that reads the baseline's answer needs it first
         base = None if self.baseline is None else self._baseline(atoms, wanted, watch)
-        with self.threads.surrogate():
+        limited = self.surrogate.predicts_on_one_thread or self.uncertainty.scores_on_one_thread
+        with self.threads.surrogate() if limited else _POOLS_AS_THEY_ARE:
             with watch("surrogate"):
                 prediction = self.surrogate.predict_on(atoms, wanted, base)
             with watch("uncertainty"):
@@ -882,6 +894,9 @@ class ProximaCalculator(Calculator):
         state = dict(self.__dict__)
         state["store"] = None
         state.pop("_at_exit", None)
+        # the structure this calculator refreshes in place is its alone: a copy gets its own
+        state["atoms"] = None if self.atoms is None else self.atoms.copy()
+        state["_private_copy"] = None
         state["training"] = copy.copy(self.training)
         state["training"].store = None
         return state

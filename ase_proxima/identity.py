@@ -18,7 +18,7 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import all_changes
 
-__all__ = ["IdentityCache", "identity", "system_changes"]
+__all__ = ["IdentityCache", "identity", "refresh_copy", "system_changes"]
 
 #: what ASE's ``compare_atoms`` looks at, and in its order: the cell and periodicity, then arrays
 _ATTRIBUTES = ("cell", "pbc")
@@ -64,6 +64,34 @@ def system_changes(old: Atoms | None, new: Atoms, tol: float = 1e-15,
     changes += [k for k in names if (k in a) != (k in b)]
     changes += [k for k in names if k in a and k in b and not _close(np.asarray(a[k]), np.asarray(b[k]), tol)]
     return changes
+
+
+def refresh_copy(kept: Atoms, atoms: Atoms) -> bool:
+    """Make ``kept``, a copy of an earlier structure that no one else holds, a copy of ``atoms`` in
+    place (what ``atoms.copy()`` would give: every per-atom array, the cell, periodicity, cell
+    displacement and ``info``).  ``False``, with ``kept`` untouched, where that cannot be done
+    exactly: either is not a plain :class:`~ase.Atoms`, either has constraints (a copy takes deep
+    copies of them), or their arrays differ in name, shape or type.
+
+    A calculator keeps a copy of the structure of every call for ASE's change check; along a
+    trajectory the structure keeps its arrays' shapes, and refreshing the copy costs a fraction of
+    building a new object."""
+    if type(kept) is not Atoms or type(atoms) is not Atoms or kept.constraints or atoms.constraints:
+        return False
+    old, new = kept.arrays, atoms.arrays
+    if old.keys() != new.keys():
+        return False
+    for name, a in new.items():
+        b = old[name]
+        if a.shape != b.shape or a.dtype != b.dtype:
+            return False
+    for name, a in new.items():
+        np.copyto(old[name], a)
+    kept.cell.array[:] = atoms.cell.array
+    kept.pbc[:] = atoms.pbc
+    kept.set_celldisp(atoms.get_celldisp())
+    kept.info = dict(atoms.info)
+    return True
 
 
 class IdentityCache:

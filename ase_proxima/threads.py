@@ -7,7 +7,11 @@ target's OpenMP threads want the same cores, and a small molecule's SCF is often
 all cores than on one.  :class:`ThreadPlan` therefore
 
 * runs the surrogate's numerics (fits, predictions, uncertainties) on one thread: its
-  matrices are too small to gain from more, and no pool it wakes competes with the target;
+  matrices are too small to gain from more, and no pool it wakes competes with the target.
+  A family whose prediction is a few small products (``predicts_on_one_thread = False``, the
+  SOAP ridge) predicts on the pools as they are: limiting them and setting them back costs
+  several microseconds a call, more than such a prediction's threads were measured to cost
+  a threaded target; its fits are limited all the same;
 * gives the target the faster of its own default and one thread, measured: after two calls
   that set programs and pools up (not counted), its calls try the two in the order default,
   one, one, default, ... (``trial_calls`` of each; the mirrored order cancels a drift such as a

@@ -35,6 +35,8 @@ class Uncertainty(ABC):
 
     #: True when :meth:`score` reads the surrogate's prediction (so it is made first)
     needs_prediction: bool = False
+    #: are the thread pools limited to one thread around :meth:`score` (see the surrogates')?
+    scores_on_one_thread: bool = True
 
     def fit(self, images: Sequence[Atoms]) -> Uncertainty:
         """Refresh whatever the signal keeps of the training set (called with every refit);
@@ -125,6 +127,7 @@ class EnsembleUncertainty(Uncertainty):
     """The surrogate's own spread (ensemble std or posterior std), reduced like the error metric."""
 
     needs_prediction = True
+    scores_on_one_thread = False  # it reduces the prediction's spread: no linear algebra
 
     def __init__(self, metric: str = "energy") -> None:
         metric_properties(metric)

@@ -804,6 +804,123 @@ def test_the_calculator_s_change_check_is_ase_s(change, size, seed, excluded):
     assert sorted(system_changes(None, new)) == sorted(compare_atoms(None, new))
 
 
+def _same_structure(a, b):
+    """Everything ``Atoms.copy`` carries over, compared exactly."""
+    assert type(a) is type(b) and a.arrays.keys() == b.arrays.keys()
+    for name in a.arrays:
+        assert a.arrays[name].dtype == b.arrays[name].dtype
+        np.testing.assert_array_equal(a.arrays[name], b.arrays[name])
+    np.testing.assert_array_equal(a.cell.array, b.cell.array)
+    np.testing.assert_array_equal(a.pbc, b.pbc)
+    np.testing.assert_array_equal(a.get_celldisp(), b.get_celldisp())
+    assert a.info == b.info and len(a.constraints) == len(b.constraints)
+
+
+_REFRESH = ("positions", "cell", "pbc", "celldisp", "info", "momenta", "tags", "masses", "new_array",
+            "more_atoms", "numbers_dtype", "constraint", "subclass")
+
+
+@settings(max_examples=80, deadline=None)
+@given(change=st.sampled_from(_REFRESH), seed=st.integers(0, 2**16), name=st.sampled_from(["H2O", "CH3CH2OH"]))
+def test_refresh_copy_gives_what_a_copy_gives_or_leaves_the_old_copy_alone(change, seed, name):
+    """A kept copy refreshed in place equals ``atoms.copy()`` in everything a copy carries, and no
+    array of it is one of the structure's own; where that cannot be exact (other arrays or
+    shapes, constraints, a subclass of Atoms) it says so and is left as it was."""
+    from ase import Atoms
+    from ase.constraints import FixAtoms
+
+    from ase_proxima.identity import refresh_copy
+
+    rng = np.random.default_rng(seed)
+    old = molecule(name, vacuum=3.0)
+    old.info["step"] = 1
+    kept, before = old.copy(), old.copy()
+    new = old.copy()
+    exact = True
+    if change == "positions":
+        new.positions += rng.normal(0.0, 0.1, new.positions.shape)
+    elif change == "cell":
+        new.cell[1, 1] += rng.uniform(0.1, 1.0)
+    elif change == "pbc":
+        new.pbc = [True, False, True]
+    elif change == "celldisp":
+        new.set_celldisp(rng.normal(size=3))
+    elif change == "info":
+        new.info = {"step": 2, "tag": "x"}
+    elif change == "momenta":  # an array the old copy lacks
+        new.set_momenta(rng.normal(size=(len(new), 3)))
+        exact = False
+    elif change in ("tags", "masses", "new_array"):  # the same names on both sides: refreshed
+        for a in (old, kept, before, new):
+            a.set_tags(np.arange(len(a))) if change == "tags" else a.set_masses() if change == "masses" else \
+                a.new_array("charge_x", np.zeros(len(a)))
+        new.arrays[{"tags": "tags", "masses": "masses", "new_array": "charge_x"}[change]][0] = 7
+        kept, before = old.copy(), old.copy()
+    elif change == "more_atoms":
+        new += Atoms("H", positions=[[0.0, 0.0, 2.5]])
+        exact = False
+    elif change == "numbers_dtype":
+        new.arrays["numbers"] = new.arrays["numbers"].astype(np.int32)
+        exact = False
+    elif change == "constraint":
+        new.set_constraint(FixAtoms(indices=[0]))
+        exact = False
+    elif change == "subclass":
+        class Tagged(Atoms):
+            pass
+
+        new = Tagged(new)
+        exact = False
+    assert refresh_copy(kept, new) is exact
+    if exact:
+        _same_structure(kept, new.copy())
+        assert all(not np.shares_memory(kept.arrays[k], new.arrays[k]) for k in new.arrays)
+        assert kept.info is not new.info
+    else:
+        _same_structure(kept, before)
+
+
+def test_served_calls_refresh_the_calculator_s_copy_and_never_one_it_handed_over(monkeypatch):
+    """A served call keeps its copy of the structure by refreshing the previous one in place (no
+    new Atoms object), while every copy the target or the training set was given stays as it
+    was; ASE's change check still sees each step, and a copy of the calculator gets a structure of
+    its own."""
+    import copy
+
+    from ase import Atoms
+
+    from ase_proxima.workflows.mc import MonteCarlo
+
+    atoms = molecule("CH4")
+    calc = atoms.calc = ProximaCalculator(target=EMT(), error_bound=0.05, seed=0, cost_aware=False)
+    mc = MonteCarlo(atoms, temperature_K=300, step_size=0.01, rng=3)
+    mc.run(40)  # the start-up: fitted and serving
+    given = [(calc.target.atoms, calc.target.atoms.positions.copy())]
+    copies = []
+    original = Atoms.copy
+    monkeypatch.setattr(Atoms, "copy", lambda self: copies.append(1) or original(self))
+    reference, kinds, steps = EMT(), [], mc.irun(150)
+    for _ in range(150):
+        before = len(copies)
+        next(steps)
+        kinds.append(calc.answer)
+        made = len(copies) - before - 1  # beyond the Monte Carlo step's own trial copy
+        if calc.answer == "surrogate" and kinds[-2:-1] == ["surrogate"]:
+            assert made == 0
+        if calc.answer in ("target", "audit"):
+            given.append((calc.target.atoms, calc.target.atoms.positions.copy()))
+        assert calc.check_state(mc.trial) == [] and calc.atoms is not mc.trial
+        assert calc.check_state(atoms) == [] or not mc.accepted
+    assert kinds.count("surrogate") > 100 and kinds.count("audit") >= 1
+    for kept, positions in given:  # the target's copies were never refreshed
+        np.testing.assert_array_equal(kept.positions, positions)
+    for image, result in zip(*calc.training.data(calc.training.total)):  # nor the training set's
+        assert reference.get_potential_energy(image) == pytest.approx(result["energy"], abs=1e-9)
+    twin = copy.copy(calc)
+    assert twin.atoms is not calc.atoms and twin._private_copy is None
+    _same_structure(twin.atoms, calc.atoms)
+
+
 def test_an_economy_idle_for_cost_probes_by_measuring_and_wakes_when_that_pays():
     eco = Economy(patience=5, max_cost_ratio=0.6, probe_share=0.05)
     eco.defer("a surrogate answer may cost up to 200% of a target call")
@@ -826,7 +943,11 @@ def test_the_soap_cost_sample_bounds_a_prediction_at_a_fraction_of_its_price():
     model = SOAPBayesianRidge()
     low, high = model.cost_bounds(atoms, ["energy", "forces"])
     assert 0 < low and high == pytest.approx(low * len(atoms))
-    assert model._soap is None and not model._cache  # a sample: nothing kept, no species fixed
+    # a sample: no features kept and nothing fitted, but the descriptor it built (building one
+    # costs more than the sample) is the one describing the structure uses next
+    soap = model._soap
+    assert soap is not None and not model._cache and not model.is_fitted
+    assert model.describe(atoms, ["energy", "forces"]) and model._soap is soap and len(model._cache) == 1
     from ase_proxima.surrogates import SNAPEnsemble
 
     assert SNAPEnsemble().cost_bounds(bulk_cu()) is None  # no sample for this family: timed whole
@@ -891,6 +1012,36 @@ def test_a_plainly_good_surrogate_serves_before_a_full_window_of_comparisons_on_
 
     assert gate.why_unvalidated("CH4", 5, 10, clearly_below=True) is None
     assert gate.why_unvalidated("CH4", 5, 10) == "composition CH4 not yet validated (5 of 10 comparisons)"
+
+
+def test_a_soap_prediction_leaves_the_thread_pools_alone_but_its_fits_do_not(monkeypatch):
+    """Served SOAP answers run on the pools as they are (no pool resized on the call), refits are
+    limited to one thread; a family that asks for it (the default) predicts on one thread."""
+    from ase_proxima import threads
+    from ase_proxima.workflows.mc import MonteCarlo
+
+    entered = []
+    original = threads._limited.__enter__
+    monkeypatch.setattr(threads._limited, "__enter__", lambda self: entered.append(self.n) or original(self))
+
+    class OneThreadSOAP(SOAPBayesianRidge):
+        predicts_on_one_thread = True
+
+    for surrogate, expect_limited in ((SOAPBayesianRidge(), False), (OneThreadSOAP(), True)):
+        atoms = molecule("CH4")
+        calc = atoms.calc = ProximaCalculator(target=EMT(), error_bound=0.05, seed=0, cost_aware=False,
+                                              surrogate=surrogate, target_threads=1)
+        steps = MonteCarlo(atoms, temperature_K=300, step_size=0.01, rng=4).irun(200)
+        served = 0
+        for _ in range(200):
+            fits, before = calc.training.fits, len(entered)
+            next(steps)
+            if calc.answer == "surrogate" and calc.training.fits == fits:
+                served += 1
+                assert (len(entered) > before) is expect_limited
+            elif calc.training.fits > fits:
+                assert len(entered) > before
+        assert served > 100
 
 
 def test_the_call_after_an_audit_predicts_once():

@@ -80,6 +80,10 @@ class Surrogate(BaseEstimator, ABC):
     implemented_properties: tuple[str, ...] = ("energy",)
     #: does the family read the baseline's answers (``fit(baselines=)``, ``predict(baseline=)``)?
     uses_baseline: bool = False
+    #: are the thread pools limited to one thread around each prediction (as around every fit)?
+    #: A family whose prediction is a few small products that do not slow a threaded target says
+    #: ``False``: limiting the pools and setting them back on every call then costs more than it saves
+    predicts_on_one_thread: bool = True
 
     @property
     @abstractmethod
