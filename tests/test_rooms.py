@@ -122,6 +122,17 @@ def test_one_absurd_value_cannot_widen_the_plausible_range(energies, absurd):
     assert dirty.absurd({"energy": absurd * 3}, 3) is not None
 
 
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(st.floats(-1e6, 1e6, allow_subnormal=True), min_size=1, max_size=80))
+def test_the_plausible_range_s_median_is_numpy_s(values):
+    """The median the plausible range is recomputed with after every target answer is
+    ``np.median`` exactly (odd and even sizes, ties, signed zeros)."""
+    from ase_proxima.training import _median
+
+    a = np.array(values, float)
+    assert _median(a) == float(np.median(a))
+
+
 @settings(max_examples=60, deadline=None)
 @given(reason=st.text(max_size=80), error=st.floats(allow_nan=True, allow_infinity=False))
 def test_any_reason_text_makes_one_log_line_that_reads_back(tmp_path_factory, reason, error):
