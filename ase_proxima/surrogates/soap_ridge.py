@@ -406,7 +406,7 @@ class SOAPBayesianRidge(Surrogate):
         return np.vstack(blocks), np.concatenate(targets)
 
     def _structure_rows(self, x: np.ndarray, dx: np.ndarray | None, z: float | None,
-                dz: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+                        dz: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
         """One structure's design, as fits and predictions both read it: its energy row (scaled
         features, the baseline feature when fitted with one, the intercept) and, given the
         features' derivatives, its force rows without the intercept column (minus the scaled
