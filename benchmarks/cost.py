@@ -365,7 +365,7 @@ def refit_scaling(quick: bool) -> list[dict[str, Any]]:
         # what the previous version ran on every refit, at default threading: a QR update of the
         # triangular factor and scikit-learn's full BayesianRidge on it (a factor of the same
         # statistics stands in for it)
-        g = model._gram
+        g = model._full_gram()
         R = np.linalg.cholesky(g + 1e-9 * np.trace(g) / len(g) * np.eye(len(g))).T
         q = R.shape[1]
         t = time.perf_counter()

@@ -22,7 +22,7 @@ from ase_proxima import ProximaCalculator
 from ase_proxima.costs import CostMeter, ideal_speedup, property_key
 from ase_proxima.economy import Economy
 from ase_proxima.surrogates import SOAPBayesianRidge
-from ase_proxima.surrogates.evidence import EvidenceRidge, add_outer
+from ase_proxima.surrogates.evidence import EvidenceRidge, LowRankCovariance, add_outer, variance
 from conftest import fixed_sequence
 
 
@@ -78,7 +78,8 @@ def test_the_evidence_maximum_from_fewer_rows_than_columns_is_the_full_eigenbasi
     y = X @ rng.normal(size=p) + noise * rng.normal(size=n)
     full, dual = EvidenceRidge(), EvidenceRidge()  # the surrogate's settings
     c1, s1 = full.optimise(X.T @ X, X.T @ y, float(y @ y), n)
-    c2, s2 = dual.optimise(X.T @ X, X.T @ y, float(y @ y), n, rows=X)
+    c2, _ = dual.optimise(X.T @ X, X.T @ y, float(y @ y), n, rows=X)
+    s2 = dual.sigma_  # (kept low-rank where the rows are few enough: as a square array here)
     # with fewer rows than columns the data can be fitted exactly: the residual behind the noise
     # precision is a difference of near-equal sums and the evidence is flat along it, so both
     # routes stop a rounding apart (3e-4 at worst over 1500 random designs), not bit for bit
@@ -104,7 +105,8 @@ def test_a_soap_surrogate_refits_from_its_rows_while_they_are_fewer_than_its_fea
     assert fast._design is not None and len(fast._design) == 30 < len(fast.coef_)
     fast.fit(frames, labelled)  # appended: the rows grow with the data
     slow = SOAPBayesianRidge().fit(frames[:30], labelled[:30])
-    slow._design = None  # as a store written before the rows were kept
+    slow._gram = slow._full_gram()  # as a store written before the rows were kept: the Gram matrix alone
+    slow._design = slow._design_y = None
     slow.fit(frames, labelled)
     assert fast._ridge.optimisations == slow._ridge.optimisations == 2
     assert np.allclose(fast.coef_, slow.coef_, rtol=1e-6, atol=1e-9 * np.abs(slow.coef_).max())
@@ -208,17 +210,125 @@ def test_a_read_only_matrix_is_not_written():
     np.testing.assert_array_equal(out, np.eye(3) + 1.0)
 
 
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 30), extra=st.integers(0, 120), blocks=st.lists(st.integers(0, 6), max_size=10),
+       rank=st.sampled_from([None, 1, 4]), seed=st.integers(0, 2**16))
+def test_a_posterior_from_fewer_rows_than_columns_is_kept_low_rank_and_exact(n, extra, blocks, rank, seed):
+    """From fewer rows than columns the covariance is the prior's plus a term of the rank of the
+    rows, never a square array, and rows folded in later extend that term: the posterior (its
+    mean, covariance and any row's variance) is the one the square-array route gives, and the
+    inverse of the precision at those hyperparameters; past half the columns' rank it becomes a
+    square array."""
+    rng = np.random.default_rng(seed)
+    d = 2 * n + extra + 1
+    X = rng.normal(size=(n + sum(blocks), d)) * rng.uniform(0.1, 10, size=d)
+    if rank is not None and rank < n:  # rows that repeat a few patterns
+        X[:n] = rng.normal(size=(n, rank)) @ X[:rank]
+    y = X @ rng.normal(size=d) + 0.1 * rng.normal(size=len(X))
+    ridges = {}
+    for max_rank in (0.5, 0.0):  # low-rank where it can be, and always a square array
+        ridge = ridges[max_rank] = EvidenceRidge(regrow=1e9, every=10**6, max_rank=max_rank)
+        _, cov = ridge.solve(None, X[:n].T @ y[:n], float(y[:n] @ y[:n]), n, rows=X[:n])
+        assert isinstance(cov, LowRankCovariance) == (max_rank > 0) and (max_rank == 0 or cov.rank <= n)
+        m = n
+        for k in blocks:
+            m += k
+            _, cov = ridge.solve(None, X[:m].T @ y[:m], float(y[:m] @ y[:m]), m, new_rows=X[m - k:m], rows=X[:m])
+            assert not isinstance(cov, LowRankCovariance) or cov.rank <= 0.5 * d
+        assert ridge.optimisations == 1
+    low, square = ridges[0.5], ridges[0.0]
+    assert (low.alpha_, low.lambda_) == (square.alpha_, square.lambda_)
+    precision = low.alpha_ * X[:m].T @ X[:m] + low.lambda_ * np.eye(d)
+    tol = max(1e-13 * np.linalg.cond(precision), 1e-10)  # what rounding allows of any inverse
+    scale = np.abs(square.sigma_).max()
+    np.testing.assert_allclose(low.sigma_, square.sigma_, rtol=tol, atol=tol * scale)
+    np.testing.assert_allclose(low.coef_, square.coef_, rtol=tol, atol=tol * np.abs(square.coef_).max())
+    np.testing.assert_allclose(precision @ low.sigma_, np.eye(d), atol=tol)
+    probe = rng.normal(size=(3, d))
+    np.testing.assert_allclose(variance(low.covariance_, probe), np.einsum("ij,jk,ik->i", probe, square.sigma_, probe),
+                               rtol=tol, atol=tol * scale * d)
+    assert variance(low.covariance_, probe[0]) == pytest.approx(float(probe[0] @ square.sigma_ @ probe[0]),
+                                                                rel=tol, abs=tol * scale * d)
+
+
+def test_a_low_rank_soap_model_predicts_as_its_square_covariance_does_and_refits_without_one(methane):
+    """A SOAP model fitted on fewer rows than features keeps no square array (no Gram matrix, no
+    covariance) through its refits; its energies, forces and their spreads are those of the same
+    posterior held as a square array, and its saved state restores the low-rank form: the
+    restored model refits exactly as the one that never stopped."""
+    frames = fixed_sequence(methane, 14, amplitude=0.02, seed=7)
+    results = _labelled(frames)
+    model = SOAPBayesianRidge().fit(frames[:5], results[:5])  # 5 x 16 rows against 289 features
+    model._ridge.regrow, model._ridge.every = 1e9, 10**6  # updates only from here on
+    for n in (6, 7):
+        model.fit(frames[:n], results[:n])
+        cov = model._ridge.covariance_
+        assert model._gram is None and isinstance(cov, LowRankCovariance) and cov.rank <= 16 * n
+    assert model._ridge.optimisations == 1 and model._ridge.updates_since == 2
+    square = SOAPBayesianRidge()
+    square.restore_fitted_state(model.fitted_state())
+    square._ridge.covariance_ = model.sigma_  # the same posterior as a square array
+    for atoms in frames[10:]:
+        low, full = model.predict(atoms), square.predict(atoms)
+        assert low.results["energy"] == pytest.approx(full.results["energy"], abs=1e-10)
+        assert low.spread["energy"] == pytest.approx(full.spread["energy"], rel=1e-6)  # (a root of a difference)
+        np.testing.assert_allclose(low.results["forces"], full.results["forces"], atol=1e-10)
+        np.testing.assert_allclose(low.spread["forces"], full.spread["forces"], rtol=1e-6, atol=1e-12)
+    state = model.fitted_state()
+    assert "sigma" not in state.arrays and "sigma_basis" in state.arrays and "design_y" in state.arrays
+    again = SOAPBayesianRidge()
+    again.restore_fitted_state(state)
+    assert isinstance(again._ridge.covariance_, LowRankCovariance) and again._gram is None
+    again._ridge.regrow, again._ridge.every = 1e9, 10**6
+    for n in (8, 9):  # appended to the same five-structure basis
+        model.fit(frames[:n], results[:n])
+        again.fit(frames[:n], results[:n])
+        np.testing.assert_array_equal(again.coef_, model.coef_)
+    assert again._ridge.updates_since == model._ridge.updates_since == 4
+    assert again.predict(frames[-1]).spread["energy"] == model.predict(frames[-1]).spread["energy"]
+
+
+@pytest.mark.parametrize("forces", [False, True])
+def test_a_refit_reuses_the_features_of_a_structure_the_model_just_predicted(methane, forces):
+    """The structure an audit hands to the target was predicted a moment before: the refit that
+    folds it in takes the features computed then (force derivatives too, where the fit learns
+    forces) instead of describing it again, and fits what a model that described it would."""
+    frames = fixed_sequence(methane, 16, amplitude=0.02, seed=11)
+    results = _labelled(frames)
+    if not forces:
+        results = [{"energy": r["energy"]} for r in results]
+    reused, fresh = SOAPBayesianRidge().fit(frames[:10], results[:10]), SOAPBayesianRidge().fit(frames[:10], results[:10])
+    described = []
+    inner = reused._features
+    reused._features = lambda atoms, d: described.append(d) or inner(atoms, d)
+    for n in range(10, 14):
+        reused.predict(frames[n], ["energy", "forces"] if forces else ["energy"])
+        described.clear()
+        reused.fit(frames[:n + 1], results[:n + 1])
+        fresh.fit(frames[:n + 1], results[:n + 1])
+        assert described == []
+        np.testing.assert_array_equal(reused.coef_, fresh.coef_)
+    reused.predict(frames[14], ["energy"])  # no derivatives predicted: a fit on forces computes them
+    described.clear()
+    reused.fit(frames[:15], results[:15])
+    assert described == ([True] if forces else [])
+    for k in range(40):  # the kept features stay a few
+        reused.predict(fixed_sequence(methane, 1, amplitude=0.02, seed=100 + k)[0])
+    assert 0 < len(reused._predicted) <= SOAPBayesianRidge.PREDICTIONS_KEPT
+
+
 def test_low_rank_refits_keep_the_covariance_array_and_stay_symmetric(methane):
     """A refit that folds in a structure or two rewrites the surrogate's covariance where it is
     (a new square array per refit costs more than the update's arithmetic) and keeps it
     symmetric to rounding; an optimisation on schedule gives it a new one."""
     frames = fixed_sequence(methane, 30, amplitude=0.02, seed=5)
     results = _labelled(frames)
-    model = SOAPBayesianRidge(fit_forces=False).fit(frames[:20], results[:20])
+    model = SOAPBayesianRidge().fit(frames[:20], results[:20])  # with forces: more rows than features
+    assert model._gram is not None and isinstance(model._ridge.covariance_, np.ndarray)
     model._ridge.regrow, model._ridge.every = 1e9, 10**6  # updates only from here on
     sigma, gram = model.sigma_, model._gram
     for n in (21, 23, 26):
-        model.fit(frames[:n], [{"energy": r["energy"]} for r in results[:n]])
+        model.fit(frames[:n], results[:n])
         assert model.sigma_ is sigma and model._gram is gram
         assert np.abs(sigma - sigma.T).max() <= 1e-12 * np.abs(sigma).max()
     assert model._ridge.optimisations == 1 and model._ridge.updates_since == 3

@@ -54,15 +54,15 @@ from dscribe.descriptors import SOAP
 
 from .base import (FittedState, Prediction, Surrogate, WorkloadSize, check_training_set, isolated_copy,
                    mean_neighbours, structure_key)
-from .evidence import EvidenceRidge, add_outer
+from .evidence import EvidenceRidge, LowRankCovariance, add_outer, variance
 
 __all__ = ["SOAPBayesianRidge", "posterior"]
 
 
-def posterior(row: np.ndarray, w: np.ndarray, cov: np.ndarray) -> tuple[float, float]:
+def posterior(row: np.ndarray, w: np.ndarray, cov: np.ndarray | LowRankCovariance) -> tuple[float, float]:
     """Posterior mean ``row . w`` and standard deviation ``sqrt(row Sigma row)`` of a Bayesian
-    linear model at one feature row."""
-    return float(row @ w), float(np.sqrt(max(row @ cov @ row, 0.0)))
+    linear model at one feature row (``cov`` a square array or kept low-rank)."""
+    return float(row @ w), float(np.sqrt(max(variance(cov, row), 0.0)))
 
 
 #: SOAP resolutions a run whose model lost capacity may move up to, in order
@@ -92,6 +92,9 @@ class SOAPBayesianRidge(Surrogate):
     # forces, leaving the pools as they are slowed neither the target nor the prediction
     predicts_on_one_thread = False
 
+    PREDICTIONS_KEPT = 32  # features of this many newest predictions are kept for a refit
+    PREDICTED_BYTES = 8 << 20  # and of these bytes of force derivatives at most
+
     def __init__(
         self,
         r_cut: float = 5.0,
@@ -112,12 +115,15 @@ class SOAPBayesianRidge(Surrogate):
         self.species_: tuple[str, ...] = ()
         self.periodic_: bool | None = None
         self.coef_: np.ndarray | None = None  # posterior mean of the weights (features + intercept)
-        self.sigma_: np.ndarray | None = None  # posterior covariance of the weights
         self._soap: SOAP | None = None
         self._cache: dict[bytes, tuple[np.ndarray, np.ndarray | None]] = {}
+        # features of the newest predictions: a structure the target is asked next (an audit, a
+        # call the gate refused) joins the training set, whose refit then need not describe it again
+        self._predicted: dict[bytes, tuple[np.ndarray, np.ndarray | None]] = {}
         self._layouts: dict[tuple[bytes, tuple[str, ...]], tuple[frozenset[str], list[np.ndarray], np.ndarray]] = {}
-        self._gram: np.ndarray | None = None  # [A b]^T [A b] of every design row so far
+        self._gram: np.ndarray | None = None  # [A b]^T [A b] of every design row, once they outnumber A's columns
         self._design: np.ndarray | None = None  # A itself, while it has fewer rows than columns
+        self._design_y: np.ndarray | None = None  # and b
         self._acc_keys: list[bytes] = []
         self._n_rows = 0
         self._basis_size = 0
@@ -178,6 +184,7 @@ class SOAPBayesianRidge(Surrogate):
         state = dict(self.__dict__)
         state["_soap"] = None
         state["_cache"] = {}
+        state["_predicted"] = {}
         state["_layouts"] = {}
         return state
 
@@ -186,6 +193,8 @@ class SOAPBayesianRidge(Surrogate):
         self.__dict__.setdefault("_layouts", {})
         self.__dict__.setdefault("baseline_feature", False)
         self.__dict__.setdefault("with_baseline_", False)
+        self.__dict__.setdefault("_design_y", None)
+        self.__dict__.setdefault("_predicted", {})
         if self.species_:
             self._soap = self._make_soap(self.species_, bool(self.periodic_))
 
@@ -193,6 +202,12 @@ class SOAPBayesianRidge(Surrogate):
     @property
     def is_fitted(self) -> bool:
         return self.coef_ is not None
+
+    @property
+    def sigma_(self) -> np.ndarray | None:
+        """Posterior covariance of the weights, as a square array (the model keeps it low-rank
+        while its rows are fewer than its features, and forms this only when asked)."""
+        return self._ridge.sigma_ if self.coef_ is not None else None
 
     @property
     def uses_baseline(self) -> bool:  # type: ignore[override]
@@ -278,8 +293,10 @@ class SOAPBayesianRidge(Surrogate):
         (:class:`~.evidence.EvidenceRidge`: the evidence maximum on a schedule,
         a Cholesky solve at fixed hyperparameters in between), which gives the
         posterior of the full design matrix at O(p^3) cost; while the rows are
-        fewer than the features they are kept too, and the evidence maximum
-        comes from their own small product, at O(m^2 p).  Feature scaling and
+        fewer than the features they are kept instead of the Gram matrix, the
+        evidence maximum comes from their own small product, at O(m^2 p), and
+        the covariance stays the prior's plus a term of rank m (a refit and a
+        prediction's variance cost O(m p), not O(p^2)).  Feature scaling and
         reference energies are frozen between rebuilds; a rebuild from scratch
         happens when species or periodicity change, when the data were not
         appended, whenever the set has doubled, up to 256 structures, and when the
@@ -317,6 +334,7 @@ class SOAPBayesianRidge(Surrogate):
                 self.species_, self.periodic_ = species_t, periodic_flag
                 self._soap = self._make_soap(species_t, periodic_flag)
                 self._cache.clear()
+                self._predicted.clear()
         keys = self._acc_keys[:n_old] if appended else []
         keys += [structure_key(a) for a in images[first:]]
         if not appended:
@@ -325,29 +343,57 @@ class SOAPBayesianRidge(Surrogate):
             self._ridge = EvidenceRidge()
             self.with_baseline_ = with_base
             self._set_basis(described, results, bases)
-            self._gram, self._design, self._n_rows = None, None, 0
+            self._gram, self._design, self._design_y, self._n_rows = None, None, None, 0
             self._basis_size = len(images)
         if not described:  # nothing new to fold in
-            self.coef_, self.sigma_ = self._solve(np.empty((0, len(self._gram) - 1)))
+            self.coef_ = self._solve(np.empty((0, len(self._mu) + 1 + self.with_baseline_)))
             return
         A, b = self._rows(described, results[first:], None if bases is None else bases[first:])
-        block = np.column_stack([A, b])
-        self._gram = block.T @ block if self._gram is None else add_outer(self._gram, block.T)
-        # the rows make the evidence maximum cheap while fewer than the columns (EvidenceRidge)
-        rows = A if self._n_rows == 0 else None if self._design is None else np.vstack([self._design, A])
-        self._design = rows if rows is not None and len(rows) < A.shape[1] else None
+        self._fold(A, b)
         self._n_rows += len(A)
         self._acc_keys = keys
-        self.coef_, self.sigma_ = self._solve(A)
+        self.coef_ = self._solve(A)
+
+    def _fold(self, A: np.ndarray, b: np.ndarray) -> None:
+        """Add rows to the statistics: to the kept design while the rows are fewer than the
+        columns (the evidence maximum then comes cheap from them, and no Gram matrix is kept: it
+        would cost the columns squared on every refit), else to the Gram matrix of ``[A b]``."""
+        if self._gram is None and (self._n_rows == 0 or self._design is not None):
+            rows = A if self._n_rows == 0 else np.vstack([self._design, A])
+            ys = b if self._n_rows == 0 else np.concatenate([self._design_y, b])
+            if len(rows) < A.shape[1]:
+                self._design, self._design_y = rows, ys
+                return
+            A, b = rows, ys  # as many rows as columns now: the Gram matrix of them all from here on
+        block = np.column_stack([A, b])
+        self._gram = block.T @ block if self._gram is None else add_outer(self._gram, block.T)
+        self._design = self._design_y = None
+
+    def _full_gram(self) -> np.ndarray:
+        """``[A b]^T [A b]`` of every row (formed from the kept design where there is no Gram)."""
+        if self._gram is not None:
+            return self._gram
+        block = np.column_stack([self._design, self._design_y])
+        return block.T @ block
 
     def _cached_features(self, atoms: Atoms, res: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
         want_d = self.fit_forces and not self.periodic_ and "forces" in res
         key = structure_key(atoms)
         cached = self._cache.get(key)
+        if cached is None:
+            cached = self._predicted.get(key)
         if cached is None or (want_d and cached[1] is None):
             cached = self._features(atoms, want_d)
             self._cache[key] = cached
         return cached[0], (cached[1] if want_d else None)
+
+    def _remember_prediction(self, atoms: Atoms, x: np.ndarray, dx: np.ndarray | None) -> None:
+        """Keep the features of the newest predictions (a few, and a few megabytes at most)."""
+        if len(self._predicted) >= self.PREDICTIONS_KEPT or (
+                dx is not None and dx.nbytes * len(self._predicted) > self.PREDICTED_BYTES):
+            self._predicted.clear()
+        if dx is None or dx.nbytes <= self.PREDICTED_BYTES:
+            self._predicted[structure_key(atoms)] = (x, dx)
 
     def _set_basis(self, images: Sequence[Atoms], results: Sequence[Mapping[str, Any]],
                    bases: Sequence[Mapping[str, Any]] | None = None) -> None:
@@ -417,15 +463,18 @@ class SOAPBayesianRidge(Surrogate):
         g = -dx.reshape(-1, dx.shape[-1]) / self._scale
         return row, g if dz is None else np.column_stack([g, dz])
 
-    def _solve(self, new_rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The Bayesian ridge posterior (mean and covariance of the weights) from the Gram matrix
-        of ``[A b]``: ``A^T A``, ``A^T b`` and ``|b|^2`` with the true row count (``new_rows``:
-        the rows of ``A`` added since the last solve)."""
+    def _solve(self, new_rows: np.ndarray | None = None) -> np.ndarray:
+        """The Bayesian ridge posterior mean of the weights (the covariance stays the ridge's:
+        its next low-rank update rewrites it in place) from the statistics of ``[A b]``: ``A^T A``
+        (or ``A`` itself), ``A^T b`` and ``|b|^2`` with the true row count (``new_rows``: the rows
+        of ``A`` added since the last solve)."""
         g = self._gram
-        coef, sigma = self._ridge.solve(g[:-1, :-1], g[:-1, -1], float(g[-1, -1]), self._n_rows, new_rows,
-                                        rows=self._design)
-        # the ridge's own arrays: its next low-rank update rewrites the covariance in place
-        return coef, sigma
+        if g is None:
+            A, b = self._design, self._design_y
+            coef, _ = self._ridge.solve(None, A.T @ b, float(b @ b), self._n_rows, new_rows, rows=A)
+        else:
+            coef, _ = self._ridge.solve(g[:-1, :-1], g[:-1, -1], float(g[-1, -1]), self._n_rows, new_rows)
+        return coef
 
     def predict(self, atoms: Atoms, properties: Sequence[str] | None = None,
                 baseline: Mapping[str, Any] | None = None) -> Prediction:
@@ -438,7 +487,8 @@ class SOAPBayesianRidge(Surrogate):
         atoms = self._as_described(atoms)
         z, dz = self._base_feature(atoms, baseline, want_f) if self.with_baseline_ else (None, None)
         x, dx = self._features(atoms, want_f)
-        w, cov = self.coef_, self.sigma_
+        self._remember_prediction(atoms, x, dx)
+        w, cov = self.coef_, self._ridge.covariance_
         row, g = self._structure_rows(x, dx, z, dz)
         mean, std = posterior(row, w, cov)
         results: dict[str, Any] = {"energy": float(self._counts(atoms) @ self._e_ref + self._y_mean + mean)}
@@ -446,7 +496,7 @@ class SOAPBayesianRidge(Surrogate):
         if g is not None:
             n = len(atoms)
             results["forces"] = (g @ w[:-1]).reshape(n, 3)
-            var = ((g @ cov[:-1, :-1]) * g).sum(axis=1)
+            var = variance(cov, np.column_stack([g, np.zeros(len(g))]))  # no intercept in a force row
             spread["forces"] = np.sqrt(np.clip(var, 0.0, None)).reshape(n, 3)
         return Prediction(results=results, spread=spread)
 
@@ -456,14 +506,20 @@ class SOAPBayesianRidge(Surrogate):
         posterior, so a reopened run predicts and refits exactly as the original would have."""
         if not self.is_fitted:
             return None
-        arrays = {"coef": self.coef_, "sigma": self.sigma_, "gram": self._gram, "e_ref": self._e_ref,
+        cov = self._ridge.covariance_
+        # a low-rank covariance is written as its parts: a resumed run goes on from the same form
+        parts = ({"sigma_basis": cov.basis, "sigma_weights": cov.weights} if isinstance(cov, LowRankCovariance)
+                 else {"sigma": cov})
+        arrays = {"coef": self.coef_, **parts, "gram": self._full_gram(), "e_ref": self._e_ref,
                   "mu": self._mu, "scale": self._scale,
                   "keys": np.frombuffer(b"".join(self._acc_keys), np.uint8).reshape(len(self._acc_keys), -1)}
         if self._design is not None:
-            arrays["design"] = self._design
+            arrays["design"], arrays["design_y"] = self._design, self._design_y
         meta = {"species": list(self.species_), "periodic": bool(self.periodic_), "y_mean": self._y_mean,
                 "n_rows": self._n_rows, "basis_size": self._basis_size, "evidence": self._ridge.state(),
                 "with_baseline": bool(self.with_baseline_)}
+        if isinstance(cov, LowRankCovariance):
+            meta["sigma_scale"] = cov.scale
         if self.with_baseline_:
             arrays["base_ref"] = self._base_ref
             meta.update(base_mu=self._base_mu, base_scale=self._base_scale)
@@ -473,15 +529,21 @@ class SOAPBayesianRidge(Surrogate):
         a, m = state.arrays, state.meta
         self.species_, self.periodic_ = tuple(m["species"]), bool(m["periodic"])
         self._soap = self._make_soap(self.species_, self.periodic_)
-        self.coef_, self.sigma_ = np.array(a["coef"], float), np.array(a["sigma"], float)
+        self.coef_ = np.array(a["coef"], float)
+        sigma = (np.array(a["sigma"], float) if "sigma" in a else
+                 LowRankCovariance(float(m["sigma_scale"]), np.array(a["sigma_basis"], float),
+                                   np.array(a["sigma_weights"], float)))
         if "gram" in a:
             self._gram = np.array(a["gram"], float)
         else:  # a store written when the factor was kept triangular: R^T R is the same statistic
             R = np.array(a["acc"], float)
             self._gram = R.T @ R
-        # without the rows (a store written before they were kept) the next optimisation works
-        # from the Gram matrix alone: the same posterior, at a larger cost
-        self._design = np.array(a["design"], float) if "design" in a else None
+        # without the rows and their targets (a store written before they were kept) the next
+        # optimisation works from the Gram matrix alone: the same posterior, at a larger cost
+        self._design = self._design_y = None
+        if "design" in a and "design_y" in a:
+            self._design, self._design_y = np.array(a["design"], float), np.array(a["design_y"], float)
+            self._gram = None
         self._e_ref = np.array(a["e_ref"], float)
         self._mu, self._scale = np.array(a["mu"], float), np.array(a["scale"], float)
         self._acc_keys = [bytes(row) for row in np.asarray(a["keys"], np.uint8)]
@@ -494,7 +556,7 @@ class SOAPBayesianRidge(Surrogate):
         self._ridge.load_state(m.get("evidence", {}))
         # the covariance the next low-rank update starts from: without it the resumed run's next
         # refit would solve afresh and round differently from the uninterrupted one
-        self._ridge.coef_, self._ridge.sigma_ = self.coef_.copy(), self.sigma_.copy()
+        self._ridge.coef_, self._ridge.covariance_ = self.coef_.copy(), sigma
         self._cache = {}
 
     def call_cost(self, atoms: Atoms) -> list[WorkloadSize]:
