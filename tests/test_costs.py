@@ -276,6 +276,7 @@ def test_a_low_rank_soap_model_predicts_as_its_square_covariance_does_and_refits
         np.testing.assert_allclose(low.spread["forces"], full.spread["forces"], rtol=1e-6, atol=1e-12)
     state = model.fitted_state()
     assert "sigma" not in state.arrays and "sigma_basis" in state.arrays and "design_y" in state.arrays
+    assert "gram" not in state.arrays  # (the rows give it)
     again = SOAPBayesianRidge()
     again.restore_fitted_state(state)
     assert isinstance(again._ridge.covariance_, LowRankCovariance) and again._gram is None
@@ -293,7 +294,7 @@ def test_a_refit_reuses_the_features_of_a_structure_the_model_just_predicted(met
     """The structure an audit hands to the target was predicted a moment before: the refit that
     folds it in takes the features computed then (force derivatives too, where the fit learns
     forces) instead of describing it again, and fits what a model that described it would."""
-    frames = fixed_sequence(methane, 16, amplitude=0.02, seed=11)
+    frames = fixed_sequence(methane, 20, amplitude=0.02, seed=11)
     results = _labelled(frames)
     if not forces:
         results = [{"energy": r["energy"]} for r in results]
@@ -315,6 +316,9 @@ def test_a_refit_reuses_the_features_of_a_structure_the_model_just_predicted(met
     for k in range(40):  # the kept features stay a few
         reused.predict(fixed_sequence(methane, 1, amplitude=0.02, seed=100 + k)[0])
     assert 0 < len(reused._predicted) <= SOAPBayesianRidge.PREDICTIONS_KEPT
+    described.clear()  # the predictions' features folded in are kept with the training set's:
+    reused.fit(frames, results)  # a rebuild at twice the first fit's size describes the new ones only
+    assert len(described) == 5
 
 
 def test_low_rank_refits_keep_the_covariance_array_and_stay_symmetric(methane):

@@ -346,7 +346,7 @@ class SOAPBayesianRidge(Surrogate):
             self._gram, self._design, self._design_y, self._n_rows = None, None, None, 0
             self._basis_size = len(images)
         if not described:  # nothing new to fold in
-            self.coef_ = self._solve(np.empty((0, len(self._mu) + 1 + self.with_baseline_)))
+            self.coef_ = self._solve(np.empty((0, len(self.coef_))))
             return
         A, b = self._rows(described, results[first:], None if bases is None else bases[first:])
         self._fold(A, b)
@@ -380,11 +380,11 @@ class SOAPBayesianRidge(Surrogate):
         want_d = self.fit_forces and not self.periodic_ and "forces" in res
         key = structure_key(atoms)
         cached = self._cache.get(key)
-        if cached is None:
+        if cached is None:  # a structure just predicted: its features join the training set's
             cached = self._predicted.get(key)
         if cached is None or (want_d and cached[1] is None):
             cached = self._features(atoms, want_d)
-            self._cache[key] = cached
+        self._cache[key] = cached
         return cached[0], (cached[1] if want_d else None)
 
     def _remember_prediction(self, atoms: Atoms, x: np.ndarray, dx: np.ndarray | None) -> None:
@@ -510,11 +510,12 @@ class SOAPBayesianRidge(Surrogate):
         # a low-rank covariance is written as its parts: a resumed run goes on from the same form
         parts = ({"sigma_basis": cov.basis, "sigma_weights": cov.weights} if isinstance(cov, LowRankCovariance)
                  else {"sigma": cov})
-        arrays = {"coef": self.coef_, **parts, "gram": self._full_gram(), "e_ref": self._e_ref,
-                  "mu": self._mu, "scale": self._scale,
+        # the statistics as the model keeps them: its rows while fewer than its features, else
+        # the Gram matrix of [A b]
+        stats = ({"gram": self._gram} if self._gram is not None else
+                 {"design": self._design, "design_y": self._design_y})
+        arrays = {"coef": self.coef_, **parts, **stats, "e_ref": self._e_ref, "mu": self._mu, "scale": self._scale,
                   "keys": np.frombuffer(b"".join(self._acc_keys), np.uint8).reshape(len(self._acc_keys), -1)}
-        if self._design is not None:
-            arrays["design"], arrays["design_y"] = self._design, self._design_y
         meta = {"species": list(self.species_), "periodic": bool(self.periodic_), "y_mean": self._y_mean,
                 "n_rows": self._n_rows, "basis_size": self._basis_size, "evidence": self._ridge.state(),
                 "with_baseline": bool(self.with_baseline_)}
@@ -533,17 +534,16 @@ class SOAPBayesianRidge(Surrogate):
         sigma = (np.array(a["sigma"], float) if "sigma" in a else
                  LowRankCovariance(float(m["sigma_scale"]), np.array(a["sigma_basis"], float),
                                    np.array(a["sigma_weights"], float)))
-        if "gram" in a:
+        self._gram = self._design = self._design_y = None
+        if "design" in a and "design_y" in a:
+            self._design, self._design_y = np.array(a["design"], float), np.array(a["design_y"], float)
+        elif "gram" in a:
+            # without the rows and their targets (a store written before they were kept) the next
+            # optimisation works from the Gram matrix alone: the same posterior, at a larger cost
             self._gram = np.array(a["gram"], float)
         else:  # a store written when the factor was kept triangular: R^T R is the same statistic
             R = np.array(a["acc"], float)
             self._gram = R.T @ R
-        # without the rows and their targets (a store written before they were kept) the next
-        # optimisation works from the Gram matrix alone: the same posterior, at a larger cost
-        self._design = self._design_y = None
-        if "design" in a and "design_y" in a:
-            self._design, self._design_y = np.array(a["design"], float), np.array(a["design_y"], float)
-            self._gram = None
         self._e_ref = np.array(a["e_ref"], float)
         self._mu, self._scale = np.array(a["mu"], float), np.array(a["scale"], float)
         self._acc_keys = [bytes(row) for row in np.asarray(a["keys"], np.uint8)]
